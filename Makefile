@@ -1,0 +1,48 @@
+# nasmed: two commands do all the set-up on a fresh machine.
+#   make demo   install, then search on the embedded synthetic task and report
+#   make test   install, lint (ruff), type-check (mypy), run the tests (pytest)
+#
+# The install goes into ./.venv. Torch is installed first and only if the venv has none:
+# TORCH_SPEC defaults to the CPU build pinned for this project. On a GPU machine, install your
+# CUDA build of torch into .venv first (see README), and nothing here will replace it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?= -n 2
+DEMO_OUT ?= demo_out
+
+.PHONY: install demo test lint typecheck pytest figures clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,notebooks]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/nasmed demo --out $(DEMO_OUT)
+
+lint: install
+	$(VENV)/bin/ruff check nasmed decathlon searchspaces tests benchmarks
+	$(VENV)/bin/ruff format --check nasmed decathlon searchspaces tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+figures: install
+	$(PY) docs/make_figures.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,40 @@
+"""Options and helpers shared by every verb: -v/-q, --seed, --device, logging set-up."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from decathlon.errors import DecathlonError
+from nasmed.errors import NasmedError
+from searchspaces.errors import SpaceError
+
+__all__ = ["USER_ERRORS", "add_common", "add_device", "add_seed", "setup_logging"]
+
+USER_ERRORS: tuple[type[Exception], ...] = (DecathlonError, NasmedError, SpaceError)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Add ``-v/--verbose`` (repeatable) and ``-q/--quiet``."""
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+
+def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
+    """Add ``--seed`` for verbs that draw random numbers."""
+    parser.add_argument(
+        "--seed", type=int, default=default, help=f"random seed (default {default})"
+    )
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device`` for verbs that run torch."""
+    parser.add_argument(
+        "--device", default="auto", help="torch device: auto (cuda if present), cpu, cuda, cuda:1"
+    )
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Configure the root logger for the command line."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)

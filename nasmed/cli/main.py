@@ -1,0 +1,56 @@
+"""Entry point of the ``nasmed`` console script.
+
+Each verb group lives in its own module of :mod:`nasmed.cli` and exposes
+``register(subparsers)``, which adds its verbs; a verb's parser carries ``func(args) -> int``.
+User errors (:class:`decathlon.errors.DecathlonError`, :class:`nasmed.errors.NasmedError`,
+:class:`searchspaces.SpaceError`) print one line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from nasmed import __version__
+from nasmed.cli.common import USER_ERRORS, setup_logging
+
+__all__ = ["build_parser", "main"]
+
+# Verb groups, in the order `nasmed --help` lists them.
+VERB_MODULES: tuple[str, ...] = ("nasmed.cli.data",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full ``nasmed`` parser with every verb registered."""
+    parser = argparse.ArgumentParser(
+        prog="nasmed",
+        description="Neural architecture search for 3D medical image segmentation.",
+    )
+    parser.add_argument("--version", action="version", version=f"nasmed {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for name in VERB_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"nasmed {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        logging.getLogger("nasmed").warning("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
