@@ -1,0 +1,1 @@
+"""Training infrastructure shared by search and training: checkpoints, history, losses."""
