@@ -1,0 +1,586 @@
+"""Task folders: parse ``dataset.json`` (MSD or nnU-Net v2 raw) into a typed :class:`Task`.
+
+An MSD task folder holds ``dataset.json``, ``imagesTr/``, ``labelsTr/`` and ``imagesTs/``; each
+case is one image file (3D, or 4D with the channels last) and, for training cases, one label file.
+An nnU-Net v2 raw folder stores one file per channel (``case_0000.nii.gz``, ``case_0001.nii.gz``)
+and lists no cases in ``dataset.json``; they are discovered from ``imagesTr/`` and ``labelsTr/``.
+
+The quirks of the official MSD files are accepted: ``"relase"`` for ``"release"``, ``test`` as a
+list of strings (or of ``{"image": ...}`` objects), ``"./"`` prefixes, and macOS ``"._"`` debris
+files, which are ignored wherever they appear.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from decathlon.errors import DatasetError
+from decathlon.io import Image, image_suffix, read_image, strip_suffix
+
+if TYPE_CHECKING:
+    from decathlon.tasks import MSDTask
+
+__all__ = [
+    "AFFINE_ATOL",
+    "Case",
+    "Task",
+    "check_label_values",
+    "is_debris",
+    "load_task",
+    "read_case",
+]
+
+log = logging.getLogger(__name__)
+
+DATASET_JSON = "dataset.json"
+
+# Affines of an image and its label (or of the channel files of one case) may differ by this
+# many millimetres (absolute, per matrix entry) before they count as different grids.
+AFFINE_ATOL = 1e-3
+AFFINE_RTOL = 1e-4
+
+_CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+
+
+def is_debris(path: str | os.PathLike[str]) -> bool:
+    """True for macOS resource-fork debris (``._name``) and other hidden files."""
+    return Path(path).name.startswith(".")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case of a task.
+
+    Args:
+        name: the case id (``"spleen_12"``): the file name without its suffix (and, for nnU-Net
+            raw folders, without the ``_0000`` channel index).
+        images: the image files; one for MSD (3D, or 4D with channels last), one per channel for
+            nnU-Net raw folders.
+        label: the label file, ``None`` for test cases.
+    """
+
+    name: str
+    images: tuple[Path, ...]
+    label: Path | None = None
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of the case: the images, then the label if any."""
+        return self.images + ((self.label,) if self.label is not None else ())
+
+
+@dataclass(frozen=True)
+class Task:
+    """A parsed task folder.
+
+    Args:
+        root: the task folder.
+        name: the task name from ``dataset.json`` (the folder name if it has none).
+        modalities: modality names, index = channel (``("CT",)``, ``("FLAIR", "T1w", ...)``).
+        labels: label value -> name, including ``0: "background"``.
+        training: the training cases (with labels).
+        test: the test cases (without labels).
+        layout: ``"msd"`` or ``"nnunet"``.
+        tensor_image_size: ``"3D"`` or ``"4D"`` (MSD's ``tensorImageSize``).
+        metadata: the remaining ``dataset.json`` fields (description, reference, licence, release).
+        warnings: non-fatal problems found while parsing (one line each).
+        msd: the official MSD task this folder is, recognised by name, or ``None``.
+    """
+
+    root: Path
+    name: str
+    modalities: tuple[str, ...]
+    labels: dict[int, str]
+    training: tuple[Case, ...]
+    test: tuple[Case, ...]
+    layout: str = "msd"
+    tensor_image_size: str = "3D"
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    msd: MSDTask | None = field(default=None, compare=False)
+
+    @property
+    def num_channels(self) -> int:
+        """Number of image channels (modalities)."""
+        return len(self.modalities)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background."""
+        return len(self.labels)
+
+    @property
+    def foreground_labels(self) -> tuple[int, ...]:
+        """The label values other than background, ascending."""
+        return tuple(sorted(v for v in self.labels if v != 0))
+
+    @property
+    def cases(self) -> tuple[Case, ...]:
+        """Training cases, then test cases."""
+        return self.training + self.test
+
+    @property
+    def dataset_json(self) -> Path:
+        """The task's ``dataset.json``."""
+        return self.root / DATASET_JSON
+
+    def case(self, name: str) -> Case:
+        """The case called ``name`` (training or test).
+
+        Raises:
+            DatasetError: no such case.
+        """
+        for c in self.cases:
+            if c.name == name:
+                return c
+        raise DatasetError(f"{self.dataset_json}: no case named {name!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# dataset.json parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing dataset.json; is {path.parent} a task folder?")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
+        ) from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: top level must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _require(data: dict[str, Any], key: str, path: Path, what: str) -> Any:
+    if key not in data:
+        raise DatasetError(f"{path}: missing required field {key!r} ({what})")
+    return data[key]
+
+
+def _int_key(key: Any, path: Path, fieldname: str) -> int:
+    try:
+        value = int(str(key).strip())
+    except ValueError:
+        raise DatasetError(
+            f"{path}: field {fieldname!r} has key {key!r}; keys must be integers"
+        ) from None
+    if value < 0:
+        raise DatasetError(f"{path}: field {fieldname!r} has negative key {key!r}")
+    return value
+
+
+def _parse_modalities(raw: Any, path: Path, fieldname: str) -> tuple[str, ...]:
+    if isinstance(raw, list):
+        names = [str(v) for v in raw]
+    elif isinstance(raw, dict):
+        indexed = {_int_key(k, path, fieldname): str(v) for k, v in raw.items()}
+        if sorted(indexed) != list(range(len(indexed))):
+            raise DatasetError(
+                f"{path}: field {fieldname!r} keys {sorted(indexed)} must be 0..{len(indexed) - 1}"
+            )
+        names = [indexed[i] for i in range(len(indexed))]
+    else:
+        raise DatasetError(f'{path}: field {fieldname!r} must be an object such as {{"0": "CT"}}')
+    if not names:
+        raise DatasetError(f"{path}: field {fieldname!r} is empty; declare at least one channel")
+    return tuple(names)
+
+
+def _check_label_map(labels: dict[int, str], path: Path) -> dict[int, str]:
+    values = sorted(labels)
+    if not values or values[0] != 0:
+        raise DatasetError(f"{path}: field 'labels' must declare 0 (background)")
+    if values != list(range(len(values))):
+        raise DatasetError(
+            f"{path}: field 'labels' values {values} must be consecutive 0..{len(values) - 1}"
+        )
+    if len(values) < 2:
+        raise DatasetError(f"{path}: field 'labels' declares no foreground class")
+    return {v: labels[v] for v in values}
+
+
+def _parse_msd_labels(raw: Any, path: Path) -> dict[int, str]:
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: field 'labels' must be an object such as {{\"0\": ...}}")
+    return _check_label_map({_int_key(k, path, "labels"): str(v) for k, v in raw.items()}, path)
+
+
+def _parse_nnunet_labels(raw: Any, path: Path) -> dict[int, str]:
+    if not isinstance(raw, dict):
+        raise DatasetError(
+            f"{path}: field 'labels' must be an object such as {{\"background\": 0, ...}}"
+        )
+    labels: dict[int, str] = {}
+    for name, value in raw.items():
+        if isinstance(value, list | tuple):
+            raise DatasetError(
+                f"{path}: field 'labels' entry {name!r} is a region (list of labels); "
+                "region-based labels are not supported"
+            )
+        try:
+            v = int(value)
+        except (TypeError, ValueError):
+            raise DatasetError(
+                f"{path}: field 'labels' entry {name!r} must be an integer, not {value!r}"
+            ) from None
+        if v in labels:
+            raise DatasetError(f"{path}: field 'labels' declares value {v} twice")
+        labels[v] = str(name)
+    return _check_label_map(labels, path)
+
+
+def _resolve(root: Path, entry: Any, path: Path, where: str) -> Path:
+    if not isinstance(entry, str) or not entry.strip():
+        raise DatasetError(f"{path}: {where} must be a file path string, not {entry!r}")
+    rel = entry.strip()
+    while rel.startswith("./"):
+        rel = rel[2:]
+    p = Path(rel)
+    return p if p.is_absolute() else root / p
+
+
+def _parse_msd_cases(
+    root: Path, raw: Any, path: Path, fieldname: str, with_label: bool
+) -> list[Case]:
+    if not isinstance(raw, list):
+        raise DatasetError(f"{path}: field {fieldname!r} must be a list")
+    cases: list[Case] = []
+    for i, entry in enumerate(raw):
+        where = f"{fieldname}[{i}]"
+        label: Path | None = None
+        if isinstance(entry, dict):
+            image = _resolve(
+                root,
+                _require(entry, "image", path, f"{where} needs an image"),
+                path,
+                f"{where}.image",
+            )
+            if with_label:
+                label = _resolve(
+                    root,
+                    _require(entry, "label", path, f"{where} needs a label"),
+                    path,
+                    f"{where}.label",
+                )
+        elif isinstance(entry, str) and not with_label:
+            image = _resolve(root, entry, path, where)
+        else:
+            shape = '{"image": ..., "label": ...}' if with_label else '"./imagesTs/x.nii.gz"'
+            raise DatasetError(f"{path}: {where} must look like {shape}, not {entry!r}")
+        if is_debris(image):
+            continue
+        cases.append(Case(strip_suffix(image), (image,), label))
+    return cases
+
+
+def _parse_msd(root: Path, data: dict[str, Any], path: Path) -> dict[str, Any]:
+    modalities = _parse_modalities(
+        _require(data, "modality", path, 'channel names such as {"0": "CT"}'), path, "modality"
+    )
+    labels = _parse_msd_labels(
+        _require(data, "labels", path, 'such as {"0": "background", "1": "spleen"}'), path
+    )
+    training = _parse_msd_cases(
+        root,
+        _require(data, "training", path, "the list of training cases"),
+        path,
+        "training",
+        with_label=True,
+    )
+    test = _parse_msd_cases(root, data.get("test", []), path, "test", with_label=False)
+    tis = data.get("tensorImageSize", "4D" if len(modalities) > 1 else "3D")
+    tis = str(tis).strip().upper()
+    if tis not in ("3D", "4D"):
+        raise DatasetError(
+            f"{path}: field 'tensorImageSize' is {data.get('tensorImageSize')!r}; "
+            'expected "3D" or "4D"'
+        )
+    return {
+        "modalities": modalities,
+        "labels": labels,
+        "training": training,
+        "test": test,
+        "layout": "msd",
+        "tensor_image_size": tis,
+    }
+
+
+def _scan_channels(folder: Path, ending: str, num_channels: int, path: Path) -> list[Case]:
+    if not folder.is_dir():
+        return []
+    groups: dict[str, dict[int, Path]] = {}
+    for f in sorted(folder.iterdir()):
+        if is_debris(f) or not f.name.endswith(ending):
+            continue
+        m = _CHANNEL_RE.match(f.name[: -len(ending)])
+        if m is None:
+            raise DatasetError(
+                f"{f}: nnU-Net raw image names must end in _XXXX{ending} (the channel index)"
+            )
+        groups.setdefault(m["case"], {})[int(m["channel"])] = f
+    cases = []
+    for name, channels in sorted(groups.items()):
+        images = []
+        for c in range(num_channels):
+            if c not in channels:
+                raise DatasetError(
+                    f"{folder / f'{name}_{c:04d}{ending}'}: missing channel {c} of case {name!r} "
+                    f"({path} declares {num_channels} channels)"
+                )
+            images.append(channels[c])
+        extra = sorted(set(channels) - set(range(num_channels)))
+        if extra:
+            raise DatasetError(
+                f"{channels[extra[0]]}: channel {extra[0]} of case {name!r} is not declared in "
+                f"{path} 'channel_names' ({num_channels} channels)"
+            )
+        cases.append(Case(name, tuple(images), None))
+    return cases
+
+
+def _parse_nnunet(root: Path, data: dict[str, Any], path: Path) -> dict[str, Any]:
+    modalities = _parse_modalities(
+        _require(data, "channel_names", path, 'such as {"0": "CT"}'), path, "channel_names"
+    )
+    labels = _parse_nnunet_labels(
+        _require(data, "labels", path, 'such as {"background": 0, "spleen": 1}'), path
+    )
+    ending = str(_require(data, "file_ending", path, 'such as ".nii.gz"'))
+    if not image_suffix(f"x{ending}") or image_suffix(f"x{ending}") != ending.lower():
+        raise DatasetError(f"{path}: field 'file_ending' {ending!r} is not a supported format")
+    if "dataset" in data:
+        raise DatasetError(
+            f"{path}: field 'dataset' (explicit case lists) is not supported; "
+            "put the cases in imagesTr/ and labelsTr/"
+        )
+    training = []
+    for case in _scan_channels(root / "imagesTr", ending, len(modalities), path):
+        training.append(Case(case.name, case.images, root / "labelsTr" / f"{case.name}{ending}"))
+    test = _scan_channels(root / "imagesTs", ending, len(modalities), path)
+    return {
+        "modalities": modalities,
+        "labels": labels,
+        "training": training,
+        "test": test,
+        "layout": "nnunet",
+        "tensor_image_size": "3D",
+        "file_ending": ending,
+    }
+
+
+def load_task(task_dir: str | os.PathLike[str], *, check_files: bool = True) -> Task:
+    """Parse and check a task folder (MSD or nnU-Net v2 raw).
+
+    Args:
+        task_dir: the folder holding ``dataset.json``.
+        check_files: also check that every referenced file exists and has a supported extension
+            (cheap: no file is opened). :func:`decathlon.validate.validate_task` reads them all.
+
+    Returns:
+        The task; non-fatal problems (a ``numTraining`` that disagrees with the case list, a
+        mismatch with the official MSD metadata) are logged and kept in ``Task.warnings``.
+
+    Raises:
+        DatasetError: one line naming ``dataset.json`` (or the file) and the field at fault.
+    """
+    root = Path(task_dir)
+    if not root.exists():
+        raise DatasetError(f"{root}: task folder does not exist")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder; expected a task folder with dataset.json")
+    path = root / DATASET_JSON
+    data = _read_json(path)
+    nnunet = "channel_names" in data or "file_ending" in data
+    parsed = _parse_nnunet(root, data, path) if nnunet else _parse_msd(root, data, path)
+    training: list[Case] = parsed["training"]
+    test: list[Case] = parsed["test"]
+
+    seen: dict[str, str] = {}
+    for kind, cases in (("training", training), ("test", test)):
+        for c in cases:
+            if c.name in seen:
+                raise DatasetError(
+                    f"{path}: duplicate case name {c.name!r} ({seen[c.name]} and {kind}); "
+                    "case names must be unique"
+                )
+            seen[c.name] = kind
+    if not training:
+        raise DatasetError(f"{path}: no training cases")
+
+    warnings: list[str] = []
+    for key, cases in (("numTraining", training), ("numTest", test)):
+        if key in data:
+            try:
+                declared = int(data[key])
+            except (TypeError, ValueError):
+                warnings.append(f"{path}: field {key!r} is not a number ({data[key]!r})")
+                continue
+            if declared != len(cases):
+                warnings.append(
+                    f"{path}: field {key!r} says {declared} but {len(cases)} cases are listed"
+                )
+
+    meta_keys = ("description", "reference", "licence", "license", "release", "relase")
+    metadata = {k: data[k] for k in meta_keys if k in data}
+    if "relase" in metadata and "release" not in metadata:
+        metadata["release"] = metadata.pop("relase")
+    name = str(data.get("name") or root.name)
+    task = Task(
+        root=root,
+        name=name,
+        modalities=parsed["modalities"],
+        labels=parsed["labels"],
+        training=tuple(training),
+        test=tuple(test),
+        layout=parsed["layout"],
+        tensor_image_size=parsed["tensor_image_size"],
+        metadata=metadata,
+    )
+    if check_files:
+        _check_files(task)
+
+    from decathlon.tasks import compare_with_msd, msd_task
+
+    msd = msd_task(root.name) or msd_task(name)
+    if msd is not None:
+        warnings.extend(compare_with_msd(task, msd))
+    for w in warnings:
+        log.warning("%s", w)
+    object.__setattr__(task, "warnings", tuple(warnings))
+    object.__setattr__(task, "msd", msd)
+    return task
+
+
+def _check_files(task: Task) -> None:
+    missing = []
+    for case in task.cases:
+        for f in case.files:
+            if not image_suffix(f):
+                raise DatasetError(
+                    f"{f}: unsupported file extension (case {case.name!r} in {task.dataset_json})"
+                )
+            if not f.is_file():
+                missing.append(f)
+    if missing:
+        more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
+        raise DatasetError(f"{missing[0]}: file not found, listed in {task.dataset_json}{more}")
+
+
+# --------------------------------------------------------------------------------------------
+# reading a case
+# --------------------------------------------------------------------------------------------
+
+
+def check_label_values(
+    values: np.ndarray, declared: dict[int, str] | None, path: Path
+) -> str | None:
+    """A one-line problem if ``values`` (a label array) holds fractional or undeclared values."""
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.all(np.isfinite(values)):
+            return f"{path}: label holds NaN or infinite values"
+        frac = values != np.round(values)
+        if np.any(frac):
+            example = float(values[frac].flat[0])
+            return (
+                f"{path}: label holds fractional values (e.g. {example:g} in "
+                f"{int(frac.sum())} voxels); labels must be integers"
+            )
+    if declared is not None:
+        present = np.unique(values)
+        bad = sorted({int(v) for v in present} - set(declared))
+        if bad:
+            return (
+                f"{path}: label values {bad} are not declared in dataset.json "
+                f"(declared: {sorted(declared)})"
+            )
+    return None
+
+
+def _as_label_array(array: np.ndarray) -> np.ndarray:
+    if array.size and (array.min() < 0 or array.max() > 255):
+        return np.rint(array).astype(np.int32)
+    return np.rint(array).astype(np.uint8) if array.dtype.kind == "f" else array.astype(np.uint8)
+
+
+def read_case(
+    case: Case,
+    *,
+    num_channels: int | None = None,
+    labels: dict[int, str] | None = None,
+) -> tuple[Image, Image | None]:
+    """Read a case: the image as float32 ``(C, X, Y, Z)`` and the label as integer ``(1, X, Y, Z)``.
+
+    Per-channel files (nnU-Net raw) are stacked; their grids must agree. The label's grid must
+    equal the image's (affines within :data:`AFFINE_ATOL` millimetres).
+
+    Args:
+        case: the case to read.
+        num_channels: if given, the channel count the task declares (``len(modality)``).
+        labels: if given, the declared labels; other label values are an error.
+
+    Returns:
+        ``(image, label)``; ``label`` is ``None`` for test cases. The label array is uint8 (int32
+        if its values do not fit).
+
+    Raises:
+        ImageReadError: a file is missing, unreadable, truncated or not 3D/4D.
+        DatasetError: grids disagree, wrong channel count, non-finite intensities, or bad labels.
+    """
+    parts = [read_image(p, dtype=np.float32) for p in case.images]
+    first = parts[0]
+    for part in parts[1:]:
+        if part.geometry.shape != first.geometry.shape:
+            raise DatasetError(
+                f"{part.path}: shape {part.geometry.shape} differs from {first.path} "
+                f"{first.geometry.shape} (channels of case {case.name!r})"
+            )
+        if not part.geometry.allclose(first.geometry, atol=AFFINE_ATOL, rtol=AFFINE_RTOL):
+            raise DatasetError(
+                f"{part.path}: affine differs from {first.path} (channels of case {case.name!r})"
+            )
+    array = parts[0].array if len(parts) == 1 else np.concatenate([p.array for p in parts], 0)
+    image = Image(array, first.geometry, first.path)
+    if num_channels is not None and image.channels != num_channels:
+        raise DatasetError(
+            f"{first.path}: image has {image.channels} channels but dataset.json declares "
+            f"{num_channels} modalities"
+        )
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise DatasetError(f"{first.path}: {bad} voxels are NaN or infinite")
+    if case.label is None:
+        return image, None
+    raw = read_image(case.label)
+    if raw.channels != 1:
+        raise DatasetError(f"{case.label}: label has {raw.channels} channels; expected 1")
+    if raw.geometry.shape != image.geometry.shape:
+        raise DatasetError(
+            f"{case.label}: label shape {raw.geometry.shape} differs from image shape "
+            f"{image.geometry.shape} ({first.path})"
+        )
+    if not raw.geometry.allclose(image.geometry, atol=AFFINE_ATOL, rtol=AFFINE_RTOL):
+        diff = float(np.max(np.abs(raw.geometry.affine - image.geometry.affine)))
+        raise DatasetError(
+            f"{case.label}: label affine differs from the image's by up to {diff:.3g} mm "
+            f"(tolerance {AFFINE_ATOL} mm; {first.path})"
+        )
+    problem = check_label_values(raw.array, labels, case.label)
+    if problem:
+        raise DatasetError(problem)
+    return image, Image(_as_label_array(raw.array), image.geometry, case.label)
