@@ -211,6 +211,9 @@ def synthesize_case(
         texture = _smooth_noise(rng, shape, 1.2)
         noise = rng.standard_normal(shape)
         if ct:
+            # fat / muscle mixture in the body outside the organs: structured, unlabelled
+            fat = np.tanh(1.5 * _smooth_noise(rng, shape, 2.5))
+            mean_map = np.where(tissue == 1, mean_map - 50.0 + 70.0 * fat, mean_map)
             mean_map = np.where(rod, 450.0, mean_map)
             vol = ndimage.gaussian_filter(mean_map, 0.6) + 10.0 * texture * body
             vol += 22.0 * noise + 8.0 * (bias - 1.0) / 0.12
