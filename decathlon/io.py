@@ -205,9 +205,15 @@ def _to_channel_first(data: np.ndarray, path: Path) -> np.ndarray:
 def _spatial3(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
     if len(shape) < 3:
         raise ImageReadError(
-            f"{path}: image has {len(shape)} dimensions {tuple(shape)}; expected 3D (X, Y, Z)"
+            f"{path}: image is {len(shape)}D {tuple(shape)}; expected 3D (X, Y, Z) or 4D"
         )
+    _check_nonzero(shape, path)
     return (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+def _check_nonzero(shape: tuple[int, ...], path: Path) -> None:
+    if 0 in tuple(shape):
+        raise ImageReadError(f"{path}: image has a zero-size dimension {tuple(shape)}")
 
 
 def _load_nibabel(path: Path) -> Any:
@@ -284,6 +290,7 @@ def read_image(path: str | os.PathLike[str], backend: Backend = "auto", dtype: A
     kind = _choose_backend(_check_suffix(p), backend)
     if kind == "nibabel":
         img = _load_nibabel(p)
+        _spatial3(tuple(int(n) for n in img.shape), p)
         try:
             data = np.asanyarray(img.dataobj)
         except Exception as exc:
