@@ -133,30 +133,39 @@ def _tissue_map(
     inner = float(np.min(body_r[:2]))
     sizes = [0.6 * 0.65**k for k in range(classes)]
     min_r = 2.2 * float(np.max(spacing[:2]))
-    organ1: np.ndarray | None = None
+    organ1 = core = np.zeros(shape, bool)
     for k in range(1, classes + 1):
         small = classes >= 2 and k == classes
         for _attempt in range(30):
             if small:
-                r = max(min_r, 0.09 * inner) * rng.uniform(0.9, 1.3, 3)
+                r_xy = min(max(min_r, 0.09 * inner), 0.45 * sizes[k - 2] * inner)
+                r = r_xy * rng.uniform(0.9, 1.3, 3)
                 r[2] = max(r[2], 1.6 * spacing[2])
-                assert organ1 is not None
-                inside = np.argwhere(ndimage.binary_erosion(organ1, iterations=2) | organ1)
+                inside = np.argwhere(core if core.any() else organ1 if organ1.any() else body)
                 pick = inside[rng.integers(len(inside))]
                 centre = (pick - half) * spacing
             else:
                 r = sizes[k - 1] * inner * rng.uniform(0.8, 1.2, 3) * np.array([1, 1, 1.4])
-                room = np.maximum(body_r - 1.1 * r, 0.05 * body_r)
+                room = np.maximum(0.7 * body_r - r, 0.05 * body_r)
                 centre = rng.uniform(-1, 1, 3) * room
             mask = _blob(rng, coords, centre, r, _smooth_noise(rng, shape, 2.0)) & body & ~rod
-            if k > 1 and not small:
-                mask &= label == 0  # organs do not overlap; the lesion sits inside organ 1
+            if small and organ1.sum() > 64:
+                mask &= organ1  # the lesion sits inside organ 1
+            elif k > 1 and not small:
+                mask &= label == 0  # organs do not overlap
             if mask.sum() >= (8 if small else 40):
                 break
+        if not mask.any():  # tiny grids: fall back to a 3x3x3 neighbourhood
+            allowed = organ1 if small and organ1.any() else body & (label == 0) & ~rod
+            pick = np.argwhere(allowed)[rng.integers(int(allowed.sum()))]
+            mask = np.zeros(shape, bool)
+            mask[tuple(slice(max(int(p) - 1, 0), int(p) + 2) for p in pick)] = True
+            mask &= allowed
         label[mask] = k
         tissue[mask] = 1 + k
         if k == 1:
             organ1 = mask
+            core = ndimage.binary_erosion(organ1, iterations=2)
     return tissue, label, rod
 
 
@@ -171,7 +180,7 @@ def _protocol(seed: int, classes: int, modalities: int, ct: bool) -> np.ndarray:
         organ = rng.uniform(20, 120, classes)
         organ[0] = rng.uniform(55, 75)
         if classes >= 2:
-            organ[-1] = organ[0] - rng.uniform(25, 35)  # hypodense lesion
+            organ[-1] = organ[0] - rng.uniform(35, 45)  # hypodense lesion
         means[0, 2:] = organ
         return means
     for m in range(modalities):
@@ -253,7 +262,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise DecathlonError(f"{out}: output path exists and is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DecathlonError(
-            f"{out}: output folder exists and is not empty; choose a new folder or overwrite"
+            f"{out}: output folder exists and is not empty; choose a new folder or pass --overwrite"
         )
 
 
