@@ -47,7 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Bump when the generator's output changes, so cached embedded tasks are rewritten.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 EMBEDDED_TASK_NAME = f"Task00_NasmedSynthetic_v{GENERATOR_VERSION}"
 MRI_MODALITIES = ("T1w", "T2w", "FLAIR", "ADC")
 _ORIENTATIONS = ("RAS", "LPS", "LAS", "LPI")
@@ -68,9 +68,20 @@ _MARKER = "nasmed_synthetic"
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Smooth random field, zero mean and unit standard deviation."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
-    return (field - field.mean()) / (field.std() + 1e-12)
+    """Smooth random field, zero mean and unit standard deviation.
+
+    Wide fields are drawn on a coarser grid and interpolated up, which keeps large cases fast.
+    """
+    factor = max(1, int(sigma / 1.25))
+    coarse = tuple(max(2, -(-n // factor)) for n in shape)
+    field = ndimage.gaussian_filter(
+        rng.standard_normal(coarse, dtype=np.float32), sigma / factor, mode="reflect"
+    )
+    if coarse != tuple(shape):
+        zoom = [n / c for n, c in zip(shape, coarse)]
+        field = ndimage.zoom(field, zoom, order=1, mode="nearest", grid_mode=True)
+        field = field[tuple(slice(0, n) for n in shape)]
+    return np.asarray((field - field.mean()) / (field.std() + 1e-12))
 
 
 def _rotation(rng: np.random.Generator, max_deg: float, min_deg: float = 0.0) -> np.ndarray:
@@ -119,7 +130,7 @@ def _tissue_map(
     """Tissue index per voxel (0 outside, 1 body, 1 + k organ k), label, and a bone mask."""
     half = (np.asarray(shape) - 1) / 2.0
     axes = [(np.arange(n) - half[i]) * spacing[i] for i, n in enumerate(shape)]
-    coords = np.stack(np.meshgrid(*axes, indexing="ij"))
+    coords = np.stack(np.meshgrid(*axes, indexing="ij")).astype(np.float32)
     fov = np.asarray(shape) * spacing
     body_r = fov * np.array([0.46, 0.40, 0.75]) * rng.uniform(0.9, 1.0, 3)
     rough = _smooth_noise(rng, shape, 3.0)
@@ -129,6 +140,7 @@ def _tissue_map(
     rod = np.hypot(coords[0] - rod_c[0], coords[1] - rod_c[1]) < 0.12 * body_r[1]
     rod &= body
     tissue = np.where(body, 1, 0).astype(np.uint8)
+    deep = ndimage.binary_erosion(body, iterations=2)  # organs keep off the body's surface
     label = np.zeros(shape, np.uint8)
     inner = float(np.min(body_r[:2]))
     sizes = [0.6 * 0.65**k for k in range(classes)]
@@ -136,6 +148,7 @@ def _tissue_map(
     organ1 = core = np.zeros(shape, bool)
     for k in range(1, classes + 1):
         small = classes >= 2 and k == classes
+        best = np.zeros(shape, bool)
         for _attempt in range(30):
             if small:
                 r_xy = min(max(min_r, 0.09 * inner), 0.45 * sizes[k - 2] * inner)
@@ -148,15 +161,20 @@ def _tissue_map(
                 r = sizes[k - 1] * inner * rng.uniform(0.8, 1.2, 3) * np.array([1, 1, 1.4])
                 room = np.maximum(0.7 * body_r - r, 0.05 * body_r)
                 centre = rng.uniform(-1, 1, 3) * room
-            mask = _blob(rng, coords, centre, r, _smooth_noise(rng, shape, 2.0)) & body & ~rod
+            mask = _blob(rng, coords, centre, r, _smooth_noise(rng, shape, 2.0)) & deep & ~rod
             if small and organ1.sum() > 64:
                 mask &= organ1  # the lesion sits inside organ 1
             elif k > 1 and not small:
                 mask &= label == 0  # organs do not overlap
-            if mask.sum() >= (8 if small else 40):
+            if mask.sum() > best.sum():
+                best = mask
+            expected = 4.0 / 3.0 * np.pi * float(np.prod(r / spacing))
+            if best.sum() >= max(8.0, 0.5 * expected):
                 break
+        mask = best
         if not mask.any():  # tiny grids: fall back to a 3x3x3 neighbourhood
-            allowed = organ1 if small and organ1.any() else body & (label == 0) & ~rod
+            allowed = organ1 if small and organ1.any() else deep & (label == 0) & ~rod
+            allowed = allowed if allowed.any() else body
             pick = np.argwhere(allowed)[rng.integers(int(allowed.sum()))]
             mask = np.zeros(shape, bool)
             mask[tuple(slice(max(int(p) - 1, 0), int(p) + 2) for p in pick)] = True
