@@ -1,0 +1,418 @@
+"""``nasmed classify`` as a plain function: slices -> (search) -> AutoCLINT training -> files.
+
+:func:`classify` writes into ``out_dir``: ``predictions.csv`` (the held-out test slices' class
+probabilities and labels), ``metrics.json`` (AUC per class, accuracy, ALC, ...), ``alc.png``,
+``policy.json`` (the augmentation used), ``attention/`` (SAOL attention over test slices),
+``anytime/`` (every anytime prediction with its timestamp), ``model.pt`` and ``backbone.pt``
+(usable as ``--pretrained``).
+
+The clock starts when :func:`classify` is entered; everything (reading the task, slicing,
+searching, training, writing) must fit in the budget. The run ends within the budget plus
+:data:`MARGIN_SECONDS` (writing the last files after the trainer's reserve runs out).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from decathlon.datalist import Task, load_task
+from decathlon.errors import DatasetError
+from decathlon.fsutil import atomic_open, atomic_write_json
+from decathlon.io import read_geometry
+from decathlon.slices import SliceSet, build_slices, choose_axis, split_by_case
+from nasmed.classify.alc import class_aucs, transform_time
+from nasmed.classify.autoaugment.policy import Policy
+from nasmed.classify.autoaugment.search import FullSearchConfig, full_search, light_search
+from nasmed.classify.autoclint import (
+    AutoClint,
+    ClintConfig,
+    ClintResult,
+    auto_input_size,
+    is_multilabel,
+)
+from nasmed.classify.backbones import BackboneSpec
+from nasmed.classify.pretrained import load_pretrained, save_backbone
+from nasmed.classify.saol import Classifier, build_classifier
+from nasmed.classify.selfsup import LossConfig
+from nasmed.errors import ConfigError
+from nasmed.train.checkpoint import save_checkpoint
+
+__all__ = [
+    "MARGIN_SECONDS",
+    "MIN_BUDGET",
+    "ClassifyConfig",
+    "classify",
+    "prepare_slices",
+    "pretrain_backbone",
+    "train_once",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_BUDGET = 3.0  # seconds: below this nothing can be trained and predicted
+MARGIN_SECONDS = 2.0  # the run ends within budget + this
+FULL_SEARCH_SHARE = 0.3  # of the budget, for --autoaugment full
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Settings of a classify run; only ``time_budget`` is required."""
+
+    time_budget: float
+    head: str = "saol"
+    arch: str = "resnet18"
+    width: int = 32
+    autoaugment: str = "none"
+    cutmix: bool = False
+    location: bool = False
+    distill: bool = False
+    axis: int | str = "auto"
+    input_size: int | None = None
+    min_area: int = 1
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    attention_maps: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.time_budget) or self.time_budget < MIN_BUDGET:
+            raise ConfigError(
+                f"--time-budget {self.time_budget:g} s is too small to train at all; "
+                f"give at least {MIN_BUDGET:g} s"
+            )
+        if self.autoaugment not in ("none", "light", "full"):
+            raise ConfigError(
+                f"--autoaugment must be none, light or full, not {self.autoaugment!r}"
+            )
+
+
+@dataclass
+class PreparedData:
+    """The slices of one task split by case, and what the data decided."""
+
+    train: SliceSet
+    val: SliceSet
+    test: SliceSet | None
+    input_size: int
+    multilabel: bool
+    warnings: list[str]
+
+
+def _slice_shape(task: Task, axis: int | str) -> list[tuple[int, int]]:
+    shapes = []
+    for case in task.training:
+        geom, _ = read_geometry(case.images[0])
+        ax = choose_axis(geom) if axis == "auto" else int(axis)
+        inplane = [s for i, s in enumerate(geom.shape) if i != ax]
+        shapes.append((inplane[0], inplane[1]))
+    return shapes
+
+
+def prepare_slices(
+    task: Task,
+    cfg: ClassifyConfig,
+    cache_dir: str | os.PathLike[str] | None,
+    with_test: bool = True,
+) -> PreparedData:
+    """Slice ``task`` and split it by case into train / val (/ test); checks the data is usable.
+
+    Raises:
+        DatasetError: too few labelled cases, or no slice shows any foreground class.
+    """
+    size = cfg.input_size or auto_input_size(_slice_shape(task, cfg.axis))
+    names = [c.name for c in task.training]
+    fractions = cfg.split if with_test else (cfg.split[0] + cfg.split[2], cfg.split[1])
+    if len(names) < len(fractions):
+        raise DatasetError(
+            f"{task.root}: {len(names)} labelled case(s); classify needs at least "
+            f"{len(fractions)} to split by case into train/val{'/test' if with_test else ''}"
+        )
+    groups = split_by_case(names, fractions, cfg.seed)
+    allset = build_slices(
+        task, axis=cfg.axis, size=size, min_area=cfg.min_area, cache_dir=cache_dir
+    )
+    if not allset.targets.any():
+        raise DatasetError(
+            f"{task.root}: no slice shows any foreground class (min area {cfg.min_area} voxels); "
+            "nothing to classify"
+        )
+    train = allset.select_cases(groups[0])
+    warnings = []
+    for k, name in enumerate(allset.class_names):
+        if not train.targets[:, k].any():
+            msg = (
+                f"class {name!r} never appears in the training slices; its predictions are guesses"
+            )
+            log.warning(msg)
+            warnings.append(msg)
+    test = allset.select_cases(groups[2]) if with_test else None
+    return PreparedData(
+        train, allset.select_cases(groups[1]), test, size, is_multilabel(train.targets), warnings
+    )
+
+
+def _loss_config(cfg: ClassifyConfig, multilabel: bool) -> LossConfig:
+    return LossConfig(
+        multilabel=multilabel,
+        cutmix=cfg.cutmix or cfg.location,
+        location=cfg.location,
+        distill=cfg.distill,
+    )
+
+
+def train_once(
+    data: PreparedData,
+    cfg: ClassifyConfig,
+    device: torch.device,
+    *,
+    deadline: float,
+    clock_start: float,
+    out_dir: Path | None = None,
+    pretrained: str | os.PathLike[str] | None = None,
+    policy: Policy | None = None,
+    reserve: float = 1.0,
+) -> tuple[Classifier, ClintResult]:
+    """Build the classifier (from ``pretrained`` if given) and run AutoCLINT until ``deadline``."""
+    torch.manual_seed(cfg.seed)
+    spec = BackboneSpec(cfg.arch, int(data.train.images.shape[1]), cfg.width)
+    model = build_classifier(spec, len(data.train.class_names), cfg.head)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+    model.to(device)
+    light = None
+    if cfg.autoaugment == "light":
+        multilabel = data.multilabel
+
+        def light(m: Classifier, xv: torch.Tensor, yv: torch.Tensor, seconds: float) -> Policy:
+            return light_search(m, xv, yv, multilabel, seconds=seconds, seed=cfg.seed)
+
+    clint = ClintConfig(
+        time_budget=deadline - clock_start,
+        loss=_loss_config(cfg, data.multilabel),
+        seed=cfg.seed,
+        reserve=reserve,
+    )
+    trainer = AutoClint(
+        model,
+        clint,
+        data.train,
+        data.val,
+        data.test,
+        device,
+        clock_start=clock_start,
+        out_dir=out_dir,
+        policy=policy,
+        light_search=light,
+    )
+    return model, trainer.run()
+
+
+def _full_policy(
+    data: PreparedData, cfg: ClassifyConfig, device: torch.device, seconds: float
+) -> tuple[Policy, dict[str, float]]:
+    plain = replace(cfg, autoaugment="none")
+
+    def fit(d_m: SliceSet, secs: float) -> Classifier:
+        fold = replace(data, train=d_m, test=None)
+        now = time.perf_counter()
+        model, _ = train_once(
+            fold, plain, device, deadline=now + secs, clock_start=now, reserve=0.0
+        )
+        return model
+
+    return full_search(
+        data.train,
+        fit,
+        data.multilabel,
+        seconds=seconds,
+        cfg=FullSearchConfig(seed=cfg.seed),
+        device=device,
+    )
+
+
+def _write_predictions(path: Path, test: SliceSet, probs: np.ndarray, multilabel: bool) -> None:
+    names = list(test.class_names)
+    pred = (probs >= 0.5) if multilabel else np.eye(len(names), dtype=bool)[probs.argmax(1)]
+    with atomic_open(path, "w") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["case", "slice"]
+            + [f"prob_{n}" for n in names]
+            + [f"pred_{n}" for n in names]
+            + [f"true_{n}" for n in names]
+        )
+        for i, case in enumerate(test.slice_cases):
+            w.writerow(
+                [case, int(test.slice_index[i])]
+                + [f"{p:.6f}" for p in probs[i]]
+                + [int(v) for v in pred[i]]
+                + [int(v) for v in test.targets[i]]
+            )
+
+
+def _metrics(test: SliceSet, probs: np.ndarray, multilabel: bool) -> dict[str, Any]:
+    aucs = class_aucs(test.targets, probs)
+    valid = [a for a in aucs if not math.isnan(a)]
+    if multilabel:
+        hits = (probs >= 0.5) == test.targets.astype(bool)
+        acc, exact = float(hits.mean()), float(hits.all(axis=1).mean())
+    else:
+        acc = exact = float((probs.argmax(1) == test.targets.argmax(1)).mean())
+    return {
+        "auc_per_class": {
+            n: (None if math.isnan(a) else a) for n, a in zip(test.class_names, aucs)
+        },
+        "mean_auc": float(np.mean(valid)) if valid else None,
+        "accuracy": acc,
+        "exact_match": exact,
+        "test_slices": len(test),
+        "test_cases": list(test.case_names),
+    }
+
+
+def _attention(
+    model: Classifier, test: SliceSet, n: int, device: torch.device, folder: Path, probs: np.ndarray
+) -> int:
+    from nasmed.classify.plots import save_attention_maps
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if model.head_name != "saol" or n <= 0 or len(test) == 0:
+        return 0
+    fg = np.flatnonzero(test.targets.any(axis=1))
+    pool = fg if len(fg) else np.arange(len(test))
+    pick = pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)]
+    model.eval()
+    with torch.no_grad():
+        att = model(torch.from_numpy(test.images[pick]).to(device)).attention
+    assert att is not None
+    cases = test.slice_cases
+    names = [f"{cases[i]}_slice{int(test.slice_index[i]):03d}" for i in pick]
+    titles = [
+        ", ".join(
+            f"{c} {p:.2f}/{t}" for c, p, t in zip(test.class_names, probs[i], test.targets[i])
+        )
+        for i in pick
+    ]
+    save_attention_maps(folder, test.images[pick], att.cpu().numpy(), names, titles)
+    return len(pick)
+
+
+def classify(
+    task_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    cfg: ClassifyConfig,
+    *,
+    device: torch.device,
+    cache_dir: str | os.PathLike[str] | None = None,
+    pretrained: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Classify the slices of ``task_dir`` within ``cfg.time_budget`` s; returns the metrics."""
+    start = time.perf_counter()
+    deadline = start + cfg.time_budget
+    import nasmed.classify.plots  # noqa: F401  (matplotlib start-up counted before training)
+
+    out = Path(out_dir)
+    task = load_task(task_dir)
+    data = prepare_slices(task, cfg, cache_dir)
+    assert data.test is not None
+    policy, search_report = Policy(), dict[str, float]()
+    if cfg.autoaugment == "full":
+        policy, search_report = _full_policy(data, cfg, device, FULL_SEARCH_SHARE * cfg.time_budget)
+    reserve = 1.0 + 0.02 * cfg.time_budget
+    if time.perf_counter() + reserve + 0.5 > deadline:
+        raise ConfigError(
+            f"--time-budget {cfg.time_budget:g} s: preparing the data took "
+            f"{time.perf_counter() - start:.1f} s and nothing is left to train; raise the budget"
+        )
+    model, res = train_once(
+        data,
+        cfg,
+        device,
+        deadline=deadline,
+        clock_start=start,
+        out_dir=out,
+        pretrained=pretrained,
+        policy=policy,
+        reserve=reserve,
+    )
+    if res.final_probs is None or res.steps == 0:
+        raise ConfigError(f"--time-budget {cfg.time_budget:g} s: no training step fitted; raise it")
+    _write_predictions(out / "predictions.csv", data.test, res.final_probs, data.multilabel)
+    metrics = _metrics(data.test, res.final_probs, data.multilabel)
+    times = [p.seconds for p in res.predictions]
+    scores = [p.score or 0.0 for p in res.predictions]
+    from nasmed.classify.plots import plot_alc
+
+    plot_alc(out / "alc.png", times, scores, cfg.time_budget, res.alc or 0.0)
+    res.policy.save(out / "policy.json")
+    n_att = _attention(
+        model, data.test, cfg.attention_maps, device, out / "attention", res.final_probs
+    )
+    save_checkpoint(
+        out / "model.pt",
+        {
+            "config": _jsonable(asdict(cfg)),
+            "classes": list(data.test.class_names),
+            "state_dict": model.state_dict(),
+        },
+    )
+    save_backbone(out / "backbone.pt", model)
+    metrics.update(
+        alc=res.alc,
+        budget_seconds=cfg.time_budget,
+        elapsed_seconds=time.perf_counter() - start,
+        anytime=[{"seconds": t, "score": s} for t, s in zip(times, scores)],
+        anytime_log_time=[transform_time(t, cfg.time_budget) for t in times],
+        epochs=res.epochs,
+        steps=res.steps,
+        best_val=res.best_val,
+        multilabel=data.multilabel,
+        input_size=data.input_size,
+        train_slices=len(data.train),
+        train_cases=list(data.train.case_names),
+        val_cases=list(data.val.case_names),
+        val_slices=len(data.val),
+        head=cfg.head,
+        autoaugment=cfg.autoaugment,
+        policy_sub_policies=len(res.policy),
+        search=search_report,
+        attention_maps=n_att,
+        warnings=data.warnings,
+        classes=list(data.test.class_names),
+    )
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def pretrain_backbone(
+    source_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    cfg: ClassifyConfig,
+    *,
+    device: torch.device,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Train on the slices of the source task for ``cfg.time_budget`` s; save its backbone."""
+    start = time.perf_counter()
+    task = load_task(source_dir)
+    data = prepare_slices(task, cfg, cache_dir, with_test=False)
+    model, res = train_once(
+        data, cfg, device, deadline=start + cfg.time_budget, clock_start=start, reserve=0.5
+    )
+    if res.steps == 0:
+        raise ConfigError(f"--pretrain-budget {cfg.time_budget:g} s: no training step fitted")
+    log.info("pretrained on %s: %d steps, best validation %.4f", task.name, res.steps, res.best_val)
+    return save_backbone(out_path, model)

@@ -1,0 +1,368 @@
+"""AutoCLINT-style time-budgeted training: the budget in seconds is the only required setting.
+
+Rules taken from AutoCLINT (REFERENCE §5), adapted to slices:
+
+* input size from the data (:func:`auto_input_size`), batch size from the input size and the
+  training set (:func:`auto_batch_size`); an "epoch" is a fixed number of steps (at most 20) of
+  randomly drawn batches, so validation and predictions come regularly on any data size;
+* multi-class when every training slice has exactly one label, else multi-label (class-balanced
+  BCE); SGD with Nesterov momentum; linear warm-up for two epochs, then reduce-on-plateau on the
+  epoch's training loss;
+* validation is skipped while the training AUC is below ``val_skip_auc`` (0.9), but not more than
+  ``max_skipped_val`` epochs in a row; the best ``keep_best`` checkpoints are kept (in memory),
+  and the final prediction uses the best; predictions average the slice and its horizontal flip;
+* anytime predictions: the test slices are predicted after the first epoch and again whenever
+  validation improves, at least ``min_gap`` (10 %) of the elapsed time after the previous one; each
+  is written with its timestamp (``anytime/``) and scored for the ALC;
+* the budget is checked before every step against the measured step time, the time one prediction
+  takes, and a reserve for writing the results.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch._dynamo  # torch.optim imports it on first use (1-2 s): not charged to a budget
+
+from decathlon.fsutil import atomic_save_npy
+from decathlon.slices import SliceSet
+from nasmed.classify.alc import alc, autodl_score, class_aucs
+from nasmed.classify.autoaugment.policy import Policy
+from nasmed.classify.saol import Classifier
+from nasmed.classify.selfsup import LossConfig, class_pos_weight, task_loss, total_loss
+
+__all__ = [
+    "AnytimePrediction",
+    "AutoClint",
+    "ClintConfig",
+    "ClintResult",
+    "auto_batch_size",
+    "auto_input_size",
+    "is_multilabel",
+    "predict",
+]
+
+log = logging.getLogger(__name__)
+
+LightSearch = Callable[[Classifier, torch.Tensor, torch.Tensor, float], Policy]
+
+
+def auto_input_size(shapes: list[tuple[int, int]]) -> int:
+    """Median slice side capped at 64 (128 when slices are elongated), multiple of 16, >= 16."""
+    sides = np.asarray(shapes, dtype=np.float64)
+    median = np.median(sides, axis=0)
+    elongated = median.max() >= 2 * median.min()
+    cap = 128 if elongated else 64
+    return int(max(16, (min(cap, median.max()) // 16) * 16))
+
+
+def auto_batch_size(input_size: int, n_train: int) -> int:
+    """64 up to 32 px, 32 up to 64, else 16; at most a quarter of the set (>= 4); a power of 2."""
+    cap = 64 if input_size <= 32 else 32 if input_size <= 64 else 16
+    quarter = max(4, n_train // 4)
+    return int(min(cap, 2 ** int(math.log2(quarter))))
+
+
+def is_multilabel(targets: np.ndarray) -> bool:
+    """Multi-class only when every row has exactly one positive."""
+    return not bool(np.all(targets.sum(axis=1) == 1))
+
+
+@dataclass(frozen=True)
+class ClintConfig:
+    """Settings of :class:`AutoClint`; only ``time_budget`` has no default."""
+
+    time_budget: float
+    batch_size: int | None = None
+    max_steps_per_epoch: int = 20
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 2
+    plateau_patience: int = 2
+    val_skip_auc: float = 0.9
+    max_skipped_val: int = 4
+    keep_best: int = 3
+    tta: bool = True
+    min_gap: float = 0.1
+    reserve: float = 1.0
+    loss: LossConfig = field(default_factory=LossConfig)
+    seed: int = 0
+
+
+@dataclass
+class AnytimePrediction:
+    """A test prediction and when it was made (seconds since the clock started)."""
+
+    seconds: float
+    probs: np.ndarray
+    score: float | None = None
+
+
+@dataclass
+class ClintResult:
+    """What :meth:`AutoClint.run` returns."""
+
+    predictions: list[AnytimePrediction]
+    final_probs: np.ndarray | None
+    best_val: float
+    epochs: int
+    steps: int
+    alc: float | None
+    policy: Policy
+    log: list[dict[str, float]]
+
+
+def predict(
+    model: Classifier, x: torch.Tensor, multilabel: bool, batch: int = 128, tta: bool = True
+) -> np.ndarray:
+    """Class probabilities of (N, C, H, W) slices, averaged with the horizontal flip if ``tta``."""
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            xb = x[i : i + batch]
+            logits = model(xb).logits
+            p = torch.sigmoid(logits) if multilabel else torch.softmax(logits, 1)
+            if tta:
+                lf = model(xb.flip(-1)).logits
+                p = (p + (torch.sigmoid(lf) if multilabel else torch.softmax(lf, 1))) / 2
+            outs.append(p.float().cpu())
+    model.train()
+    return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
+
+
+def _mean_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    aucs = [a for a in class_aucs(labels, probs) if not math.isnan(a)]
+    return float(np.mean(aucs)) if aucs else math.nan
+
+
+class AutoClint:
+    """Train ``model`` on ``train`` within a deadline, predicting ``test`` any time.
+
+    Args:
+        model: a :class:`Classifier` (already on ``device``).
+        cfg: settings.
+        train, val, test: slice sets (``test`` may be None; its targets score the ALC).
+        device: torch device.
+        clock_start: ``time.perf_counter()`` at which the budget started (default: now).
+        out_dir: where ``anytime/`` predictions go (None: not written).
+        policy: augmentation applied to training batches.
+        light_search: called once when training saturates and enough budget remains:
+            ``(model, x_val, y_val, seconds) -> policy to add``.
+    """
+
+    def __init__(
+        self,
+        model: Classifier,
+        cfg: ClintConfig,
+        train: SliceSet,
+        val: SliceSet,
+        test: SliceSet | None,
+        device: torch.device,
+        *,
+        clock_start: float | None = None,
+        out_dir: Path | None = None,
+        policy: Policy | None = None,
+        light_search: LightSearch | None = None,
+    ) -> None:
+        self.model, self.cfg, self.device = model, cfg, device
+        self.t0 = time.perf_counter() if clock_start is None else clock_start
+        self.deadline = self.t0 + cfg.time_budget
+        self.x = torch.from_numpy(np.ascontiguousarray(train.images)).to(device)
+        self.y = torch.from_numpy(train.targets.astype(np.float32)).to(device)
+        self.xv = torch.from_numpy(np.ascontiguousarray(val.images)).to(device)
+        self.yv = val.targets
+        self.xt = (
+            None if test is None else torch.from_numpy(np.ascontiguousarray(test.images)).to(device)
+        )
+        self.yt = None if test is None else test.targets
+        self.multilabel = cfg.loss.multilabel
+        self.pos_weight = class_pos_weight(self.y).to(device) if self.multilabel else None
+        n = len(train)
+        self.batch = cfg.batch_size or auto_batch_size(train.images.shape[-1], n)
+        self.steps_per_epoch = max(1, min(cfg.max_steps_per_epoch, math.ceil(n / self.batch)))
+        self.out_dir = out_dir
+        self.policy = policy or Policy()
+        self.light_search = light_search
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.opt = torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=True,
+            weight_decay=cfg.weight_decay,
+        )
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, factor=0.5, patience=cfg.plateau_patience
+        )
+        self.predictions: list[AnytimePrediction] = []
+        self.best: list[tuple[float, dict[str, torch.Tensor]]] = []
+        self.history: list[dict[str, float]] = []
+        self.step_time = 0.0
+        self.predict_time = 0.0
+        self.val_time = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def _fits(self, seconds: float) -> bool:
+        reserve = self.cfg.reserve + self.predict_time
+        return time.perf_counter() + seconds + reserve <= self.deadline
+
+    def _set_lr(self, epoch: int, step: int) -> None:
+        warm = self.cfg.warmup_epochs * self.steps_per_epoch
+        done = epoch * self.steps_per_epoch + step
+        if done < warm:
+            for g in self.opt.param_groups:
+                g["lr"] = self.cfg.lr * (done + 1) / warm
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, int]:
+        losses, logits, labels, steps = [], [], [], 0
+        for step in range(self.steps_per_epoch):
+            if not self._fits(self.step_time * 1.2):
+                break
+            t = time.perf_counter()
+            self._set_lr(epoch, step)
+            idx = torch.randint(0, self.x.shape[0], (self.batch,), generator=self.gen)
+            idx = idx.to(self.device)
+            xb, yb = self.policy.apply(self.x[idx], self.gen), self.y[idx]
+            loss, out = total_loss(self.model, xb, yb, self.cfg.loss, self.gen, self.pos_weight)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            losses.append(float(loss.detach()))
+            if out is not None:
+                logits.append(out.float().cpu())
+                labels.append(yb.cpu())
+            steps += 1
+            dt = time.perf_counter() - t
+            self.step_time = dt if self.step_time == 0 else 0.7 * self.step_time + 0.3 * dt
+        train_auc = math.nan
+        if logits:
+            train_auc = _mean_auc(torch.cat(labels).numpy(), torch.cat(logits).numpy())
+        return float(np.mean(losses)) if losses else math.nan, train_auc, steps
+
+    def _validate(self) -> float:
+        t = time.perf_counter()
+        probs = predict(self.model, self.xv, self.multilabel, tta=False)
+        self.val_time = max(self.val_time, time.perf_counter() - t)
+        auc = _mean_auc(self.yv, probs)
+        if not math.isnan(auc):
+            return auc
+        logits = torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6))
+        return -float(task_loss(logits, torch.from_numpy(self.yv), self.multilabel))
+
+    def _keep(self, score: float) -> None:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.best.append((score, state))
+        self.best.sort(key=lambda item: -item[0])
+        del self.best[self.cfg.keep_best :]
+
+    def _predict_test(self) -> None:
+        if self.xt is None:
+            return
+        t = time.perf_counter()
+        probs = predict(self.model, self.xt, self.multilabel, tta=self.cfg.tta)
+        self.predict_time = max(self.predict_time, time.perf_counter() - t)
+        rec = AnytimePrediction(self.elapsed(), probs)
+        if self.yt is not None:
+            rec.score = autodl_score(self.yt, probs)
+        self.predictions.append(rec)
+        if self.out_dir is not None:
+            self._write_anytime(rec)
+        log.info(
+            "prediction %d at %.1f s (score %s)", len(self.predictions), rec.seconds, rec.score
+        )
+
+    def _write_anytime(self, rec: AnytimePrediction) -> None:
+        assert self.out_dir is not None
+        folder = self.out_dir / "anytime"
+        k = len(self.predictions)
+        atomic_save_npy(folder / f"pred_{k:03d}.npy", rec.probs.astype(np.float32))
+        new = not (folder / "index.csv").exists()
+        with open(folder / "index.csv", "a", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["index", "seconds", "file", "score"])
+            score = "" if rec.score is None else f"{rec.score:.6f}"
+            w.writerow([k, f"{rec.seconds:.3f}", f"pred_{k:03d}.npy", score])
+
+    def _maybe_light_search(self, searched: bool, reductions: int, since_best: int) -> bool:
+        if searched or self.light_search is None or (reductions == 0 and since_best < 3):
+            return searched
+        remaining = self.deadline - time.perf_counter()
+        if remaining < min(120.0, 0.3 * self.cfg.time_budget):
+            return searched
+        seconds = min(0.15 * self.cfg.time_budget, 0.5 * remaining)
+        added = self.light_search(self.model, self.xv, torch.from_numpy(self.yv), seconds)
+        self.policy = self.policy + added
+        log.info("light autoaugment: %d sub-policies added at %.1f s", len(added), self.elapsed())
+        self.model.train()
+        return True
+
+    def run(self) -> ClintResult:
+        """Train until the budget (minus the reserve) is spent; returns the anytime record."""
+        self.model.train()
+        epoch = steps = skipped = since_best = reductions = 0
+        best_val, last_pred, searched = -math.inf, -math.inf, False
+        predicted_val = math.nan
+        while self._fits(self.step_time * self.steps_per_epoch * 0.5):
+            loss, train_auc, n = self._train_epoch(epoch)
+            if n == 0:
+                break
+            steps += n
+            row = {
+                "epoch": epoch,
+                "seconds": self.elapsed(),
+                "loss": loss,
+                "train_auc": train_auc,
+                "lr": self.opt.param_groups[0]["lr"],
+            }
+            if epoch + 1 >= self.cfg.warmup_epochs and not math.isnan(loss):
+                before = self.opt.param_groups[0]["lr"]
+                self.plateau.step(loss)
+                reductions += int(self.opt.param_groups[0]["lr"] < before)
+            ready = not math.isnan(train_auc) and train_auc >= self.cfg.val_skip_auc
+            due = epoch == 0 or ready or skipped >= self.cfg.max_skipped_val
+            if due and self._fits(self.val_time):
+                skipped = 0
+                val = self._validate()
+                row["val"] = val
+                if val > best_val:
+                    best_val, since_best = val, 0
+                    self._keep(val)
+                    gap = self.cfg.min_gap * self.elapsed()
+                    if self.elapsed() - last_pred >= gap and self._fits(0.0):
+                        self._predict_test()
+                        last_pred, predicted_val = self.elapsed(), val
+                else:
+                    since_best += 1
+            else:
+                skipped += 1
+            self.history.append(row)
+            searched = self._maybe_light_search(searched, reductions, since_best)
+            epoch += 1
+        final = None
+        if self.best:
+            self.model.load_state_dict(self.best[0][1])
+        if self.xt is not None:
+            if not self.predictions or predicted_val != best_val:
+                self._predict_test()
+            final = self.predictions[-1].probs if self.predictions else None
+        score = None
+        if self.yt is not None:
+            times = [p.seconds for p in self.predictions]
+            scores = [p.score or 0.0 for p in self.predictions]
+            score = alc(times, scores, self.cfg.time_budget)
+        return ClintResult(
+            self.predictions, final, best_val, epoch, steps, score, self.policy, self.history
+        )
