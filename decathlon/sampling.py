@@ -1,0 +1,414 @@
+"""Random training patches with foreground oversampling, and a torch loader over the cache.
+
+A share of the patches (``foreground_fraction``, one third by default, as in nnU-Net) is centred
+on a voxel of a foreground class present in the case, the class drawn uniformly among those
+present (class-balanced) or in proportion to their volume; the other patches lie anywhere.
+Patches that reach past the border are padded (image 0 or the channel minimum, label 0).
+
+Every patch is a pure function of ``(seed, epoch, index)``, so a loader gives the same batches
+whatever the number of workers and however they are scheduled.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from decathlon.errors import DatasetError
+
+__all__ = ["PatchDataset", "PatchLoader", "PatchSampler", "is_forced_foreground", "make_loader"]
+
+PadMode = Literal["zero", "min"]
+
+
+def is_forced_foreground(index: int, fraction: float) -> bool:
+    """Whether sample ``index`` must hold foreground, so that exactly ``fraction`` of every run of
+    ``1 / fraction`` consecutive samples does (1 in 3 for the default one third)."""
+    if fraction <= 0:
+        return False
+    if fraction >= 1:
+        return True
+    return math.floor((index + 1) * fraction + 1e-9) > math.floor(index * fraction + 1e-9)
+
+
+class PatchSampler:
+    """Draw patches from in-memory or memory-mapped cases.
+
+    Args:
+        cases: ``(image (C, x, y, z), seg (1, x, y, z) or None)`` per case; memory maps are fine.
+        patch_size: the patch, ``(px, py, pz)``.
+        foreground_fraction: probability that :meth:`sample` centres a patch on foreground
+            (when not told explicitly).
+        class_balanced: draw the foreground class uniformly among the classes present
+            (otherwise a foreground voxel uniformly, favouring large classes).
+        class_locations: per case, ``{class: (N, 3) voxels}``; computed from ``seg`` if omitted.
+        pad: pad images with ``"zero"`` or each channel's ``"min"``.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[tuple[np.ndarray, np.ndarray | None]],
+        patch_size: Sequence[int],
+        *,
+        foreground_fraction: float = 1 / 3,
+        class_balanced: bool = True,
+        class_locations: Sequence[dict[int, np.ndarray]] | None = None,
+        pad: PadMode = "zero",
+    ) -> None:
+        if not cases:
+            raise DatasetError("patch sampler: no cases to sample from")
+        if len(patch_size) != 3 or min(patch_size) < 1:
+            raise ValueError(f"patch_size must be 3 positive ints, got {tuple(patch_size)}")
+        if not 0.0 <= foreground_fraction <= 1.0:
+            raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
+        if class_locations is not None and len(class_locations) != len(cases):
+            raise ValueError("class_locations needs one entry per case")
+        self.cases = list(cases)
+        self.patch = np.asarray([int(p) for p in patch_size], dtype=np.int64)
+        self.foreground_fraction = float(foreground_fraction)
+        self.class_balanced = class_balanced
+        self.pad = pad
+        self._locations: list[dict[int, np.ndarray] | None] = (
+            list(class_locations) if class_locations is not None else [None] * len(self.cases)
+        )
+        self._mins: list[np.ndarray | None] = [None] * len(self.cases)
+
+    def locations(self, index: int) -> dict[int, np.ndarray]:
+        """Foreground voxels of case ``index`` per class (computed once if not given)."""
+        loc = self._locations[index]
+        if loc is None:
+            seg = self.cases[index][1]
+            loc = {}
+            if seg is not None:
+                arr = np.asarray(seg[0])
+                for value in np.unique(arr):
+                    if value > 0:
+                        loc[int(value)] = np.argwhere(arr == value).astype(np.int32)
+            self._locations[index] = loc
+        return loc
+
+    def draw(
+        self, rng: np.random.Generator, *, force_foreground: bool | None = None
+    ) -> tuple[int, np.ndarray]:
+        """Choose a case and the patch's lower corner (may be negative: padding).
+
+        Args:
+            rng: the random source.
+            force_foreground: centre on foreground (``None``: with ``foreground_fraction``).
+        """
+        index = int(rng.integers(len(self.cases)))
+        shape = np.asarray(self.cases[index][0].shape[1:], dtype=np.int64)
+        if force_foreground is None:
+            force_foreground = bool(rng.random() < self.foreground_fraction)
+        # the lower corner ranges so the patch stays inside the image, or (when the image is
+        # smaller than the patch) so the image stays inside the patch
+        low = np.minimum(0, shape - self.patch)
+        high = np.maximum(0, shape - self.patch)
+        centre = self._foreground_voxel(index, rng) if force_foreground else None
+        if centre is None:
+            corner = np.array([rng.integers(lo, hi + 1) for lo, hi in zip(low, high, strict=True)])
+        else:
+            corner = np.clip(centre - self.patch // 2, low, high)
+        return index, corner.astype(np.int64)
+
+    def _foreground_voxel(self, index: int, rng: np.random.Generator) -> np.ndarray | None:
+        loc = {k: v for k, v in self.locations(index).items() if len(v)}
+        if not loc:
+            return None
+        if self.class_balanced:
+            cls = sorted(loc)[int(rng.integers(len(loc)))]
+            voxels = loc[cls]
+        else:
+            voxels = np.concatenate([loc[k] for k in sorted(loc)])
+        return np.asarray(voxels[int(rng.integers(len(voxels)))], dtype=np.int64)
+
+    def extract(
+        self,
+        index: int,
+        corner: np.ndarray,
+        out: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The patch of case ``index`` at ``corner``, padded where it leaves the image.
+
+        Args:
+            index: the case.
+            corner: the patch's lower corner (from :meth:`draw`).
+            out: ``(image (C, *patch), label (1, *patch))`` arrays to fill (any float / integer
+                dtypes); new float32 / int16 arrays if omitted.
+
+        Returns:
+            The image and label patches (``out`` when given).
+        """
+        image, seg = self.cases[index]
+        shape = np.asarray(image.shape[1:], dtype=np.int64)
+        lo = np.maximum(corner, 0)
+        hi = np.minimum(corner + self.patch, shape)
+        src = (slice(None), *(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)))
+        dst = (
+            slice(None),
+            *(slice(int(a - c), int(b - c)) for a, b, c in zip(lo, hi, corner, strict=True)),
+        )
+        if out is None:
+            img = np.empty((image.shape[0], *self.patch), dtype=np.float32)
+            lab = np.empty((1, *self.patch), dtype=np.int16)
+        else:
+            img, lab = out
+        inside = bool(np.all(lo == corner) and np.all(hi == corner + self.patch))
+        if not inside:
+            img[...] = self._pad_values(index).reshape(-1, 1, 1, 1)
+        img[dst] = image[src]
+        if seg is None or not inside:
+            lab[...] = 0
+        if seg is not None:
+            lab[dst] = seg[src]
+        return img, lab
+
+    def _pad_values(self, index: int) -> np.ndarray:
+        image = self.cases[index][0]
+        if self.pad == "zero":
+            return np.zeros(image.shape[0], dtype=np.float32)
+        mins = self._mins[index]
+        if mins is None:
+            mins = np.array([float(np.min(image[c])) for c in range(image.shape[0])], np.float32)
+            self._mins[index] = mins
+        return mins
+
+    def sample(
+        self, rng: np.random.Generator, *, force_foreground: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A random patch: ``(image (C, *patch) float32, seg (1, *patch) int16)``."""
+        index, corner = self.draw(rng, force_foreground=force_foreground)
+        return self.extract(index, corner)
+
+
+def _npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype of the open ``.npy`` file ``f`` (left at the data)."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
+def _map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap]:
+    """Memory-map a ``.npy`` file read-only; returns the array and its map (for madvise)."""
+    with open(path, "rb") as f:
+        shape, fortran, dtype = _npy_header(f)
+        offset = f.tell()
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    order: Literal["F", "C"] = "F" if fortran else "C"
+    return np.ndarray(shape, dtype=dtype, buffer=mm, offset=offset, order=order), mm
+
+
+class PatchDataset(Dataset[dict[str, Any]]):
+    """Patches from the preprocessed cache; item ``i`` depends only on ``(seed, epoch, i)``.
+
+    The cached arrays are memory-mapped; after each item or batch the pages read are handed
+    back to the page cache (``madvise(MADV_DONTNEED)``), so a worker's memory stays at a few
+    patches however much of the dataset it has read.
+
+    Args:
+        cache_dir: the cache folder (``WORK_DIR/cache``).
+        cases: case names to draw from.
+        patch_size: the patch.
+        samples_per_epoch: the dataset's length.
+        seed: base seed.
+        foreground_fraction: share of patches centred on foreground (exact per run of samples).
+        class_balanced: see :class:`PatchSampler`.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        cases: Sequence[str],
+        patch_size: Sequence[int],
+        *,
+        samples_per_epoch: int = 250,
+        seed: int = 0,
+        foreground_fraction: float = 1 / 3,
+        class_balanced: bool = True,
+    ) -> None:
+        if not cases:
+            raise DatasetError(f"{cache_dir}: no cases to draw patches from")
+        self.cache_dir = Path(cache_dir)
+        self.names = list(cases)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.seed = int(seed)
+        self.foreground_fraction = float(foreground_fraction)
+        self.class_balanced = class_balanced
+        self.epoch = 0
+        self._sampler: PatchSampler | None = None
+        self._maps: list[list[mmap.mmap]] = []
+        for name in self.names:  # fail early, in the main process, if a case is missing
+            props = self.cache_dir / f"{name}.json"
+            if not props.is_file() or not (self.cache_dir / f"{name}.npy").is_file():
+                raise DatasetError(
+                    f"{props}: case {name!r} is not in the cache; run `nasmed preprocess` first"
+                )
+        with open(self.cache_dir / f"{self.names[0]}.npy", "rb") as f:
+            self.channels = int(_npy_header(f)[0][0])
+        seg = self.cache_dir / f"{self.names[0]}_seg.npy"
+        self.compact_label = torch.int8
+        if seg.exists():
+            with open(seg, "rb") as f:
+                self.compact_label = torch.from_numpy(np.zeros(0, _npy_header(f)[2])).dtype
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the patches of ``epoch`` (call before iterating a loader for that epoch)."""
+        self.epoch = int(epoch)
+
+    @property
+    def sampler(self) -> PatchSampler:
+        """The patch sampler over memory-mapped cases, opened on first use in each process."""
+        if self._sampler is None:
+            from decathlon.preprocess import load_class_locations
+
+            cases: list[tuple[np.ndarray, np.ndarray | None]] = []
+            self._maps = []
+            for name in self.names:
+                image, image_map = _map_npy(self.cache_dir / f"{name}.npy")
+                seg_path = self.cache_dir / f"{name}_seg.npy"
+                seg, seg_map = _map_npy(seg_path) if seg_path.exists() else (None, None)
+                cases.append((image, seg))
+                self._maps.append([m for m in (image_map, seg_map) if m is not None])
+            self._sampler = PatchSampler(
+                cases,
+                self.patch_size,
+                foreground_fraction=self.foreground_fraction,
+                class_balanced=self.class_balanced,
+                class_locations=[load_class_locations(self.cache_dir, n) for n in self.names],
+            )
+        return self._sampler
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_sampler"] = None  # each worker opens its own memory maps
+        state["_maps"] = []
+        return state
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def _release(self, cases: set[int]) -> None:
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        for index in cases:
+            for m in self._maps[index]:
+                m.madvise(mmap.MADV_DONTNEED)
+
+    def batch(self, indices: Sequence[int], *, long_labels: bool = True) -> dict[str, Any]:
+        """Items ``indices`` stacked: ``{"image": (B, C, *patch), "label": (B, 1, *patch),
+        "case": [names]}``.
+
+        In a loader worker the tensors are allocated in shared memory, so handing them to the
+        main process copies nothing. ``long_labels=False`` keeps the cache's compact integer
+        type (int8 or int16) for the label.
+        """
+        n = len(indices)
+        image = torch.empty((n, self.channels, *self.patch_size), dtype=torch.float32)
+        ltype = torch.int64 if long_labels else self.compact_label
+        label = torch.empty((n, 1, *self.patch_size), dtype=ltype)
+        if get_worker_info() is not None:
+            image.share_memory_()
+            label.share_memory_()
+        names, touched = [], set()
+        sampler = self.sampler
+        for k, i in enumerate(indices):
+            rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+            force = is_forced_foreground(int(i), self.foreground_fraction)
+            index, corner = sampler.draw(rng, force_foreground=force)
+            sampler.extract(index, corner, out=(image[k].numpy(), label[k].numpy()))
+            names.append(self.names[index])
+            touched.add(index)
+        self._release(touched)
+        return {"image": image, "label": label, "case": names}
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.batch([i])
+        return {"image": item["image"][0], "label": item["label"][0], "case": item["case"][0]}
+
+
+class _Batches(Dataset[dict[str, Any]]):
+    """Batch ``b`` of a :class:`PatchDataset`: its items ``b * size`` to ``(b + 1) * size - 1``."""
+
+    def __init__(self, patches: PatchDataset, batch_size: int) -> None:
+        self.patches = patches
+        self.batch_size = batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """See :meth:`PatchDataset.set_epoch`."""
+        self.patches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.patches) / self.batch_size)
+
+    def __getitem__(self, b: int) -> dict[str, Any]:
+        stop = min((b + 1) * self.batch_size, len(self.patches))
+        return self.patches.batch(range(b * self.batch_size, stop), long_labels=False)
+
+
+class PatchLoader(DataLoader[dict[str, Any]]):
+    """The loader :func:`make_loader` returns: workers hand over labels in the cache's compact
+    integer type (a quarter or an eighth of the bytes); they become int64 here."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        for batch in super().__iter__():
+            batch["label"] = batch["label"].long()
+            yield batch
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    cache_dir: str | os.PathLike[str],
+    cases: Sequence[str],
+    patch_size: Sequence[int],
+    *,
+    batch_size: int = 2,
+    workers: int = 2,
+    samples_per_epoch: int = 250,
+    seed: int = 0,
+    foreground_fraction: float = 1 / 3,
+    class_balanced: bool = True,
+    pin_memory: bool = False,
+) -> PatchLoader:
+    """A DataLoader of ``{"image", "label", "case"}`` batches from the cache.
+
+    Each worker builds whole batches (no collation copy) from item indices, so the batches are
+    the same, in order, for any ``workers``: batch ``b`` holds
+    ``PatchDataset.__getitem__(i)`` for ``i`` in ``b * batch_size ...``. Call
+    ``loader.dataset.set_epoch(e)`` before each epoch to draw new patches.
+    """
+    patches = PatchDataset(
+        cache_dir,
+        cases,
+        patch_size,
+        samples_per_epoch=samples_per_epoch,
+        seed=seed,
+        foreground_fraction=foreground_fraction,
+        class_balanced=class_balanced,
+    )
+    return PatchLoader(
+        _Batches(patches, batch_size),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        worker_init_fn=_seed_worker if workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )

@@ -1,0 +1,75 @@
+"""k-fold splits and bilevel halves: deterministic, by case, disjoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from decathlon.errors import DatasetError
+from decathlon.splits import bilevel_halves, kfold_splits, load_splits, save_splits
+
+NAMES = [f"case_{i:03d}" for i in range(23)]
+
+
+def test_kfold_deterministic_and_order_free() -> None:
+    a = kfold_splits(NAMES, k=5, seed=3)
+    b = kfold_splits(list(reversed(NAMES)), k=5, seed=3)
+    assert a == b
+    assert kfold_splits(NAMES, k=5, seed=4) != a
+
+
+def test_kfold_partitions_cases() -> None:
+    folds = kfold_splits(NAMES, k=5)
+    assert len(folds) == 5
+    vals = [set(f["val"]) for f in folds]
+    assert set().union(*vals) == set(NAMES)
+    assert sum(len(v) for v in vals) == len(NAMES)  # each case validates exactly once
+    assert max(map(len, vals)) - min(map(len, vals)) <= 1
+    for fold in folds:
+        assert not set(fold["train"]) & set(fold["val"])
+        assert set(fold["train"]) | set(fold["val"]) == set(NAMES)
+        assert fold["train"] == sorted(fold["train"])
+
+
+def test_kfold_too_few_cases_names_counts() -> None:
+    with pytest.raises(DatasetError, match="3 cases are too few for 5 folds"):
+        kfold_splits(NAMES[:3], k=5)
+    with pytest.raises(DatasetError, match="at least 2 folds"):
+        kfold_splits(NAMES, k=1)
+    with pytest.raises(DatasetError, match="duplicate"):
+        kfold_splits([*NAMES[:4], NAMES[0]], k=2)
+
+
+def test_bilevel_halves() -> None:
+    weights, arch = bilevel_halves(NAMES, seed=1)
+    assert (weights, arch) == bilevel_halves(list(reversed(NAMES)), seed=1)
+    assert not set(weights) & set(arch)
+    assert set(weights) | set(arch) == set(NAMES)
+    assert len(weights) == 12 and len(arch) == 11
+    with pytest.raises(DatasetError, match="1 training case"):
+        bilevel_halves(NAMES[:1])
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    folds = kfold_splits(NAMES, k=4)
+    path = save_splits(tmp_path / "splits.json", folds)
+    assert load_splits(path) == folds
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("not json", "not a valid splits file"),
+        ("[]", "non-empty list"),
+        ('[{"train": ["a"]}]', "exactly the keys"),
+        ('[{"train": ["a"], "val": ["a"]}]', "both train and val"),
+    ],
+)
+def test_load_rejects_bad_files(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "splits.json"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=match):
+        load_splits(path)
+    with pytest.raises(DatasetError, match="not found"):
+        load_splits(tmp_path / "missing.json")
