@@ -2,15 +2,20 @@
 
 Every slice of every (labelled) case along one axis becomes a sample:
 
-* **axis**: ``"auto"`` (default) picks the array axis whose direction in the affine lies closest
-  to the patient's superior-inferior (world z) axis, so slices are axial whatever the storage
-  order; an integer 0, 1 or 2 picks that array axis of ``(X, Y, Z)``. For the usual MSD files
-  (RAS-like, axial stacks) both give axis 2 (Z).
+* **orientation**: with ``reorient=True`` (default) each volume is first brought to the closest
+  canonical RAS orientation (axis permutations and flips only, no resampling; nibabel's
+  ``io_orientation``), so every case's slices show the anatomy the same way round even when the
+  files are stored LPS, LAS or LPI. Array axis 2 is then the one closest to superior-inferior.
+* **axis**: ``"auto"`` (default) picks the axis closest to the patient's superior-inferior (world
+  z) direction, giving axial slices whatever the storage order: axis 2 after reorientation, or
+  :func:`choose_axis` of the affine without it. An integer 0, 1 or 2 picks that array axis of
+  ``(X, Y, Z)`` (of the reoriented array when ``reorient``: 0 sagittal, 1 coronal, 2 axial).
 * **target**: a 0/1 vector over the task's foreground labels; class ``k`` is present when at
   least ``min_area`` voxels of the slice carry label ``k`` (measured before resizing).
 * **image**: resized to ``size`` x ``size`` (bilinear, ``torch.nn.functional.interpolate``) and
-  normalised per slice and channel (zero mean, unit standard deviation; constant slices become
-  0). **mask** (optional): the label slice resized with nearest neighbour.
+  normalised per image: each case's channel to zero mean and unit standard deviation over the
+  whole volume, so a slice keeps its intensity relative to the rest of its case (a constant
+  channel becomes 0). **mask** (optional): the label slice resized with nearest neighbour.
 
 A built set is cached in ``cache_dir`` as ``.npy`` arrays plus ``meta.json`` (written last, each
 file atomically) under a key of the task's files (paths, sizes, mtimes) and the settings; a later
@@ -32,17 +37,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from nibabel.orientations import apply_orientation, io_orientation
 
 from decathlon.datalist import Case, Task, read_case
 from decathlon.errors import DatasetError
 from decathlon.fsutil import atomic_save_npy, atomic_write_json
 from decathlon.io import Geometry
 
-__all__ = ["SliceSet", "build_slices", "choose_axis", "split_by_case"]
+__all__ = ["SliceSet", "build_slices", "choose_axis", "slice_shape", "split_by_case"]
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class SliceSet:
     """Slices of several cases.
 
     Attributes:
-        images: (N, C, H, W) float32, normalised per slice.
+        images: (N, C, H, W) float32, normalised per case and channel.
         targets: (N, K) uint8, K = the task's foreground labels.
         case_index: (N,) index into ``case_names`` of each slice's case.
         slice_index: (N,) position of the slice along ``axis`` in its volume.
@@ -102,6 +108,24 @@ def choose_axis(geometry: Geometry) -> int:
     return int(np.argmax(np.abs(directions[2])))
 
 
+def _slice_axis(geometry: Geometry, axis: int | str, reorient: bool) -> int:
+    if axis != "auto":
+        return int(axis)
+    return 2 if reorient else choose_axis(geometry)
+
+
+def slice_shape(
+    geometry: Geometry, axis: int | str = "auto", reorient: bool = True
+) -> tuple[int, int]:
+    """The (rows, columns) of the slices :func:`build_slices` cuts from an image of ``geometry``."""
+    shape = np.asarray(geometry.shape)
+    if reorient:
+        shape = shape[np.argsort(io_orientation(geometry.affine)[:, 0])]
+    ax = _slice_axis(geometry, axis, reorient)
+    rows, cols = (int(s) for i, s in enumerate(shape) if i != ax)
+    return rows, cols
+
+
 def _resize(x: np.ndarray, size: int, mode: str) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(x))
     if mode == "nearest":
@@ -112,20 +136,25 @@ def _resize(x: np.ndarray, size: int, mode: str) -> np.ndarray:
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
-    mean = x.mean(axis=(2, 3), keepdims=True)
-    std = x.std(axis=(2, 3), keepdims=True)
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    std = x.std(axis=(0, 2, 3), keepdims=True)
     return ((x - mean) / np.where(std > 1e-6, std, 1.0)).astype(np.float32)
 
 
 def _case_slices(
-    task: Task, case: Case, axis: int | str, size: int, min_area: int, masks: bool
+    task: Task, case: Case, axis: int | str, size: int, min_area: int, masks: bool, reorient: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
     image, label = read_case(case, num_channels=task.num_channels, labels=task.labels)
     if label is None:
         raise DatasetError(f"{task.root}: case {case.name} has no label; slices need labels")
-    ax = choose_axis(image.geometry) if axis == "auto" else int(axis)
-    img = np.moveaxis(image.array, ax + 1, 1)  # (C, S, a, b)
-    lab = np.moveaxis(label.array[0], ax, 0)  # (S, a, b)
+    ax = _slice_axis(image.geometry, axis, reorient)
+    array, lab = image.array, label.array[0]
+    if reorient:
+        ornt = io_orientation(image.geometry.affine)
+        array = np.moveaxis(apply_orientation(np.moveaxis(array, 0, -1), ornt), -1, 0)
+        lab = apply_orientation(lab, ornt)
+    img = np.moveaxis(array, ax + 1, 1)  # (C, S, a, b)
+    lab = np.moveaxis(lab, ax, 0)  # (S, a, b)
     imgs = _resize(np.ascontiguousarray(img.transpose(1, 0, 2, 3)), size, "bilinear")
     fg = task.foreground_labels
     areas = np.stack([(lab == v).sum(axis=(1, 2)) for v in fg], axis=1)
@@ -198,6 +227,7 @@ def build_slices(
     size: int = 64,
     min_area: int = 1,
     masks: bool = False,
+    reorient: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> SliceSet:
     """Cut the labelled cases of ``task`` into a :class:`SliceSet`.
@@ -206,6 +236,7 @@ def build_slices(
         task: a loaded task.
         cases: names of training cases to use (default: all).
         axis: ``"auto"`` (closest to superior-inferior) or an array axis 0, 1, 2.
+        reorient: bring each volume to the closest canonical RAS orientation first.
         size: side of the square output slices.
         min_area: voxels a label needs in a slice to count as present.
         masks: also keep the resized label slices.
@@ -222,6 +253,7 @@ def build_slices(
     if not chosen:
         raise DatasetError(f"{task.root}: no labelled training cases to slice")
     settings = {
+        "reorient": reorient,
         "axis": axis,
         "size": size,
         "min_area": min_area,
@@ -235,7 +267,7 @@ def build_slices(
         cached = _load_cached(folder, key)
         if cached is not None:
             return cached
-    parts = [_case_slices(task, c, axis, size, min_area, masks) for c in chosen]
+    parts = [_case_slices(task, c, axis, size, min_area, masks, reorient) for c in chosen]
     axes = {p[3] for p in parts}
     if len(axes) > 1:
         raise DatasetError(

@@ -29,7 +29,7 @@ from decathlon.datalist import Task, load_task
 from decathlon.errors import DatasetError
 from decathlon.fsutil import atomic_open, atomic_write_json
 from decathlon.io import read_geometry
-from decathlon.slices import SliceSet, build_slices, choose_axis, split_by_case
+from decathlon.slices import SliceSet, build_slices, slice_shape, split_by_case
 from nasmed.classify.alc import class_aucs, transform_time
 from nasmed.classify.autoaugment.policy import Policy
 from nasmed.classify.autoaugment.search import FullSearchConfig, full_search, light_search
@@ -111,9 +111,7 @@ def _slice_shape(task: Task, axis: int | str) -> list[tuple[int, int]]:
     shapes = []
     for case in task.training:
         geom, _ = read_geometry(case.images[0])
-        ax = choose_axis(geom) if axis == "auto" else int(axis)
-        inplane = [s for i, s in enumerate(geom.shape) if i != ax]
-        shapes.append((inplane[0], inplane[1]))
+        shapes.append(slice_shape(geom, axis))
     return shapes
 
 
@@ -314,8 +312,19 @@ def classify(
     device: torch.device,
     cache_dir: str | os.PathLike[str] | None = None,
     pretrained: str | os.PathLike[str] | None = None,
+    policy: Policy | None = None,
 ) -> dict[str, Any]:
-    """Classify the slices of ``task_dir`` within ``cfg.time_budget`` s; returns the metrics."""
+    """Classify the slices of ``task_dir`` within ``cfg.time_budget`` s; returns the metrics.
+
+    Args:
+        task_dir: the task folder.
+        out_dir: the run folder (created if needed).
+        cfg: settings.
+        device: where to train.
+        cache_dir: slice cache folder (None: no cache).
+        pretrained: a ``backbone.pt`` to start from.
+        policy: augmentation to train with from the start (searches add to it).
+    """
     start = time.perf_counter()
     deadline = start + cfg.time_budget
     import nasmed.classify.plots  # noqa: F401  (matplotlib start-up counted before training)
@@ -324,9 +333,10 @@ def classify(
     task = load_task(task_dir)
     data = prepare_slices(task, cfg, cache_dir)
     assert data.test is not None
-    policy, search_report = Policy(), dict[str, float]()
+    policy, search_report = policy or Policy(), dict[str, float]()
     if cfg.autoaugment == "full":
-        policy, search_report = _full_policy(data, cfg, device, FULL_SEARCH_SHARE * cfg.time_budget)
+        found, search_report = _full_policy(data, cfg, device, FULL_SEARCH_SHARE * cfg.time_budget)
+        policy = policy + found
     reserve = 1.0 + 0.02 * cfg.time_budget
     if time.perf_counter() + reserve + 0.5 > deadline:
         raise ConfigError(
@@ -384,7 +394,7 @@ def classify(
         head=cfg.head,
         autoaugment=cfg.autoaugment,
         policy_sub_policies=len(res.policy),
-        search=search_report,
+        search=search_report or res.search,
         attention_maps=n_att,
         warnings=data.warnings,
         classes=list(data.test.class_names),

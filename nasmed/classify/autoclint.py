@@ -119,6 +119,7 @@ class ClintResult:
     alc: float | None
     policy: Policy
     log: list[dict[str, float]]
+    search: dict[str, float] = field(default_factory=dict)
 
 
 def predict(
@@ -210,6 +211,7 @@ class AutoClint:
         self.step_time = 0.0
         self.predict_time = 0.0
         self.val_time = 0.0
+        self.search: dict[str, float] = {}
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -303,7 +305,9 @@ class AutoClint:
         if remaining < min(120.0, 0.3 * self.cfg.time_budget):
             return searched
         seconds = min(0.15 * self.cfg.time_budget, 0.5 * remaining)
+        t = time.perf_counter()
         added = self.light_search(self.model, self.xv, torch.from_numpy(self.yv), seconds)
+        self.search = {"seconds": time.perf_counter() - t, "at_seconds": self.elapsed()}
         self.policy = self.policy + added
         log.info("light autoaugment: %d sub-policies added at %.1f s", len(added), self.elapsed())
         self.model.train()
@@ -364,5 +368,13 @@ class AutoClint:
             scores = [p.score or 0.0 for p in self.predictions]
             score = alc(times, scores, self.cfg.time_budget)
         return ClintResult(
-            self.predictions, final, best_val, epoch, steps, score, self.policy, self.history
+            self.predictions,
+            final,
+            best_val,
+            epoch,
+            steps,
+            score,
+            self.policy,
+            self.history,
+            self.search,
         )

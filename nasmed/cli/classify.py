@@ -51,6 +51,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--pretrained", metavar="CKPT", help="backbone.pt to start from")
     p.add_argument(
+        "--policy",
+        metavar="JSON",
+        help="augmentation policy to train with (e.g. an earlier run's policy.json)",
+    )
+    p.add_argument(
         "--pretrain-on",
         metavar="SOURCE_TASK_DIR",
         help="first pretrain a backbone on this task's slices (own budget)",
@@ -96,6 +101,7 @@ def register(sub: Any) -> None:
 
 def _classify(args: argparse.Namespace) -> int:
     from nasmed.classify.api import ClassifyConfig, classify, pretrain_backbone
+    from nasmed.classify.autoaugment.policy import Policy
     from nasmed.rundir import prepare_run_dir
     from nasmed.runtime import resolve_device, seed_everything
 
@@ -123,6 +129,7 @@ def _classify(args: argparse.Namespace) -> int:
         args.cache_dir
         or Path(os.environ.get("NASMED_CACHE") or Path.home() / ".cache" / "nasmed") / "slices"
     )
+    policy = Policy.load(args.policy) if args.policy else None
     settings = {k: v for k, v in vars(args).items() if k not in ("func", "verbose", "quiet")}
     out, _ = prepare_run_dir(args.out, "classify", settings)
     seed_everything(args.seed)
@@ -135,7 +142,15 @@ def _classify(args: argparse.Namespace) -> int:
             args.pretrain_on, out / "pretrained_backbone.pt", pre, device=device, cache_dir=cache
         )
     start = time.perf_counter()
-    m = classify(args.task_dir, out, cfg, device=device, cache_dir=cache, pretrained=pretrained)
+    m = classify(
+        args.task_dir,
+        out,
+        cfg,
+        device=device,
+        cache_dir=cache,
+        pretrained=pretrained,
+        policy=policy,
+    )
     auc = "n/a" if m["mean_auc"] is None else f"{m['mean_auc']:.4f}"
     print(
         f"wrote {out}: mean AUC {auc}, accuracy {m['accuracy']:.4f}, ALC {m['alc']:.4f} "

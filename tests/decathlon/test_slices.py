@@ -11,7 +11,7 @@ import decathlon.slices as slices_mod
 from decathlon.datalist import Task, load_task, read_case
 from decathlon.errors import DatasetError
 from decathlon.io import Geometry
-from decathlon.slices import SliceSet, build_slices, choose_axis, split_by_case
+from decathlon.slices import SliceSet, build_slices, choose_axis, slice_shape, split_by_case
 from decathlon.synthetic import write_synthetic_task
 
 
@@ -23,7 +23,7 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Task:
 
 
 def test_shapes_and_targets_match_the_labels(task: Task) -> None:
-    s = build_slices(task, size=16, min_area=3)
+    s = build_slices(task, size=16, min_area=3, reorient=False)
     assert s.images.shape == (5 * 10, 1, 16, 16) and s.images.dtype == np.float32
     assert s.targets.shape == (50, 2) and s.axis == 2
     assert s.class_names == tuple(task.labels[v] for v in task.foreground_labels)
@@ -37,12 +37,41 @@ def test_shapes_and_targets_match_the_labels(task: Task) -> None:
     assert s.targets.any() and not s.targets.all()
 
 
-def test_per_slice_normalisation(task: Task) -> None:
+def test_reorientation_only_reorders_slices(task: Task) -> None:
+    raw = build_slices(task, size=16, reorient=False)
+    canon = build_slices(task, size=16)
+    assert canon.axis == raw.axis == 2
+    for c in range(len(task.training)):
+        a = raw.targets[raw.case_index == c].tolist()
+        b = canon.targets[canon.case_index == c].tolist()
+        assert sorted(a) == sorted(b)
+    # synthetic cases cycle through RAS, LPS, LAS, LPI: LPS slices come back flipped in-plane,
+    # LPI ones also in reverse order
+    image, _ = read_case(task.training[1])
+    assert image.geometry.orientation == "LPS"
+    r, k = raw.images[raw.case_index == 1], canon.images[canon.case_index == 1]
+    assert np.allclose(k, r[:, :, ::-1, ::-1], atol=1e-4) and not np.allclose(k, r, atol=1e-4)
+    image, _ = read_case(task.training[3])
+    assert image.geometry.orientation == "LPI"
+    r, k = raw.images[raw.case_index == 3], canon.images[canon.case_index == 3]
+    assert np.allclose(k, r[::-1, :, ::-1, ::-1], atol=1e-4)
+
+
+def test_slice_shape_follows_the_orientation() -> None:
+    perm = np.zeros((4, 4))
+    perm[2, 0] = perm[0, 1] = perm[1, 2] = perm[3, 3] = 1.0  # array axis 0 runs along world z
+    geom = Geometry(perm, (5, 6, 7))
+    assert slice_shape(geom, "auto", reorient=False) == (6, 7)
+    assert slice_shape(geom, "auto", reorient=True) == (6, 7)  # canonical (6, 7, 5), cut along z
+    assert slice_shape(geom, 0, reorient=True) == (7, 5)
+
+
+def test_per_image_normalisation(task: Task) -> None:
     s = build_slices(task, size=16)
-    means = s.images.mean(axis=(2, 3))
-    stds = s.images.std(axis=(2, 3))
-    assert np.allclose(means, 0, atol=1e-4)
-    assert np.all((np.abs(stds - 1) < 1e-3) | (stds < 1e-6))
+    for c in range(len(task.training)):
+        vol = s.images[s.case_index == c]
+        assert abs(float(vol.mean())) < 1e-4 and abs(float(vol.std()) - 1) < 1e-3
+    assert s.images.mean(axis=(1, 2, 3)).std() > 0.05  # slices keep their relative intensity
 
 
 def test_other_axis_and_masks(task: Task) -> None:
