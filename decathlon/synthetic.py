@@ -448,13 +448,15 @@ def embedded_task(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """
     root = Path(cache_dir or os.environ.get("NASMED_CACHE") or Path.home() / ".cache" / "nasmed")
     folder = root / EMBEDDED_TASK_NAME
-    if _is_complete(folder):
-        return folder
-    log.info("writing the embedded synthetic task to %s", folder)
-    stale = folder.exists()
-    try:
-        write_synthetic_task(folder, name="NasmedSynthetic", overwrite=stale, **EMBEDDED_PARAMS)
-    except (DecathlonError, OSError):
-        if not _is_complete(folder):  # another process may have won the race
-            raise
+    for attempt in range(3):
+        if _is_complete(folder):
+            return folder
+        log.info("writing the embedded synthetic task to %s", folder)
+        stale = folder.exists()  # incomplete, or from an older generator
+        try:
+            write_synthetic_task(folder, name="NasmedSynthetic", overwrite=stale, **EMBEDDED_PARAMS)
+        except (DecathlonError, OSError):
+            # another process may have moved or written the folder meanwhile: look again
+            if attempt == 2 and not _is_complete(folder):
+                raise
     return folder
