@@ -406,7 +406,7 @@ def load_task(task_dir: str | os.PathLike[str], *, check_files: bool = True) -> 
         raise DatasetError(f"{root}: not a folder; expected a task folder with dataset.json")
     path = root / DATASET_JSON
     data = _read_json(path)
-    nnunet = "channel_names" in data or "file_ending" in data
+    nnunet = "channel_names" in data or ("file_ending" in data and "modality" not in data)
     parsed = _parse_nnunet(root, data, path) if nnunet else _parse_msd(root, data, path)
     training: list[Case] = parsed["training"]
     test: list[Case] = parsed["test"]

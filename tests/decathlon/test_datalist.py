@@ -91,6 +91,11 @@ def test_test_as_list_of_strings_without_prefix(tmp_path: Path) -> None:
     assert task.test[0].images == (root / "imagesTs" / "case_99.nii.gz",)
 
 
+def test_msd_file_with_a_file_ending_stays_msd(tmp_path: Path) -> None:
+    task = load_task(write_task(tmp_path / "t", dataset={"file_ending": ".nii.gz"}))
+    assert task.layout == "msd" and len(task.training) == 2
+
+
 def test_four_d_task(tmp_path: Path) -> None:
     root = tmp_path / "Task05_Prostate"
     geometry = lps_geometry()
