@@ -92,3 +92,16 @@ def test_console_script_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "truncated" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_inspect_path_that_is_not_a_task_folder(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "task"
+    if kind == "file":
+        target.write_text("x")
+    assert main(["inspect", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and str(target) in err[1]
+    assert ("does not exist" if kind == "missing" else "not a folder") in err[1]
