@@ -59,6 +59,8 @@ def _reusable_fingerprint(path: Path, task: Task) -> Fingerprint | None:
     by_name = {c.name: c for c in fp.cases}
     if sorted(by_name) != sorted(c.name for c in task.training):
         return None
+    if fp.modalities != task.modalities or fp.labels != task.labels:
+        return None  # dataset.json changed
     try:
         current = all(by_name[c.name].sources == case_sources(c) for c in task.training)
     except OSError:

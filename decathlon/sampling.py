@@ -197,7 +197,8 @@ class PatchLoader(DataLoader[dict[str, Any]]):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
         for batch in super().__iter__():
-            batch["label"] = batch["label"].long()
+            label = batch["label"].long()
+            batch["label"] = label.pin_memory() if self.pin_memory else label
             yield batch
 
 

@@ -209,7 +209,9 @@ def test_preprocess_task_skips_unchanged_and_redoes_changed(task_dir: Path, tmp_
         load_cached_case(cache, "nope")
 
 
-def test_run_preprocess_writes_everything(task_dir: Path, tmp_path: Path) -> None:
+def test_run_preprocess_writes_everything(
+    task_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work = tmp_path / "work"
     plan = run_preprocess(task_dir, work, workers=1, folds=2, progress=False)
     assert Plan.load(work / "plan.json") == plan
@@ -220,7 +222,12 @@ def test_run_preprocess_writes_everything(task_dir: Path, tmp_path: Path) -> Non
         "splits.json",
     }
     first = _mtimes(work / "cache")
-    run_preprocess(task_dir, work, workers=1, folds=2, progress=False)
+
+    def no_fingerprint(*args: object, **kwargs: object) -> None:
+        raise AssertionError("unchanged sources must reuse fingerprint.json")
+
+    monkeypatch.setattr("decathlon.preprocess.fingerprint_task", no_fingerprint)
+    assert run_preprocess(task_dir, work, workers=1, folds=2, progress=False) == plan
     assert _mtimes(work / "cache") == first
 
 
