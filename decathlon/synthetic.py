@@ -47,7 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Bump when the generator's output changes, so cached embedded tasks are rewritten.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 EMBEDDED_TASK_NAME = f"Task00_NasmedSynthetic_v{GENERATOR_VERSION}"
 MRI_MODALITIES = ("T1w", "T2w", "FLAIR", "ADC")
 _ORIENTATIONS = ("RAS", "LPS", "LAS", "LPI")
@@ -198,7 +198,7 @@ def _protocol(seed: int, classes: int, modalities: int, ct: bool) -> np.ndarray:
         organ = rng.uniform(20, 120, classes)
         organ[0] = rng.uniform(55, 75)
         if classes >= 2:
-            organ[-1] = organ[0] - rng.uniform(35, 45)  # hypodense lesion
+            organ[-1] = organ[0] - rng.uniform(50, 65)  # hypodense lesion
         means[0, 2:] = organ
         return means
     for m in range(modalities):
