@@ -20,7 +20,12 @@ from nasmed.cli.common import USER_ERRORS, setup_logging
 __all__ = ["build_parser", "main"]
 
 # Verb groups, in the order `nasmed --help` lists them.
-VERB_MODULES: tuple[str, ...] = ("nasmed.cli.data", "nasmed.cli.preprocess", "nasmed.cli.classify")
+VERB_MODULES: tuple[str, ...] = (
+    "nasmed.cli.data",
+    "nasmed.cli.preprocess",
+    "nasmed.cli.classify",
+    "nasmed.cli.arch",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

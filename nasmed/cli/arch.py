@@ -1,0 +1,75 @@
+"""Architecture verbs: ``nasmed show-space NAME`` and ``nasmed show GENOTYPE``.
+
+``show --png FILE`` (drawing the cells) is to come with :mod:`nasmed.viz`; until then ``show``
+prints the cells as text.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import searchspaces
+from nasmed.cli.common import add_common
+from nasmed.errors import GenotypeError
+from nasmed.genotype import Genotype, check_space
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``show-space`` and ``show`` verbs to the ``nasmed`` subparsers."""
+    p = sub.add_parser(
+        "show-space",
+        help="describe a search space: structure, size, parameter range, cost of a child",
+        description="Print a search space's levels, ops and nodes, its size (number of "
+        "distinct architectures), the parameter range over its architectures and the cost "
+        "(params, FLOPs, activation memory) of one child network at a patch.",
+    )
+    p.add_argument("space", metavar="NAME", help="shipped space name (see below) or a YAML file")
+    p.add_argument(
+        "--patch",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="patch sides, e.g. 96 96 96 (default: the space's default_patch)",
+    )
+    p.add_argument("--in-channels", type=int, default=1, help="image channels (default 1)")
+    p.add_argument("--out-channels", type=int, default=2, help="classes (default 2)")
+    p.epilog = f"shipped spaces: {', '.join(searchspaces.list_spaces())}"
+    add_common(p)
+    p.set_defaults(func=_show_space)
+
+    p = sub.add_parser(
+        "show",
+        help="print a genotype's cells",
+        description="Print the cells of a genotype.json as text, and whether it still fits "
+        "its search space. (A --png option drawing the cells is planned with nasmed.viz.)",
+    )
+    p.add_argument("genotype", metavar="GENOTYPE", help="a genotype.json file")
+    add_common(p)
+    p.set_defaults(func=_show)
+
+
+def _show_space(args: argparse.Namespace) -> int:
+    from nasmed.supernet.describe import describe_space  # torch: only for this verb
+
+    space = searchspaces.load(args.space)
+    print(
+        describe_space(
+            space, args.patch, in_channels=args.in_channels, out_channels=args.out_channels
+        )
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    genotype = Genotype.load(args.genotype)
+    print(genotype.to_text())
+    try:
+        check_space(genotype, searchspaces.load(genotype.space))
+        status = "fits the shipped space of that name"
+    except (GenotypeError, searchspaces.SpaceError) as exc:
+        status = f"warning: {exc}"
+    print(f"space check: {status}")
+    return 0

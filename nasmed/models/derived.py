@@ -1,0 +1,106 @@
+"""The derived network: the child of a genotype, with its choices fixed.
+
+Built from the same cells and operations as the supernet (:class:`~nasmed.supernet.CellNetwork`),
+holding only the chosen operation of each kept edge, so a sampled child of the search and the
+derived network of the same genotype run the same modules and cost the same. Module names match
+the supernet's, so a supernet's weights for that child load into it (``strict=False``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+import searchspaces
+from nasmed.genotype import Genotype, check_space
+from nasmed.supernet.cell import CellPlan, Term
+from nasmed.supernet.network import CellNetwork
+from searchspaces import Layer, SearchSpace, SpaceError
+
+__all__ = ["DerivedNet", "build_network", "genotype_plans"]
+
+
+def genotype_plans(genotype: Genotype) -> dict[str, CellPlan]:
+    """Fixed plans (unweighted terms) of every architecture key."""
+    return {
+        cell.key: tuple(tuple(Term(e.source, e.op) for e in node.inputs) for node in cell.nodes)
+        for cell in genotype.cells
+    }
+
+
+class DerivedNet(nn.Module):
+    """The network of ``genotype`` in ``space``.
+
+    Args:
+        genotype: the architecture (checked against ``space``: name, hash, structure).
+        space: its search space.
+        in_channels: image channels.
+        out_channels: classes.
+        width: channel multiplier (e.g. 2.0 to retrain wider, as DiNTS does).
+        deep_supervision: in training mode return ``(full, level 1, level 2, ...)`` logits.
+        spatial_dims: 2 or 3.
+    """
+
+    def __init__(
+        self,
+        genotype: Genotype,
+        space: SearchSpace,
+        in_channels: int,
+        out_channels: int,
+        *,
+        width: float = 1.0,
+        deep_supervision: bool = False,
+        spatial_dims: int = 3,
+    ) -> None:
+        super().__init__()
+        check_space(genotype, space)
+        self.genotype = genotype
+        self.space = space
+
+        def edge_ops(layer: Layer) -> dict[tuple[int, int], list[str]]:
+            return {edge: [op] for edge, op in genotype.cell(layer.key).edges().items()}
+
+        self.net = CellNetwork(
+            space,
+            in_channels,
+            out_channels,
+            edge_ops,
+            width=width,
+            spatial_dims=spatial_dims,
+            deep_supervision=deep_supervision,
+        )
+        self._plans = genotype_plans(genotype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        return self.net.forward_plans(x, self._plans)
+
+
+def build_network(
+    genotype: Genotype,
+    in_channels: int,
+    out_channels: int,
+    *,
+    space: SearchSpace | None = None,
+    **kw: Any,
+) -> DerivedNet:
+    """The derived network of ``genotype``, loading its space by name (``searchspaces.load``).
+
+    Args:
+        genotype: the architecture.
+        in_channels: image channels.
+        out_channels: classes.
+        space: the space, when it is not a shipped one (loaded from a file by the caller).
+        **kw: ``width``, ``deep_supervision``, ``spatial_dims`` of :class:`DerivedNet`.
+
+    Raises:
+        GenotypeError: the space changed since the genotype was made (hash mismatch).
+        SpaceError: the space is unknown.
+    """
+    if space is None:
+        try:
+            space = searchspaces.load(genotype.space)
+        except SpaceError as exc:
+            raise SpaceError(f"genotype's space: {exc}") from None
+    return DerivedNet(genotype, space, in_channels, out_channels, **kw)

@@ -1,0 +1,1 @@
+"""Search strategy: the Gumbel sampler and schedules, decoding (and the bilevel loop)."""

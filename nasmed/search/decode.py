@@ -1,0 +1,83 @@
+"""Decoding: architecture logits -> :class:`~nasmed.genotype.Genotype`. A pure function.
+
+The logits are plain numpy arrays, one pair per architecture key of the space::
+
+    {"encoder": {"ops": array (E, n_ops), "inputs": array (E,)}, "reduction": {...}, ...}
+
+Row ``r`` of both arrays is edge ``space.edges()[r]`` = ``(source, node)``. Node ``i`` keeps the
+``space.kept(i)`` sources with the highest input logits (ties: the lower source), and each kept
+edge takes the operation with the highest op logit (ties: the earlier op in ``space.ops``). This
+is the mode of the sampling distribution the supernet draws from, since a subset's score is the
+sum of its members' input logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
+from searchspaces import SearchSpace
+
+__all__ = ["ArchLogits", "decode"]
+
+#: ``{key: {"ops": (E, n_ops) array, "inputs": (E,) array}}``.
+ArchLogits = Mapping[str, Mapping[str, Any]]
+
+
+def decode(
+    logits: ArchLogits,
+    space: SearchSpace,
+    *,
+    seed: int | None = None,
+    search: Mapping[str, Any] | None = None,
+    exclude_zero: bool = False,
+) -> Genotype:
+    """The most likely architecture under ``logits``.
+
+    Args:
+        logits: per architecture key, ``"ops"`` and ``"inputs"`` logits (array-likes).
+        space: the space the logits belong to.
+        seed: recorded in the genotype.
+        search: search settings recorded in the genotype.
+        exclude_zero: never choose the ``zero`` operation for a kept edge (DARTS' rule).
+
+    Raises:
+        ValueError: a key is missing or an array has the wrong shape.
+    """
+    edges = space.edges()
+    n_ops = len(space.ops)
+    cells = []
+    for key in space.arch_keys():
+        if key not in logits:
+            raise ValueError(f"logits lack architecture key {key!r} of space {space.name!r}")
+        ops = np.asarray(logits[key]["ops"], dtype=np.float64)
+        inputs = np.asarray(logits[key]["inputs"], dtype=np.float64)
+        if ops.shape != (len(edges), n_ops) or inputs.shape != (len(edges),):
+            raise ValueError(
+                f"logits of {key!r}: expected ops {(len(edges), n_ops)} and inputs "
+                f"{(len(edges),)}, got {ops.shape} and {inputs.shape}"
+            )
+        if exclude_zero and "zero" in space.ops:
+            ops = ops.copy()
+            ops[:, space.ops.index("zero")] = -np.inf
+        nodes = []
+        for node in range(1, space.nodes + 1):
+            rows = [r for r, (_, i) in enumerate(edges) if i == node]
+            order = np.argsort(-inputs[rows], kind="stable")[: space.kept(node)]
+            kept = sorted(rows[int(k)] for k in order)
+            nodes.append(
+                NodeChoice(
+                    tuple(EdgeChoice(edges[r][0], space.ops[int(np.argmax(ops[r]))]) for r in kept)
+                )
+            )
+        cells.append(CellGenotype(key, tuple(nodes)))
+    return Genotype(
+        space=space.name,
+        space_hash=space.content_hash(),
+        cells=tuple(cells),
+        seed=seed,
+        search=dict(search or {}),
+    )

@@ -1,0 +1,30 @@
+"""The searchable encoder–decoder: cells, the network of cells, sampling plans, costs.
+
+Main entry points: :class:`Supernet`, :func:`sample_genotype`, :func:`expected_cost`,
+:func:`architecture_cost`.
+"""
+
+from __future__ import annotations
+
+from nasmed.supernet.cell import Cell, CellPlan, Term
+from nasmed.supernet.cost import Cost, architecture_cost, expected_cost, level_voxels, param_range
+from nasmed.supernet.network import CellNetwork
+from nasmed.supernet.plans import Mode
+from nasmed.supernet.sampling import sample_genotype
+from nasmed.supernet.supernet import Supernet, plan_genotype
+
+__all__ = [
+    "Cell",
+    "CellNetwork",
+    "CellPlan",
+    "Cost",
+    "Mode",
+    "Supernet",
+    "Term",
+    "architecture_cost",
+    "expected_cost",
+    "level_voxels",
+    "param_range",
+    "plan_genotype",
+    "sample_genotype",
+]

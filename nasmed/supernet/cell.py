@@ -1,0 +1,187 @@
+"""The searchable cell: a DAG of nodes whose edges run candidate operations.
+
+Node 0 is the cell's input after its fixed entry block (identity for normal cells, a stride-2
+conv block for reduction cells, a transposed conv block or trilinear upsampling + 1x1x1 conv
+block for expansion cells). Node ``i`` (1..nodes) is the sum of the operations on its kept
+incoming edges ``j -> i`` (``j < i``). The cell's output is a 1x1x1 conv block projecting the
+concatenation of nodes 1..nodes back to the cell's channels.
+
+The same class serves the supernet (every candidate op on every edge) and derived networks (the
+chosen op on the kept edges only). What runs in a forward pass is given by a *plan*: per node,
+the terms ``(source, op, weight)`` to compute and add. Only the operations named in the plan run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from nasmed.ops import OpCost, conv_block, conv_block_cost, create_op
+from searchspaces import CellType, Upsample
+
+__all__ = ["Cell", "CellPlan", "Term", "entry_block", "entry_cost", "projection_cost"]
+
+
+class Term(NamedTuple):
+    """One term of a node's sum: ``weight * op(state[source])`` (no weight: ``op(...)``)."""
+
+    source: int
+    op: str
+    weight: torch.Tensor | None = None
+
+
+#: Per node 1..nodes, the terms to compute and add.
+CellPlan = tuple[tuple[Term, ...], ...]
+
+
+def _edge_key(source: int, node: int) -> str:
+    return f"{source}_{node}"
+
+
+def entry_block(
+    cell_type: CellType,
+    spatial_dims: int,
+    in_channels: int,
+    channels: int,
+    *,
+    norm: str,
+    act: str,
+    upsample: Upsample = Upsample.TRANSPOSED,
+) -> nn.Module:
+    """The fixed block that brings a cell's input to the cell's resolution and channels."""
+    if cell_type is CellType.REDUCTION:
+        return conv_block(
+            spatial_dims, in_channels, channels, kernel=3, stride=2, norm=norm, act=act
+        )
+    if cell_type is CellType.EXPANSION:
+        if upsample is Upsample.TRANSPOSED:
+            return conv_block(
+                spatial_dims,
+                in_channels,
+                channels,
+                kernel=2,
+                stride=2,
+                norm=norm,
+                act=act,
+                transposed=True,
+            )
+        mode = "trilinear" if spatial_dims == 3 else "bilinear"
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode=mode, align_corners=False),
+            conv_block(spatial_dims, in_channels, channels, kernel=1, norm=norm, act=act),
+        )
+    if in_channels == channels:
+        return nn.Identity()
+    return conv_block(spatial_dims, in_channels, channels, kernel=1, norm=norm, act=act)
+
+
+def entry_cost(
+    cell_type: CellType,
+    spatial_dims: int,
+    in_channels: int,
+    channels: int,
+    upsample: Upsample = Upsample.TRANSPOSED,
+) -> OpCost:
+    """Declared cost of :func:`entry_block` (per voxel of the cell's resolution)."""
+    if cell_type is CellType.REDUCTION:
+        return conv_block_cost(spatial_dims, in_channels, channels, kernel=3, stride=2)
+    if cell_type is CellType.EXPANSION:
+        if upsample is Upsample.TRANSPOSED:
+            return conv_block_cost(
+                spatial_dims, in_channels, channels, kernel=2, stride=2, transposed=True
+            )
+        # the interpolation (about 2**d FLOPs per element) and its output, kept for the conv
+        interpolation = OpCost(0, 2.0**spatial_dims * in_channels, 4.0 * in_channels)
+        return interpolation + conv_block_cost(spatial_dims, in_channels, channels, kernel=1)
+    if in_channels == channels:
+        return OpCost(0, 0.0, 0.0)
+    return conv_block_cost(spatial_dims, in_channels, channels, kernel=1)
+
+
+def projection_cost(spatial_dims: int, nodes: int, channels: int) -> OpCost:
+    """Declared cost of the output projection, including the kept concatenation."""
+    concat = OpCost(0, 0.0, 4.0 * nodes * channels)
+    return concat + conv_block_cost(spatial_dims, nodes * channels, channels, kernel=1)
+
+
+class Cell(nn.Module):
+    """A cell DAG with candidate operations on its edges.
+
+    Args:
+        cell_type: which of the four cell types (fixes the entry block).
+        in_channels: channels of the cell's input.
+        channels: channels of every node and of the output.
+        edges: the operations to hold per edge ``(source, node)``; the supernet passes every
+            candidate on every edge, a derived network the chosen op on the kept edges.
+        nodes: number of intermediate nodes.
+        spatial_dims: 2 or 3.
+        norm: norm name of the conv blocks.
+        act: activation name of the conv blocks.
+        upsample: how an expansion cell upsamples.
+    """
+
+    def __init__(
+        self,
+        cell_type: CellType,
+        in_channels: int,
+        channels: int,
+        edges: Mapping[tuple[int, int], Sequence[str]],
+        nodes: int,
+        *,
+        spatial_dims: int = 3,
+        norm: str = "instance",
+        act: str = "leakyrelu",
+        upsample: Upsample = Upsample.TRANSPOSED,
+    ) -> None:
+        super().__init__()
+        self.cell_type = cell_type
+        self.nodes = nodes
+        self.entry = entry_block(
+            cell_type, spatial_dims, in_channels, channels, norm=norm, act=act, upsample=upsample
+        )
+        self.edges = nn.ModuleDict()
+        for (source, node), ops in edges.items():
+            if not 0 <= source < node <= nodes:
+                raise ValueError(f"edge {source}->{node} is not in a {nodes}-node cell")
+            self.edges[_edge_key(source, node)] = nn.ModuleDict(
+                {
+                    op: create_op(
+                        op,
+                        spatial_dims,
+                        in_channels=channels,
+                        out_channels=channels,
+                        norm=norm,
+                        act=act,
+                    )
+                    for op in ops
+                }
+            )
+        self.project = conv_block(
+            spatial_dims, nodes * channels, channels, kernel=1, norm=norm, act=act
+        )
+
+    def op(self, source: int, node: int, name: str) -> nn.Module:
+        """The module of operation ``name`` on edge ``source -> node``."""
+        return self.edges[_edge_key(source, node)][name]  # type: ignore[index]
+
+    def forward(self, x: torch.Tensor, plan: CellPlan) -> torch.Tensor:
+        """Run the cell computing only the terms of ``plan``."""
+        if len(plan) != self.nodes:
+            raise ValueError(f"plan has {len(plan)} nodes, the cell {self.nodes}")
+        states = [self.entry(x)]
+        for node, terms in enumerate(plan, start=1):
+            total: torch.Tensor | None = None
+            for term in terms:
+                module = self.op(term.source, node, term.op)
+                if getattr(module, "is_zero", False):
+                    continue
+                y = module(states[term.source])
+                if term.weight is not None:
+                    y = y * term.weight
+                total = y if total is None else total + y
+            states.append(torch.zeros_like(states[0]) if total is None else total)
+        out: torch.Tensor = self.project(torch.cat(states[1:], dim=1))
+        return out

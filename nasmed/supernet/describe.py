@@ -1,0 +1,82 @@
+"""A text summary of a search space: structure, size, parameter range, cost of a child."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from nasmed.supernet.cost import Cost, architecture_cost, expected_cost, param_range
+from nasmed.supernet.sampling import sample_genotype
+from searchspaces import SearchSpace
+
+__all__ = ["describe_space", "format_cost"]
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {prefix}{unit}"
+    return f"{value:.0f} {unit}"
+
+
+def format_cost(cost: Cost) -> str:
+    """``params 1.23 M, 4.56 GFLOP, activations 0.78 GB``."""
+    return (
+        f"params {_si(cost.params, '')}".rstrip()
+        + f", {_si(cost.flops, 'FLOP')} per forward, activations {_si(cost.act_bytes, 'B')}"
+    )
+
+
+def describe_space(
+    space: SearchSpace,
+    patch: Sequence[int] | None = None,
+    *,
+    in_channels: int = 1,
+    out_channels: int = 2,
+) -> str:
+    """Multi-line summary of ``space`` with costs at ``patch`` (default: its default patch).
+
+    Raises:
+        SpaceError: the patch does not fit the space.
+    """
+    sides = tuple(patch) if patch is not None else space.default_patch
+    size = space.size()
+    dims = len(sides) if sides else 3
+    lines = [
+        f"search space {space.name} (hash {space.content_hash()[:12]})",
+        f"  {space.description}" if space.description else "",
+        f"levels: {space.levels} below a stride-{space.stem_stride} stem; channels per level "
+        f"{list(space.channels())}; patch sides must be multiples of {space.divisor}",
+        f"cells: {len(space.layers())} ({space.cells_per_level} normal per level); structures "
+        f"searched per {'cell type' if space.sharing.value == 'cell_type' else 'layer'}: "
+        f"{len(space.arch_keys())}",
+        f"cell: {space.nodes} nodes, each keeping {space.inputs_per_node} inputs "
+        "(fewer for the first nodes); output = 1x1x1 conv block of the concatenated nodes",
+        f"ops ({len(space.ops)}): {', '.join(space.ops)}",
+        f"norm {space.norm}, act {space.act}, expansion upsampling {space.upsample.value}",
+        f"size: {size} distinct architectures (10^{math.log10(size):.1f})",
+    ]
+    low, high = param_range(space, in_channels, out_channels, spatial_dims=dims)
+    lines.append(
+        f"parameters: {_si(low, '')} to {_si(high, '')} "
+        f"({in_channels} input channel(s), {out_channels} classes)".replace("  ", " ")
+    )
+    if sides:
+        child = architecture_cost(
+            sample_genotype(space, 0), space, in_channels, out_channels, sides
+        )
+        zero = {
+            k: {
+                "ops": torch.zeros(len(space.edges()), len(space.ops)),
+                "inputs": torch.zeros(len(space.edges())),
+            }
+            for k in space.arch_keys()
+        }
+        mean = expected_cost(zero, space, sides, in_channels=in_channels, out_channels=out_channels)
+        mean_cost = Cost(int(mean["params"]), float(mean["flops"]), float(mean["act_bytes"]))
+        patch_text = "x".join(str(s) for s in sides)
+        lines.append(f"child at patch {patch_text}, batch 1 (random, seed 0): {format_cost(child)}")
+        lines.append(f"mean child at patch {patch_text}: {format_cost(mean_cost)}")
+    return "\n".join(line for line in lines if line)

@@ -1,0 +1,178 @@
+"""The searchable encoder–decoder: a :class:`CellNetwork` holding every candidate op on every
+edge, plus the architecture logits.
+
+Architecture parameters: per architecture key of the space, ``ops`` logits ``(E, n_ops)`` and
+``inputs`` logits ``(E,)`` (rows in ``space.edges()`` order), initialised to zero (uniform).
+
+>>> net = Supernet(space, in_channels=1, out_channels=2)          # mode="sampled"
+>>> weights, arch = net.weight_parameters(), net.arch_parameters()
+>>> net.set_temperature(5.0)
+>>> y = net(x, generator=torch.Generator().manual_seed(0))        # one sampled child
+>>> genotype = decode(net.arch_logits(), space)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
+from nasmed.search.gumbel import entropy
+from nasmed.supernet.cell import CellPlan
+from nasmed.supernet.network import CellNetwork
+from nasmed.supernet.plans import Mode, mixed_plan, sampled_plan, subset_logits
+from searchspaces import SearchSpace
+
+__all__ = ["Supernet", "plan_genotype"]
+
+
+class Supernet(nn.Module):
+    """The supernet of a search space.
+
+    Args:
+        space: the search space.
+        in_channels: image channels.
+        out_channels: classes.
+        mode: ``"sampled"`` (one hard Gumbel sample per forward; only sampled ops run) or
+            ``"mixed"`` (DARTS: every op runs, softmax-weighted).
+        tau: initial Gumbel-softmax temperature (see :meth:`set_temperature`).
+        width: channel multiplier.
+        spatial_dims: 2 or 3.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        in_channels: int,
+        out_channels: int,
+        *,
+        mode: Mode | str = Mode.SAMPLED,
+        tau: float = 1.0,
+        width: float = 1.0,
+        spatial_dims: int = 3,
+    ) -> None:
+        super().__init__()
+        self.space = space
+        self.mode = Mode(mode)
+        self.tau = float(tau)
+        self.generator: torch.Generator | None = None
+        every_op = {edge: space.ops for edge in space.edges()}
+        self.net = CellNetwork(
+            space,
+            in_channels,
+            out_channels,
+            lambda _layer: every_op,
+            width=width,
+            spatial_dims=spatial_dims,
+        )
+        n_edges = len(space.edges())
+        self.arch_ops = nn.ParameterDict(
+            {k: nn.Parameter(torch.zeros(n_edges, len(space.ops))) for k in space.arch_keys()}
+        )
+        self.arch_inputs = nn.ParameterDict(
+            {k: nn.Parameter(torch.zeros(n_edges)) for k in space.arch_keys()}
+        )
+        self.last_plans: dict[str, CellPlan] = {}
+
+    # -- parameters ----------------------------------------------------------------------------
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture logits (for the architecture optimiser)."""
+        return [*self.arch_ops.values(), *self.arch_inputs.values()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter: the operations' weights (for the weight optimiser)."""
+        return list(self.net.parameters())
+
+    def logits(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The architecture logits as tensors: ``{key: {"ops": (E, n), "inputs": (E,)}}``."""
+        return {
+            k: {"ops": self.arch_ops[k], "inputs": self.arch_inputs[k]}
+            for k in self.space.arch_keys()
+        }
+
+    def arch_logits(self) -> dict[str, dict[str, np.ndarray]]:
+        """The architecture logits as numpy copies, the input of :func:`~nasmed.search.decode`."""
+        return {
+            k: {name: t.detach().cpu().numpy().copy() for name, t in d.items()}
+            for k, d in self.logits().items()
+        }
+
+    def load_arch_logits(self, logits: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Set the architecture logits from numpy arrays (e.g. a snapshot)."""
+        with torch.no_grad():
+            for k, d in self.logits().items():
+                for name, t in d.items():
+                    t.copy_(torch.as_tensor(np.asarray(logits[k][name]), dtype=t.dtype))
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def set_temperature(self, tau: float) -> None:
+        """Set the Gumbel-softmax temperature of later samples."""
+        if tau <= 0:
+            raise ValueError(f"temperature must be > 0, got {tau}")
+        self.tau = float(tau)
+
+    def plans(self, generator: torch.Generator | None = None) -> dict[str, CellPlan]:
+        """The plans of one forward: a fresh sample per key (sampled) or the mixture (mixed)."""
+        out = {}
+        for key, d in self.logits().items():
+            if self.mode is Mode.SAMPLED:
+                out[key] = sampled_plan(d["ops"], d["inputs"], self.space, self.tau, generator)
+            else:
+                out[key] = mixed_plan(d["ops"], d["inputs"], self.space)
+        return out
+
+    def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One forward pass; in sampled mode a new child is drawn from ``generator``.
+
+        ``generator`` falls back to ``self.generator``, then to torch's global generator. The
+        plans used are kept in ``last_plans`` (see :meth:`sampled_genotype`).
+        """
+        self.last_plans = self.plans(generator if generator is not None else self.generator)
+        out = self.net.forward_plans(x, self.last_plans)
+        assert isinstance(out, torch.Tensor)
+        return out
+
+    def sampled_genotype(self) -> Genotype:
+        """The child architecture of the last sampled forward pass."""
+        if self.mode is not Mode.SAMPLED or not self.last_plans:
+            raise RuntimeError("no sampled forward pass yet")
+        return plan_genotype(self.last_plans, self.space)
+
+    # -- monitoring ----------------------------------------------------------------------------
+
+    def entropies(self) -> dict[str, float]:
+        """Mean entropy (nats) of the op choices, and of the input-subset choices of the nodes
+        that have one (0 when no node has a choice)."""
+        with torch.no_grad():
+            ops = torch.stack([entropy(t).mean() for t in self.arch_ops.values()]).mean()
+            inputs = [
+                entropy(subset_logits(t, self.space, node))
+                for t in self.arch_inputs.values()
+                for node in range(1, self.space.nodes + 1)
+                if self.space.kept(node) < node
+            ]
+        return {"ops": float(ops), "inputs": float(torch.stack(inputs).mean()) if inputs else 0.0}
+
+
+def plan_genotype(
+    plans: Mapping[str, CellPlan],
+    space: SearchSpace,
+    *,
+    seed: int | None = None,
+    search: Mapping[str, Any] | None = None,
+) -> Genotype:
+    """The genotype of sampled plans (one term per kept edge)."""
+    cells = []
+    for key in space.arch_keys():
+        nodes = []
+        for terms in plans[key]:
+            edges = sorted((EdgeChoice(t.source, t.op) for t in terms), key=lambda e: e.source)
+            nodes.append(NodeChoice(tuple(edges)))
+        cells.append(CellGenotype(key, tuple(nodes)))
+    return Genotype(space.name, space.content_hash(), tuple(cells), seed, dict(search or {}))

@@ -1,0 +1,329 @@
+"""The typed form of a search space: frozen dataclasses validated on construction.
+
+A space is plain data (no torch). It fixes the macro structure of the encoder–decoder supernet
+(levels, channels, cells per level, stem) and the cell DAG (nodes, inputs kept per node, candidate
+operations), and whether one cell structure is searched per cell type or per layer. The format is
+documented in docs/search.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+from searchspaces.errors import SpaceError
+from searchspaces.ops import known_ops
+
+__all__ = ["SCHEMA_VERSION", "CellType", "Layer", "SearchSpace", "Sharing", "Upsample"]
+
+#: Version of the YAML format (and of the content hash's canonical form).
+SCHEMA_VERSION = 1
+
+NORMS = ("instance", "batch")
+ACTS = ("leakyrelu", "relu", "elu")
+
+
+class CellType(str, Enum):
+    """The four SCNAS cell types."""
+
+    ENCODER = "encoder"
+    REDUCTION = "reduction"
+    DECODER = "decoder"
+    EXPANSION = "expansion"
+
+
+class Sharing(str, Enum):
+    """One searched structure per cell type, or one per layer."""
+
+    CELL_TYPE = "cell_type"
+    LAYER = "layer"
+
+
+class Upsample(str, Enum):
+    """How an expansion cell doubles the resolution before its DAG."""
+
+    TRANSPOSED = "transposed"
+    TRILINEAR = "trilinear"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One cell of the network.
+
+    Attributes:
+        name: unique layer name, e.g. ``encoder_l0_c0``, ``reduction_l1``, ``expansion_l2``.
+        cell_type: the cell's type.
+        level: resolution level of the cell's output (0 = the stem's resolution).
+        key: the architecture key whose choices the cell uses: the cell type's value when
+            structures are shared, the layer name when every layer is searched separately.
+    """
+
+    name: str
+    cell_type: CellType
+    level: int
+    key: str
+
+
+def _fail(where: str, message: str) -> SpaceError:
+    return SpaceError(f"search space {where}: {message}")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space.
+
+    Attributes:
+        name: the space's name (the YAML file's stem for the shipped spaces).
+        levels: number of reductions; the bottleneck is at 1/2**levels of the stem's resolution.
+        base_channels: channels at level 0.
+        channel_growth: channels grow by this factor per level ...
+        max_channels: ... up to this cap (``None``: no cap).
+        cells_per_level: normal cells after each resizing cell (and at level 0 of the encoder).
+        nodes: intermediate nodes per cell.
+        inputs_per_node: how many predecessors feed each node (fewer for the first nodes).
+        ops: candidate operations of every edge (names known to ``searchspaces.ops``).
+        sharing: one structure per cell type, or one per layer.
+        norm: normalisation of every conv block (``instance`` or ``batch``).
+        act: activation of every conv block (``leakyrelu``, ``relu`` or ``elu``).
+        upsample: how expansion cells upsample (``transposed`` conv or ``trilinear`` + 1x1 conv).
+        stem_stride: 1, or 2 to run every cell at half the input resolution (the stem
+            downsamples, the head upsamples and adds a full-resolution skip).
+        default_patch: the patch used when none is given (must fit the space).
+        description: free text.
+        source: where the space came from (file path or name), for error messages only.
+    """
+
+    name: str
+    levels: int
+    base_channels: int
+    channel_growth: float = 2.0
+    max_channels: int | None = None
+    cells_per_level: int = 1
+    nodes: int = 4
+    inputs_per_node: int = 2
+    ops: tuple[str, ...] = ("conv3", "p3d331", "dil3", "dw3", "conv1", "identity", "zero")
+    sharing: Sharing = Sharing.CELL_TYPE
+    norm: str = "instance"
+    act: str = "leakyrelu"
+    upsample: Upsample = Upsample.TRANSPOSED
+    stem_stride: int = 1
+    default_patch: tuple[int, ...] | None = None
+    description: str = ""
+    source: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        where = self.source or repr(self.name)
+        if not isinstance(self.name, str) or not self.name:
+            raise _fail(where, "'name' must be a non-empty string")
+        for key, low in (("levels", 1), ("cells_per_level", 1), ("nodes", 1)):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise _fail(where, f"{key!r} must be an integer >= {low}, got {value!r}")
+        if self.levels > 8:
+            raise _fail(where, f"'levels' must be at most 8, got {self.levels}")
+        self._check_channels(where)
+        k = self.inputs_per_node
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.nodes:
+            raise _fail(
+                where, f"'inputs_per_node' must be an integer in 1..nodes ({self.nodes}), got {k!r}"
+            )
+        self._check_ops(where)
+        if self.norm not in NORMS:
+            raise _fail(where, f"unknown norm {self.norm!r}; valid: {', '.join(NORMS)}")
+        if self.act not in ACTS:
+            raise _fail(where, f"unknown act {self.act!r}; valid: {', '.join(ACTS)}")
+        if self.stem_stride not in (1, 2):
+            raise _fail(where, f"'stem_stride' must be 1 or 2, got {self.stem_stride!r}")
+        if self.default_patch is not None:
+            self.check_patch(self.default_patch)
+
+    def _check_channels(self, where: str) -> None:
+        base, cap, growth = self.base_channels, self.max_channels, self.channel_growth
+        if not isinstance(base, int) or isinstance(base, bool) or base < 1:
+            raise _fail(where, f"'base_channels' must be a positive integer, got {base!r}")
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < base):
+            raise _fail(
+                where,
+                f"'max_channels' must be an integer >= base_channels ({base}), got {cap!r}",
+            )
+        if not isinstance(growth, int | float) or isinstance(growth, bool) or growth < 1:
+            raise _fail(where, f"'channel_growth' must be a number >= 1, got {growth!r}")
+        if self.stem_stride == 2 and base < 2:
+            raise _fail(where, "'base_channels' must be >= 2 with stem_stride 2")
+
+    def _check_ops(self, where: str) -> None:
+        valid = known_ops()
+        if not self.ops:
+            raise _fail(where, "'ops' must name at least one operation")
+        for op in self.ops:
+            if op not in valid:
+                raise _fail(where, f"unknown operation {op!r} in 'ops'; valid: {', '.join(valid)}")
+        if len(set(self.ops)) != len(self.ops):
+            raise _fail(where, f"'ops' lists an operation twice: {list(self.ops)}")
+        if set(self.ops) == {"zero"}:
+            raise _fail(where, "'ops' must hold an operation other than 'zero'")
+
+    # -- derived structure -------------------------------------------------------------------
+
+    @property
+    def divisor(self) -> int:
+        """Every patch side must be a multiple of this (``stem_stride * 2**levels``)."""
+        return self.stem_stride * 2**self.levels
+
+    def channels(self, width: float = 1.0) -> tuple[int, ...]:
+        """Channels of levels ``0..levels``, scaled by ``width``."""
+        out = []
+        for level in range(self.levels + 1):
+            c = self.base_channels * self.channel_growth**level
+            if self.max_channels is not None:
+                c = min(c, self.max_channels)
+            out.append(max(1, round(c * width)))
+        return tuple(out)
+
+    def stem_channels(self, width: float = 1.0) -> int:
+        """Channels of the full-resolution stem/head block when ``stem_stride`` is 2."""
+        return max(1, self.channels(width)[0] // 2)
+
+    def check_patch(self, patch: Sequence[int]) -> tuple[int, ...]:
+        """Return ``patch`` as a tuple, or raise :class:`SpaceError` suggesting the nearest fit."""
+        where = self.source or repr(self.name)
+        sides = tuple(patch)
+        if not sides or not all(isinstance(p, int) and p > 0 for p in sides):
+            raise _fail(where, f"a patch must be positive integers, got {list(sides)}")
+        d = self.divisor
+        if all(p % d == 0 for p in sides):
+            return sides
+        nearest = [max(d, round(p / d) * d) for p in sides]
+        raise _fail(
+            where,
+            f"patch {list(sides)} does not fit: every side must be divisible by {d} "
+            f"(stem stride {self.stem_stride} x 2^{self.levels} levels); nearest valid patch: "
+            f"{' '.join(str(p) for p in nearest)}",
+        )
+
+    def layers(self) -> tuple[Layer, ...]:
+        """Every cell of the network in forward order."""
+        out: list[Layer] = []
+
+        def add(name: str, cell_type: CellType, level: int) -> None:
+            key = cell_type.value if self.sharing is Sharing.CELL_TYPE else name
+            out.append(Layer(name, cell_type, level, key))
+
+        for level in range(self.levels + 1):
+            if level > 0:
+                add(f"reduction_l{level}", CellType.REDUCTION, level)
+            for c in range(self.cells_per_level):
+                add(f"encoder_l{level}_c{c}", CellType.ENCODER, level)
+        for level in range(self.levels - 1, -1, -1):
+            add(f"expansion_l{level}", CellType.EXPANSION, level)
+            for c in range(self.cells_per_level):
+                add(f"decoder_l{level}_c{c}", CellType.DECODER, level)
+        return tuple(out)
+
+    def arch_keys(self) -> tuple[str, ...]:
+        """The architecture keys (one searched cell structure each), in forward order."""
+        return tuple(dict.fromkeys(layer.key for layer in self.layers()))
+
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        """Candidate edges ``(source, node)`` of a cell: node ``i`` in 1..nodes, source < i.
+
+        Node 0 is the cell's input. This order indexes the rows of the architecture logits.
+        """
+        return tuple((j, i) for i in range(1, self.nodes + 1) for j in range(i))
+
+    def kept(self, node: int) -> int:
+        """How many inputs node ``node`` (1-based) keeps."""
+        return min(self.inputs_per_node, node)
+
+    def cell_size(self) -> int:
+        """Number of distinct structures of one cell."""
+        m = len(self.ops)
+        total = 1
+        for i in range(1, self.nodes + 1):
+            k = self.kept(i)
+            total *= math.comb(i, k) * m**k
+        return total
+
+    def size(self) -> int:
+        """Number of distinct architectures (genotypes) of the space, exact."""
+        return self.cell_size() ** len(self.arch_keys())
+
+    # -- serialisation -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (as in the YAML files)."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for f in fields(self):
+            if f.name == "source":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical content: everything but ``name`` and ``description``.
+
+        Two spaces with the same hash build the same supernet and accept the same genotypes.
+        """
+        data = self.to_dict()
+        for key in ("name", "description", "default_patch"):
+            data.pop(key)
+        data["channel_growth"] = float(data["channel_growth"])
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "") -> SearchSpace:
+        """Build and validate a space from plain data (a parsed YAML file).
+
+        Raises:
+            SpaceError: unknown keys, wrong types, or values the space cannot use.
+        """
+        where = source or repr(data.get("name", "?"))
+        if not isinstance(data, Mapping):
+            raise _fail(where, "the file must hold a mapping of fields")
+        allowed = {f.name for f in fields(cls) if f.name != "source"} | {"schema_version"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise _fail(where, f"unknown field(s) {unknown}; valid: {', '.join(sorted(allowed))}")
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise _fail(where, f"schema_version {version!r} is not supported ({SCHEMA_VERSION})")
+        for required in ("name", "levels", "base_channels"):
+            if required not in data:
+                raise _fail(where, f"missing field {required!r}")
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k != "schema_version"}
+        try:
+            if "ops" in kwargs:
+                if isinstance(kwargs["ops"], str) or not isinstance(kwargs["ops"], Sequence):
+                    raise ValueError(f"'ops' must be a list, got {kwargs['ops']!r}")
+                kwargs["ops"] = tuple(str(op) for op in kwargs["ops"])
+            if "sharing" in kwargs:
+                kwargs["sharing"] = _enum(Sharing, "sharing", kwargs["sharing"])
+            if "upsample" in kwargs:
+                kwargs["upsample"] = _enum(Upsample, "upsample", kwargs["upsample"])
+            if kwargs.get("default_patch") is not None:
+                patch = kwargs["default_patch"]
+                if isinstance(patch, str) or not isinstance(patch, Sequence):
+                    raise ValueError(f"'default_patch' must be a list, got {patch!r}")
+                kwargs["default_patch"] = tuple(patch)
+        except ValueError as exc:
+            raise _fail(where, str(exc)) from None
+        return cls(**kwargs, source=source)
+
+
+def _enum(kind: type[Enum], key: str, value: Any) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        valid = ", ".join(str(m.value) for m in kind)
+        raise ValueError(f"{key!r} must be one of {valid}, got {value!r}") from None

@@ -1,0 +1,77 @@
+"""Derived networks: same as rebuilt from the saved genotype, costs, space checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import searchspaces
+from nasmed.errors import GenotypeError
+from nasmed.genotype import Genotype
+from nasmed.models.derived import DerivedNet, build_network
+from nasmed.supernet import Supernet, architecture_cost, sample_genotype
+
+SPACE = searchspaces.load("scnas-small")
+
+
+def _count(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_rebuilt_from_saved_json_is_the_same(tmp_path: Path) -> None:
+    g = sample_genotype(SPACE, 2)
+    net = DerivedNet(g, SPACE, 1, 3)
+    g.save(tmp_path / "genotype.json")
+    again = build_network(Genotype.load(tmp_path / "genotype.json"), 1, 3)
+    assert _count(net) == _count(again)
+    again.load_state_dict(net.state_dict())  # same modules, same names
+    x = torch.randn(1, 1, 32, 32, 32)
+    net.eval(), again.eval()
+    y = net(x)
+    assert isinstance(y, torch.Tensor) and y.shape == (1, 3, 32, 32, 32)
+    assert torch.equal(y, again(x))
+
+
+@pytest.mark.parametrize("name", ["scnas-small", "scnas", "scnas-layer"])
+def test_declared_params_match(name: str) -> None:
+    space = searchspaces.load(name)
+    g = sample_genotype(space, 0)
+    net = DerivedNet(g, space, 2, 4)
+    patch = space.default_patch or ()
+    assert architecture_cost(g, space, 2, 4, patch).params == _count(net)
+
+
+def test_width_and_2d() -> None:
+    g = sample_genotype(SPACE, 0)
+    wide = DerivedNet(g, SPACE, 1, 2, width=2.0, spatial_dims=2)
+    assert architecture_cost(g, SPACE, 1, 2, (32, 32), width=2.0).params == _count(wide)
+    assert wide(torch.randn(1, 1, 32, 16)).shape == (1, 2, 32, 16)  # type: ignore[union-attr]
+
+
+def test_deep_supervision_outputs() -> None:
+    space = searchspaces.load("scnas")
+    net = DerivedNet(sample_genotype(space, 0), space, 1, 2, deep_supervision=True, spatial_dims=2)
+    outs = net(torch.randn(1, 1, 64, 64))
+    assert isinstance(outs, tuple)
+    assert [o.shape[-1] for o in outs] == [64, 16, 8]  # full, level 1, level 2 (stem stride 2)
+    net.eval()
+    assert isinstance(net(torch.randn(1, 1, 64, 64)), torch.Tensor)
+
+
+def test_supernet_weights_load_into_the_derived_net() -> None:
+    supernet = Supernet(SPACE, 1, 2)
+    net = DerivedNet(sample_genotype(SPACE, 1), SPACE, 1, 2)
+    weights = {f"net.{k}": v for k, v in net.net.state_dict().items()}
+    missing = set(weights) - set(supernet.state_dict())
+    assert not missing
+
+
+def test_changed_space_is_refused() -> None:
+    g = sample_genotype(SPACE, 0)
+    stale = Genotype(g.space, "0" * 64, g.cells)
+    with pytest.raises(GenotypeError, match="changed since"):
+        build_network(stale, 1, 2)
+    with pytest.raises(searchspaces.SpaceError, match="unknown search space"):
+        build_network(Genotype("gone", "0" * 64, g.cells), 1, 2)

@@ -1,0 +1,162 @@
+"""Search spaces: the shipped files, validation errors, structure, size, hashing."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import searchspaces
+from searchspaces import CellType, SearchSpace, SpaceError
+
+DINTS_SIZE_LOG10 = 92.8  # MONAI DiNTS, 12 blocks x 4 depths (docs/search.md)
+
+
+def _write(tmp_path: Path, **changes: object) -> Path:
+    data = yaml.safe_load(searchspaces.space_path("scnas-small").read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_list_and_load_shipped() -> None:
+    names = searchspaces.list()
+    assert {"scnas", "scnas-small", "scnas-layer"} <= set(names)
+    for name in names:
+        space = searchspaces.load(name)
+        assert space.name == name
+        assert space.default_patch is not None
+        assert isinstance(space.size(), int) and space.size() > 1
+
+
+def test_no_torch_import() -> None:
+    import subprocess
+
+    code = "import searchspaces, sys; searchspaces.load('scnas'); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_scnas_is_at_least_as_large_as_dints() -> None:
+    shared, layer = searchspaces.load("scnas"), searchspaces.load("scnas-layer")
+    assert math.log10(shared.size()) >= DINTS_SIZE_LOG10
+    assert layer.size() > shared.size()
+    assert shared.channels() == layer.channels()
+
+
+def test_size_counts_subsets_and_ops() -> None:
+    space = searchspaces.load("scnas-small")  # 3 nodes, 2 kept, 9 ops, 4 cell types
+    per_cell = (1 * 9) * (1 * 9**2) * (3 * 9**2)
+    assert space.cell_size() == per_cell
+    assert space.size() == per_cell**4
+
+
+def test_layers_and_keys() -> None:
+    space = searchspaces.load("scnas-small")
+    names = [layer.name for layer in space.layers()]
+    assert names == [
+        "encoder_l0_c0",
+        "reduction_l1",
+        "encoder_l1_c0",
+        "reduction_l2",
+        "encoder_l2_c0",
+        "expansion_l1",
+        "decoder_l1_c0",
+        "expansion_l0",
+        "decoder_l0_c0",
+    ]
+    assert space.arch_keys() == ("encoder", "reduction", "expansion", "decoder")
+    layer = searchspaces.load("scnas-layer")
+    assert layer.arch_keys() == tuple(lay.name for lay in layer.layers())
+    assert {lay.cell_type for lay in layer.layers()} == set(CellType)
+
+
+def test_edges_order() -> None:
+    space = searchspaces.load("scnas-small")
+    assert space.edges() == ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+    assert [space.kept(i) for i in (1, 2, 3)] == [1, 2, 2]
+
+
+def test_hash_ignores_name_and_description(tmp_path: Path) -> None:
+    base = searchspaces.load("scnas-small")
+    renamed = searchspaces.load(_write(tmp_path, name="other", description="x"))
+    assert renamed.content_hash() == base.content_hash()
+    changed = searchspaces.load(_write(tmp_path, nodes=4))
+    assert changed.content_hash() != base.content_hash()
+
+
+def test_unknown_op_names_it_and_lists_valid(tmp_path: Path) -> None:
+    path = _write(tmp_path, ops=["conv3", "conv7x7"])
+    with pytest.raises(SpaceError) as err:
+        searchspaces.load(path)
+    message = str(err.value)
+    assert "conv7x7" in message and "conv3" in message and "identity" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"base_channels": 0}, "base_channels"),
+        ({"base_channels": 8.5}, "base_channels"),
+        ({"max_channels": 4}, "max_channels"),
+        ({"channel_growth": 0.5}, "channel_growth"),
+    ],
+)
+def test_bad_channel_counts(tmp_path: Path, changes: dict[str, object], field: str) -> None:
+    with pytest.raises(SpaceError, match=field):
+        searchspaces.load(_write(tmp_path, **changes))
+
+
+def test_patch_not_divisible_suggests_nearest(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match=r"nearest valid patch: 32 40 32"):
+        searchspaces.load(_write(tmp_path, default_patch=[33, 41, 30]))
+    space = searchspaces.load("scnas")  # divisor 16
+    with pytest.raises(SpaceError, match=r"divisible by 16.*nearest valid patch: 64 64 16"):
+        space.check_patch((64, 70, 10))
+    assert space.check_patch([96, 96, 96]) == (96, 96, 96)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"nodes": 0}, "nodes"),
+        ({"inputs_per_node": 5}, "inputs_per_node"),
+        ({"levels": None}, "missing field 'levels'"),
+        ({"colour": "red"}, "unknown field"),
+        ({"sharing": "sometimes"}, "sharing"),
+        ({"norm": "weird"}, "norm"),
+        ({"stem_stride": 3}, "stem_stride"),
+        ({"ops": ["zero"]}, "other than 'zero'"),
+        ({"ops": ["conv3", "conv3"]}, "twice"),
+        ({"schema_version": 9}, "schema_version"),
+    ],
+)
+def test_other_invalid_fields(tmp_path: Path, changes: dict[str, object], match: str) -> None:
+    with pytest.raises(SpaceError, match=match):
+        searchspaces.load(_write(tmp_path, **changes))
+
+
+def test_unreadable_and_unknown(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match=r"unknown search space 'nope'.*scnas"):
+        searchspaces.load("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpaceError, match="invalid YAML"):
+        searchspaces.load(bad)
+    with pytest.raises(SpaceError, match="cannot read"):
+        searchspaces.load(tmp_path / "missing.yaml")
+
+
+def test_round_trip_dict() -> None:
+    space = searchspaces.load("scnas-layer")
+    again = SearchSpace.from_dict(space.to_dict())
+    assert again == space and again.content_hash() == space.content_hash()
