@@ -1,0 +1,194 @@
+"""``model.json``: everything needed to rebuild a trained network and its preprocessing.
+
+Plain JSON, read without pickle: the architecture (a baseline name, or the genotype itself, so a
+run folder is self-contained), channels, classes, width, deep supervision, the training patch,
+the plan (target spacing, normalisation, labels, modalities) and a few facts about the run.
+Together with ``model.pt`` (a state dict, ``torch.load(weights_only=True)``) it is a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from decathlon.fsutil import atomic_write_json
+from decathlon.plan import Plan
+from nasmed.errors import ConfigError, RunDirError
+from nasmed.genotype import Genotype
+
+__all__ = ["MODEL_FILE", "MODEL_SPEC_VERSION", "WEIGHTS_FILE", "ModelSpec", "load_model"]
+
+MODEL_SPEC_VERSION = 1
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trained network's recipe.
+
+    Attributes:
+        arch: ``"unet"``, ``"dynunet"`` or ``"genotype"``.
+        in_channels: image channels.
+        out_channels: classes, background included.
+        patch: the training patch (also the sliding window).
+        plan: the task's plan (``plan.json`` content): spacing, normalisation, labels.
+        genotype: the genotype's plain-JSON form when ``arch == "genotype"``.
+        width: channel multiplier.
+        deep_supervision: trained with deep supervision (inference uses the full output).
+        info: facts about the run (epochs, best validation Dice, ...), plain JSON.
+        version: the format version.
+    """
+
+    arch: str
+    in_channels: int
+    out_channels: int
+    patch: tuple[int, int, int]
+    plan: dict[str, Any]
+    genotype: dict[str, Any] | None = None
+    width: float = 1.0
+    deep_supervision: bool = False
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+    version: int = MODEL_SPEC_VERSION
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """The voxel spacing the network sees (the plan's target spacing)."""
+        s = self.plan["target_spacing"]
+        return (float(s[0]), float(s[1]), float(s[2]))
+
+    def load_plan(self) -> Plan:
+        """The plan as a :class:`~decathlon.plan.Plan`."""
+        return Plan.from_json(self.plan)
+
+    def arch_value(self) -> str | Genotype:
+        """What :func:`~nasmed.models.factory.build_model` takes as ``arch``."""
+        if self.arch == "genotype":
+            return Genotype.from_dict(self.genotype, source="model.json genotype")
+        return self.arch
+
+    def build(self) -> nn.Module:
+        """A fresh network of this recipe (untrained weights)."""
+        from nasmed.models.factory import build_model
+
+        return build_model(
+            self.arch_value(),
+            self.in_channels,
+            self.out_channels,
+            width=self.width,
+            deep_supervision=self.deep_supervision,
+            patch=self.patch,
+            spacing=self.spacing,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {
+            "version": self.version,
+            "arch": self.arch,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "width": self.width,
+            "deep_supervision": self.deep_supervision,
+            "patch": list(self.patch),
+            "genotype": self.genotype,
+            "plan": self.plan,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str = MODEL_FILE) -> ModelSpec:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            ConfigError: missing or malformed fields (the message names ``source``).
+        """
+        try:
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+            if int(data["version"]) != MODEL_SPEC_VERSION:
+                raise ValueError(f"version {data['version']} is not {MODEL_SPEC_VERSION}")
+            arch = str(data["arch"])
+            if arch not in ("unet", "dynunet", "genotype"):
+                raise ValueError(f"unknown arch {arch!r}")
+            if arch == "genotype" and not isinstance(data.get("genotype"), dict):
+                raise ValueError("arch 'genotype' needs the 'genotype' object")
+            patch = tuple(int(p) for p in data["patch"])
+            if len(patch) != 3:
+                raise ValueError(f"patch must have 3 sides, got {list(patch)}")
+            Plan.from_json(data["plan"])  # validates
+            return cls(
+                arch=arch,
+                in_channels=int(data["in_channels"]),
+                out_channels=int(data["out_channels"]),
+                patch=(patch[0], patch[1], patch[2]),
+                plan=dict(data["plan"]),
+                genotype=data.get("genotype"),
+                width=float(data.get("width", 1.0)),
+                deep_supervision=bool(data.get("deep_supervision", False)),
+                info=dict(data.get("info") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+            raise ConfigError(f"{source}: not a valid model file ({what})") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically; returns the path."""
+        atomic_write_json(path, self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelSpec:
+        """Read a ``model.json`` (or the one in a run folder).
+
+        Raises:
+            RunDirError: the file is missing or not JSON; ConfigError: not a valid model file.
+        """
+        p = Path(path)
+        if p.is_dir():
+            p = p / MODEL_FILE
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(
+                f"{p}: model file not found; is this a finished `nasmed train` run folder?"
+            ) from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{p}: unreadable model file ({exc})") from None
+        return cls.from_json(data, source=str(p))
+
+
+def load_model(
+    model_dir: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> tuple[ModelSpec, nn.Module]:
+    """The spec and the trained network (eval mode) of a run folder.
+
+    Raises:
+        RunDirError: ``model.json`` or ``model.pt`` is missing or unreadable, or the weights do
+            not fit the network.
+    """
+    folder = Path(model_dir)
+    spec = ModelSpec.load(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise RunDirError(f"{weights}: weights not found; the training did not finish")
+    try:
+        state = torch.load(weights, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise RunDirError(f"{weights}: not loadable ({type(exc).__name__}: {exc})") from None
+    net = spec.build()
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise RunDirError(
+            f"{weights}: weights do not fit {folder / MODEL_FILE} ({first})"
+        ) from None
+    net.eval()
+    return spec, net

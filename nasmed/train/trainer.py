@@ -1,0 +1,395 @@
+"""The fit loop: Dice + CE, SGD (Nesterov, poly decay) or AdamW, AMP on CUDA, checkpoints, resume.
+
+One epoch is ``steps_per_epoch`` batches of patches from the preprocessed cache
+(:func:`decathlon.sampling.make_loader`, whose patches depend only on ``(seed, epoch, index)``).
+The learning rate follows nnU-Net's poly schedule per epoch, ``lr * (1 - epoch / epochs) ** 0.9``.
+Every ``val_every`` epochs (and after the last) a validation callable scores the network; the best
+score's weights go to ``checkpoints/best.pt``. After every epoch ``checkpoints/last.pt`` holds the
+network, optimizer, grad scaler, epoch, best score and every RNG state, written atomically, so a
+killed run resumed from it ends with the same weights and history as an uninterrupted one (on
+CPU; CUDA kernels may differ in the last bits).
+
+The pieces a pipelined (torchgpipe) or data-parallel run replaces are small methods:
+:meth:`Trainer.wrap_model`, :meth:`Trainer.forward`, :meth:`Trainer.compute_loss`,
+:meth:`Trainer.backward`, :meth:`Trainer.optimizer_step`. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from decathlon.sampling import make_loader
+from nasmed.distributed import is_main
+from nasmed.errors import ConfigError
+from nasmed.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from nasmed.train.history import History
+from nasmed.train.losses import DeepSupervisionLoss, make_seg_loss
+
+__all__ = ["DEFAULT_LR", "FitResult", "TrainConfig", "Trainer", "ValidateFn"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LR = {"sgd": 1e-2, "adamw": 3e-4}
+DEFAULT_WEIGHT_DECAY = {"sgd": 3e-5, "adamw": 1e-2}
+
+#: Scores a network: returns at least ``{"dice": mean foreground Dice}``; may add more keys.
+ValidateFn = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (validated on construction; a bad value is a :class:`ConfigError`).
+
+    Attributes:
+        epochs: epochs to train.
+        patch: the training patch.
+        steps_per_epoch: batches per epoch.
+        batch_size: patches per batch.
+        optimizer: ``"sgd"`` (Nesterov, momentum 0.99, nnU-Net) or ``"adamw"``.
+        lr: initial learning rate (default 1e-2 for SGD, 3e-4 for AdamW).
+        weight_decay: default 3e-5 (SGD) or 1e-2 (AdamW).
+        poly_exponent: exponent of the poly decay (0: constant rate).
+        val_every: validate every this many epochs (and after the last one).
+        grad_clip: gradient norm clip (nnU-Net: 12); 0 disables.
+        amp: mixed precision; ``None`` means on CUDA only.
+        seed: seeds the patches.
+        workers: loader processes.
+        freeze_epochs: keep the ``frozen`` parameters fixed for the first this many epochs.
+    """
+
+    epochs: int
+    patch: tuple[int, int, int]
+    steps_per_epoch: int = 250
+    batch_size: int = 2
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.99
+    poly_exponent: float = 0.9
+    val_every: int = 1
+    grad_clip: float = 12.0
+    amp: bool | None = None
+    seed: int = 0
+    workers: int = 0
+    freeze_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch", tuple(int(p) for p in self.patch))
+        checks = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.steps_per_epoch >= 1, f"--steps must be >= 1, got {self.steps_per_epoch}"),
+            (self.batch_size >= 1, f"--batch must be >= 1, got {self.batch_size}"),
+            (
+                self.optimizer in DEFAULT_LR,
+                f"--optimizer must be sgd or adamw, not {self.optimizer!r}",
+            ),
+            (self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.val_every >= 1, f"--val-every must be >= 1, got {self.val_every}"),
+            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (self.freeze_epochs >= 0, f"freeze epochs must be >= 0, got {self.freeze_epochs}"),
+            (len(self.patch) == 3 and min(self.patch) >= 1, f"bad patch {list(self.patch)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def learning_rate(self) -> float:
+        """The initial learning rate (given or the optimizer's default)."""
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form (recorded in ``run.json``)."""
+        data = asdict(self)
+        data["patch"] = list(self.patch)
+        return data
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :meth:`Trainer.fit` ends with."""
+
+    epochs: int
+    best_dice: float | None
+    best_epoch: int | None
+    final_dice: float | None
+    seconds_per_epoch: float
+
+
+class Trainer:
+    """Trains one network on patches of a preprocessed cache.
+
+    Args:
+        model: the network (on any device; moved to ``device``).
+        config: the settings.
+        cache_dir: the preprocessed cache (``WORK_DIR/cache``).
+        train_cases: case names to draw training patches from.
+        run_dir: where ``checkpoints/``, ``history.csv`` and ``tensorboard/`` go.
+        device: the torch device.
+        validate: scores the network (see :data:`ValidateFn`), or ``None`` for no validation.
+        frozen: parameter names kept fixed during the first ``config.freeze_epochs`` epochs.
+        progress: show a tqdm bar per epoch.
+        on_epoch_end: called with ``(epoch, history row)`` after each epoch's checkpoint
+            (a test seam: raising ``KeyboardInterrupt`` there simulates a kill).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        *,
+        cache_dir: str | Path,
+        train_cases: Sequence[str],
+        run_dir: str | Path,
+        device: torch.device,
+        validate: ValidateFn | None = None,
+        frozen: Iterable[str] = (),
+        progress: bool = True,
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.model = model.to(device)
+        self.net = self.wrap_model(self.model)
+        self.validate_fn = validate
+        self.frozen = set(frozen)
+        self.progress = progress
+        self.on_epoch_end = on_epoch_end
+        self.amp = (
+            (device.type == "cuda")
+            if config.amp is None
+            else (config.amp and device.type == "cuda")
+        )
+        self.loss_fn = DeepSupervisionLoss(make_seg_loss())
+        self.optimizer = self.build_optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.loader = make_loader(
+            cache_dir,
+            list(train_cases),
+            config.patch,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            samples_per_epoch=config.steps_per_epoch * config.batch_size,
+            seed=config.seed,
+            pin_memory=device.type == "cuda",
+        )
+        self.start_epoch = 0
+        self.best_dice: float | None = None
+        self.best_epoch: int | None = None
+
+    # ---- the pieces another parallelism plugs into ----------------------------------------
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """The module that runs forward/backward (DDP or a pipeline wraps ``model`` here)."""
+        return model
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """SGD with Nesterov momentum (nnU-Net) or AdamW over every parameter."""
+        c = self.config
+        params = list(self.model.parameters())
+        if c.optimizer == "sgd":
+            wd = DEFAULT_WEIGHT_DECAY["sgd"] if c.weight_decay is None else c.weight_decay
+            return torch.optim.SGD(
+                params, lr=c.learning_rate, momentum=c.momentum, nesterov=True, weight_decay=wd
+            )
+        wd = DEFAULT_WEIGHT_DECAY["adamw"] if c.weight_decay is None else c.weight_decay
+        return torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=wd)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision on CUDA (float16), nothing elsewhere."""
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The network's output for a batch (logits, or a tuple with deep supervision)."""
+        with self.autocast():
+            out: torch.Tensor | tuple[torch.Tensor, ...] = self.net(image)
+        return out
+
+    def compute_loss(
+        self, output: torch.Tensor | tuple[torch.Tensor, ...], label: torch.Tensor
+    ) -> torch.Tensor:
+        """Dice + CE (weighted over scales with deep supervision), in float32."""
+        if isinstance(output, torch.Tensor):
+            output = output.float()
+        else:
+            output = tuple(o.float() for o in output)
+        loss: torch.Tensor = self.loss_fn(output, label)
+        return loss
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate (through the AMP grad scaler)."""
+        self.scaler.scale(loss).backward()
+
+    def optimizer_step(self) -> None:
+        """Clip gradients and step the optimizer (through the grad scaler)."""
+        if self.config.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def lr_at(self, epoch: int) -> float:
+        """The poly learning rate of ``epoch``."""
+        c = self.config
+        return c.learning_rate * (1 - epoch / c.epochs) ** c.poly_exponent
+
+    def _set_frozen(self, epoch: int) -> bool:
+        freeze = epoch < self.config.freeze_epochs
+        for name, p in self.model.named_parameters():
+            if name in self.frozen:
+                p.requires_grad_(not freeze)
+        return freeze and bool(self.frozen)
+
+    def train_step(self, batch: dict[str, Any]) -> float:
+        """One optimisation step on a batch; returns the loss."""
+        image = batch["image"].to(self.device, non_blocking=True)
+        label = batch["label"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.compute_loss(self.forward(image), label)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()}; lower --lr")
+        self.backward(loss)
+        self.optimizer_step()
+        return float(loss.detach())
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One epoch of training; returns its history fields."""
+        self.net.train()
+        lr = self.lr_at(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        frozen = self._set_frozen(epoch)
+        self.loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+        losses: list[float] = []
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        bar = tqdm(
+            self.loader,
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            unit="step",
+            leave=False,
+            disable=not (self.progress and is_main()),
+        )
+        for batch in bar:
+            losses.append(self.train_step(batch))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        seconds = time.perf_counter() - start
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": sum(losses) / len(losses),
+            "lr": lr,
+            "encoder_frozen": int(frozen),
+            "seconds": round(seconds, 3),
+        }
+        if self.device.type == "cuda":
+            row["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        return row
+
+    def validate(self, epoch: int) -> dict[str, float] | None:
+        """Score the network if this epoch validates; ``None`` otherwise."""
+        last = epoch == self.config.epochs - 1
+        if self.validate_fn is None or not (last or (epoch + 1) % self.config.val_every == 0):
+            return None
+        self.net.eval()
+        with torch.no_grad(), self.autocast():
+            scores = self.validate_fn(self.model)
+        return {f"val_{k}": float(v) for k, v in scores.items()}
+
+    def checkpoint_state(self, next_epoch: int) -> dict[str, Any]:
+        """Everything a resume needs (weights-only loadable)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": next_epoch,
+            "best_dice": self.best_dice,
+            "best_epoch": self.best_epoch,
+            "rng": capture_rng(),
+        }
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`checkpoint_state`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = int(state["epoch"])
+        self.best_dice = state.get("best_dice")
+        self.best_epoch = state.get("best_epoch")
+        restore_rng(state["rng"])
+
+    def resume(self) -> bool:
+        """Load ``checkpoints/last.pt`` if there is one; returns whether it did."""
+        last = self.ckpt_dir / "last.pt"
+        if not last.is_file():
+            return False
+        self.load_checkpoint_state(load_checkpoint(last, map_location=self.device))
+        log.info("resuming %s after epoch %d", self.run_dir, self.start_epoch)
+        return True
+
+    def fit(self, *, resume: bool = False) -> FitResult:
+        """Train from the start (or from ``checkpoints/last.pt`` when ``resume``)."""
+        if resume:
+            self.resume()
+        history = History(self.run_dir, resume_epoch=self.start_epoch) if is_main() else None
+        final: float | None = None
+        seconds: list[float] = []
+        try:
+            for epoch in range(self.start_epoch, self.config.epochs):
+                row = self.train_epoch(epoch)
+                seconds.append(float(row["seconds"]))
+                scores = self.validate(epoch)
+                if scores is not None:
+                    row.update(scores)
+                    dice = scores.get("val_dice", math.nan)
+                    final = dice
+                    if math.isfinite(dice) and (self.best_dice is None or dice > self.best_dice):
+                        self.best_dice, self.best_epoch = dice, epoch
+                        if is_main():
+                            save_checkpoint(
+                                self.ckpt_dir / "best.pt",
+                                {"model": self.model.state_dict(), "epoch": epoch, "dice": dice},
+                            )
+                if is_main():
+                    assert history is not None
+                    history.log(row)
+                    save_checkpoint(self.ckpt_dir / "last.pt", self.checkpoint_state(epoch + 1))
+                log.info(
+                    "epoch %d/%d: loss %.4f%s (%.1f s)",
+                    epoch + 1,
+                    self.config.epochs,
+                    row["loss"],
+                    f", val Dice {row['val_dice']:.4f}" if "val_dice" in row else "",
+                    row["seconds"],
+                )
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(epoch, row)
+        finally:
+            if history is not None:
+                history.close()
+        self._set_frozen(self.config.epochs)  # leave every parameter trainable
+        return FitResult(
+            epochs=self.config.epochs,
+            best_dice=self.best_dice,
+            best_epoch=self.best_epoch,
+            final_dice=final,
+            seconds_per_epoch=sum(seconds) / len(seconds) if seconds else math.nan,
+        )

@@ -1,0 +1,154 @@
+"""Networks: genotype round trip, baselines, model.json, patch checks, encoder names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import searchspaces
+from decathlon.plan import ChannelNorm, Plan
+from nasmed.errors import ConfigError, GenotypeError
+from nasmed.genotype import Genotype
+from nasmed.models.baselines import dynunet_topology, encoder_parameter_names, unet_levels
+from nasmed.models.factory import build_model, check_patch, load_arch
+from nasmed.models.spec import ModelSpec
+from nasmed.supernet import sample_genotype
+from searchspaces import SpaceError
+
+
+def _params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.fixture(scope="module")
+def genotype_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("geno") / "genotype.json"
+    sample_genotype(searchspaces.load("scnas-small"), 3).save(path)
+    return path
+
+
+def test_genotype_round_trip_builds_the_same_network(genotype_file: Path) -> None:
+    genotype = Genotype.load(genotype_file)
+    again = Genotype.from_json(genotype.to_json())
+    assert again == genotype
+    torch.manual_seed(0)
+    a = build_model(genotype, 2, 3, width=1.0)
+    torch.manual_seed(0)
+    b = build_model(genotype_file, 2, 3)
+    c = build_model(genotype_file.parent, 2, 3)  # a search's run folder
+    assert _params(a) == _params(b) == _params(c) > 0
+    assert list(a.state_dict()) == list(b.state_dict())
+    x = torch.randn(1, 2, 16, 16, 16)
+    a.eval()
+    b.eval()
+    assert a(x).shape == b(x).shape == (1, 3, 16, 16, 16)
+    assert torch.equal(a(x), b(x))  # same seed, same architecture: same function
+    wide = build_model(genotype, 2, 3, width=2.0)
+    assert _params(wide) > 2 * _params(a)
+
+
+def test_changed_or_foreign_genotype_is_refused(genotype_file: Path, tmp_path: Path) -> None:
+    data = json.loads(genotype_file.read_text())
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({**data, "space_hash": "0" * 64}))
+    with pytest.raises(GenotypeError, match="changed since the genotype was made"):
+        build_model(changed, 1, 2)
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({**data, "space": "no-such-space"}))
+    with pytest.raises(SpaceError, match="unknown search space"):
+        build_model(foreign, 1, 2)
+    with pytest.raises(GenotypeError, match="neither unet nor dynunet"):
+        load_arch(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("arch", ["unet", "dynunet"])
+def test_baselines_map_patches_to_logits(arch: str) -> None:
+    net = build_model(arch, 2, 3, width=0.25, patch=(32, 32, 16), spacing=(1.0, 1.0, 2.5))
+    net.eval()
+    assert net(torch.randn(1, 2, 32, 32, 16)).shape == (1, 3, 32, 32, 16)
+
+
+def test_deep_supervision_outputs() -> None:
+    net = build_model("dynunet", 1, 2, width=0.25, deep_supervision=True, patch=(32, 32, 32))
+    net.train()
+    out = net(torch.randn(2, 1, 32, 32, 32))
+    assert isinstance(out, tuple) and len(out) >= 2
+    assert all(o.shape == (2, 2, 32, 32, 32) for o in out)
+    net.eval()
+    assert isinstance(net(torch.randn(1, 1, 32, 32, 32)), torch.Tensor)
+    with pytest.raises(ConfigError, match="no deep supervision"):
+        build_model("unet", 1, 2, deep_supervision=True)
+
+
+def test_dynunet_topology_follows_spacing() -> None:
+    kernels, strides = dynunet_topology((64, 64, 16), (0.8, 0.8, 3.0))
+    assert strides[0] == [1, 1, 1]
+    assert strides[1] == [2, 2, 1] and kernels[0] == [3, 3, 1]  # the thick axis waits
+    assert any(s[2] == 2 for s in strides)  # until its spacing caught up
+    assert len(strides) <= 6 and kernels[-1] == [3, 3, 3]
+    assert [unet_levels((s, s, s)) for s in (16, 32, 64, 256)] == [2, 3, 4, 4]
+
+
+def test_check_patch_names_the_nearest_fit(genotype_file: Path) -> None:
+    assert check_patch("unet", (32, 16, 48)) == (32, 16, 48)
+    with pytest.raises(ConfigError, match=r"nearest valid patch: \[32, 16, 16\]"):
+        check_patch("unet", (40, 16, 20))
+    genotype = Genotype.load(genotype_file)
+    assert check_patch(genotype, (8, 16, 24)) == (8, 16, 24)  # scnas-small: multiples of 8
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        check_patch(genotype, (12, 16, 16))
+
+
+def _plan() -> Plan:
+    return Plan(
+        task_name="T",
+        modalities=("CT",),
+        labels={0: "background", 1: "organ"},
+        target_spacing=(1.0, 1.0, 2.0),
+        normalization=(ChannelNorm("ct", -100.0, 200.0, 50.0, 30.0),),
+        patch_size=(32, 32, 16),
+        batch_size=2,
+        median_shape_after_resampling=(40, 40, 20),
+    )
+
+
+@pytest.mark.parametrize("arch", ["unet", "dynunet", "genotype"])
+def test_model_spec_round_trip(arch: str, genotype_file: Path, tmp_path: Path) -> None:
+    genotype = Genotype.load(genotype_file).to_dict() if arch == "genotype" else None
+    spec = ModelSpec(
+        arch=arch,
+        in_channels=1,
+        out_channels=2,
+        patch=(32, 32, 16),
+        plan=_plan().to_json(),
+        genotype=genotype,
+        width=0.5,
+        info={"epochs": 1},
+    )
+    spec.save(tmp_path / "model.json")
+    again = ModelSpec.load(tmp_path)
+    assert again == spec and again.load_plan() == _plan()
+    a, b = spec.build(), again.build()
+    assert _params(a) == _params(b)
+    b.load_state_dict(a.state_dict())  # strict: same names and shapes
+    (tmp_path / "model.json").write_text('{"version": 1, "arch": "resnet"}')
+    with pytest.raises(ConfigError, match="not a valid model file"):
+        ModelSpec.load(tmp_path)
+
+
+@pytest.mark.parametrize("arch", ["unet", "dynunet", "genotype"])
+def test_encoder_names_are_the_contracting_path(arch: str, genotype_file: Path) -> None:
+    net = build_model(genotype_file if arch == "genotype" else arch, 1, 2, patch=(32, 32, 32))
+    names = [n for n, _ in net.named_parameters()]
+    encoder = encoder_parameter_names(net)
+    assert 0 < len(encoder) < len(names)
+    assert set(encoder) <= set(names)
+    head = {
+        "unet": names[-1],
+        "dynunet": "output_block.conv.conv.weight",
+        "genotype": "net.head.conv.weight",
+    }
+    assert head[arch] not in encoder
