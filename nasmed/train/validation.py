@@ -1,0 +1,120 @@
+"""Validation Dice on preprocessed cases: sliding-window inference + MONAI ``DiceMetric``.
+
+Works with any network mapping ``(B, C, *patch)`` to ``(B, K, *patch)`` logits. Each cached case
+(``WORK_DIR/cache``) is predicted whole with :func:`monai.inferers.sliding_window_inference`
+(Gaussian-weighted windows of ``patch``; MONAI pads cases smaller than the patch), the argmax is
+compared with the cached label, and Dice is reported per foreground class and as their mean.
+
+A class absent from a case's label is skipped for that case (MONAI's ``ignore_empty``); a class
+absent from every case has Dice ``nan`` and does not enter the mean.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from monai.metrics import DiceMetric
+from monai.networks.utils import one_hot
+from torch import nn
+
+from decathlon.errors import DatasetError
+from decathlon.preprocess import load_cached_case
+
+__all__ = ["validate_dice"]
+
+log = logging.getLogger(__name__)
+
+
+def validate_dice(
+    net: nn.Module,
+    cache_dir: str | os.PathLike[str],
+    cases: Sequence[str],
+    patch: Sequence[int],
+    *,
+    device: torch.device | str = "cpu",
+    num_classes: int,
+    sw_batch_size: int = 1,
+    overlap: float = 0.25,
+) -> dict[str, Any]:
+    """Mean foreground Dice of ``net`` on cached cases.
+
+    The network is used as it is (its train/eval mode is left alone; call ``net.eval()`` first)
+    under ``torch.no_grad()``; nothing is written.
+
+    Args:
+        net: the network, on ``device``.
+        cache_dir: the preprocessed cache (``WORK_DIR/cache``).
+        cases: names of the cached cases to score (each must have a label).
+        patch: the sliding window's size.
+        device: where the network runs.
+        num_classes: classes of the network's output, background included.
+        sw_batch_size: windows per forward pass.
+        overlap: overlap of neighbouring windows (0 to < 1).
+
+    Returns:
+        ``{"dice": mean over the foreground classes, "per_class": {"1": dice, ...}}``
+        (``nan`` where nothing could be scored).
+
+    Raises:
+        DatasetError: a case is not in the cache or has no label.
+        ValueError: ``num_classes < 2``, an empty case list, or a bad overlap.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2 (background + foreground), got {num_classes}")
+    if not cases:
+        raise ValueError("no validation cases")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    dev = torch.device(device)
+    roi = tuple(int(p) for p in patch)
+    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
+    with torch.no_grad():
+        for name in cases:
+            image, seg, _ = load_cached_case(cache_dir, name, mmap=False)
+            if seg is None:
+                raise DatasetError(f"{cache_dir}: case {name!r} has no label to validate against")
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(dev)
+            logits = sliding_window_inference(
+                x,
+                roi,
+                sw_batch_size,
+                _logits_only(net),
+                overlap=overlap,
+                mode="gaussian",
+            )
+            assert isinstance(logits, torch.Tensor)
+            pred = logits.argmax(dim=1, keepdim=True).cpu()
+            label = torch.from_numpy(np.asarray(seg, dtype=np.int64))[None]
+            metric(y_pred=one_hot(pred, num_classes), y=one_hot(label, num_classes))
+    scores = metric.aggregate()
+    assert isinstance(scores, torch.Tensor)
+    metric.reset()
+    per_class: dict[str, float] = {}
+    for k in range(num_classes - 1):
+        column = scores[:, k]
+        valid = column[~torch.isnan(column)]
+        per_class[str(k + 1)] = float(valid.mean()) if valid.numel() else math.nan
+    finite = [v for v in per_class.values() if math.isfinite(v)]
+    mean = sum(finite) / len(finite) if finite else math.nan
+    log.debug("validation Dice %.4f on %d cases (%s)", mean, len(cases), per_class)
+    return {"dice": mean, "per_class": per_class}
+
+
+def _logits_only(net: nn.Module) -> Any:
+    """``net`` as a function returning one tensor (the full-resolution output under deep
+    supervision)."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = net(x)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out  # type: ignore[no-any-return]
+
+    return run
