@@ -115,6 +115,6 @@ def _logits_only(net: nn.Module) -> Any:
         out = net(x)
         if isinstance(out, (tuple, list)):
             out = out[0]
-        return out  # type: ignore[no-any-return]
+        return out
 
     return run
