@@ -8,20 +8,28 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = [
     "all_reduce_mean",
     "barrier",
+    "broadcast_object",
     "cleanup_distributed",
     "init_distributed",
     "is_distributed",
     "is_main",
     "rank",
+    "run_on_main",
     "world_size",
+    "wrap_ddp",
 ]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +94,65 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     out = value.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / dist.get_world_size()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank (pickled; ``obj`` itself when alone)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def run_on_main(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on rank 0 only and hand its result to every rank.
+
+    For the steps that write (a run folder, a preprocessing cache): the other ranks wait, then
+    read what rank 0 wrote. An exception on rank 0 is raised on every rank (a user error as
+    itself, so every rank prints the same one line), so no rank waits forever.
+    """
+    if not is_distributed():
+        return fn()
+    result: Any = None
+    error: BaseException | None = None
+    if is_main():
+        try:
+            result = fn()
+        except Exception as exc:  # handed to the other ranks, re-raised below
+            error = exc
+    try:
+        shared = broadcast_object((result, error))
+    except Exception:  # the result or the error does not pickle
+        shared = broadcast_object((None, RuntimeError("rank 0 failed")))
+    if error is not None:
+        raise error
+    if shared[1] is not None:
+        raise shared[1]
+    return shared[0]
+
+
+def wrap_ddp(
+    model: nn.Module, device: torch.device, *, find_unused_parameters: bool = False
+) -> nn.Module:
+    """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel` (itself when alone).
+
+    Gradients are averaged over ranks in backward; rank 0's weights are broadcast at the start.
+
+    Args:
+        model: the network, already on ``device``.
+        device: this rank's device (its CUDA index is DDP's ``device_ids``).
+        find_unused_parameters: needed when some parameters get no gradient (frozen layers).
+    """
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = None
+    if device.type == "cuda":
+        ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    return DistributedDataParallel(
+        model,
+        device_ids=ids,
+        find_unused_parameters=find_unused_parameters,
+    )

@@ -252,32 +252,39 @@ def format_balance(
 
     Args:
         balance: layers per partition.
-        costs: the layers' profile (adds time, memory and share columns).
+        costs: the layers' profile (adds columns: milliseconds, weights MB counting
+            ``PARAM_COPIES`` copies, activation MB, and the share of the balanced cost).
         devices: each partition's device.
         names: layer names (default: from ``costs``).
     """
     if names is None and costs is not None:
         names = [c.name for c in costs]
-    header = f"{'part':>4}  {'device':<8} {'layers':<40}"
-    if costs is not None:
-        header += f" {'ms':>9} {'params MB':>9} {'activ. MB':>9} {'share':>6}"
-        shares = partition_costs(layer_weights(costs), balance)
-    lines = [header]
-    start = 0
-    for j, size in enumerate(balance):
+    spans, start = [], 0
+    for size in balance:
         end = start + size
         if names is not None:
             span = names[start] if size == 1 else f"{names[start]} .. {names[end - 1]}"
         else:
             span = f"{start} .. {end - 1}"
+        spans.append(f"{span} ({size})")
+        start = end
+    width = max(len("layers"), *(len(s) for s in spans))
+    header = f"{'part':>4}  {'device':<8} {'layers':<{width}}"
+    if costs is not None:
+        header += f" {'ms':>9} {'weights MB':>10} {'activ. MB':>9} {'share':>6}"
+        shares = partition_costs(layer_weights(costs), balance)
+    lines = [header]
+    start = 0
+    for j, size in enumerate(balance):
+        end = start + size
         device = devices[j] if devices is not None and j < len(devices) else "-"
-        line = f"{j:>4}  {device:<8} {f'{span} ({size})':<40}"
+        line = f"{j:>4}  {device:<8} {spans[j]:<{width}}"
         if costs is not None:
             part = costs[start:end]
             ms = 1e3 * sum(c.seconds for c in part)
-            params = sum(PARAM_COPIES * c.param_bytes for c in part) / 2**20
+            weights = sum(PARAM_COPIES * c.param_bytes for c in part) / 2**20
             act = sum(c.activation_bytes for c in part) / 2**20
-            line += f" {ms:>9.1f} {params:>9.1f} {act:>9.1f} {shares[j]:>6.1%}"
+            line += f" {ms:>9.1f} {weights:>10.1f} {act:>9.1f} {shares[j]:>6.1%}"
         lines.append(line)
         start = end
     return "\n".join(lines)

@@ -1,0 +1,209 @@
+"""Data-parallel training under ``torchrun``: each rank trains its share of the global batch.
+
+``torchrun --nproc_per_node N -m nasmed train ...`` starts N processes; each joins the process
+group (:func:`nasmed.distributed.init_distributed`), wraps the network in DDP (gradients averaged
+in backward) and draws its own patches. Patch ``i`` of an epoch depends only on
+``(seed, epoch, i)`` (:class:`decathlon.sampling.PatchDataset`), so rank ``r`` of ``N`` takes
+items ``b*B + r*B/N ... b*B + (r+1)*B/N - 1`` of global batch ``b``: the N ranks together train
+exactly the batches one process would with ``--batch B``, and since Dice + CE is a mean over
+samples, the averaged gradient is the single process' gradient up to float rounding.
+
+Only rank 0 writes (history, checkpoints, model); rank 0 validates and shares the scores. The
+checkpoint records the world size, and resuming with another one is a
+:class:`~nasmed.errors.RunDirError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from decathlon.sampling import PatchDataset, PatchLoader
+from nasmed.distributed import (
+    all_reduce_mean,
+    broadcast_object,
+    is_distributed,
+    is_main,
+    rank,
+    world_size,
+    wrap_ddp,
+)
+from nasmed.errors import ConfigError, RunDirError
+from nasmed.train.trainer import TrainConfig, Trainer
+
+__all__ = ["DistributedTrainer", "RankBatches", "local_batch", "make_rank_loader"]
+
+log = logging.getLogger(__name__)
+
+
+def local_batch(global_batch: int, world: int) -> int:
+    """Patches per rank: ``global_batch / world``.
+
+    Raises:
+        ConfigError: the global batch does not split evenly over the ranks.
+    """
+    if global_batch % world:
+        raise ConfigError(
+            f"--batch {global_batch} is not a multiple of the {world} processes: each rank trains "
+            f"batch/processes patches; use --batch {max(world, global_batch // world * world)}"
+        )
+    return global_batch // world
+
+
+class RankBatches(Dataset[dict[str, Any]]):
+    """Rank ``rank``'s part of global batch ``b`` of a :class:`PatchDataset`.
+
+    Args:
+        patches: the epoch's patches.
+        global_batch: patches per global batch.
+        rank: this rank.
+        world: number of ranks.
+    """
+
+    def __init__(self, patches: PatchDataset, global_batch: int, rank: int, world: int) -> None:
+        self.patches = patches
+        self.global_batch = global_batch
+        self.local = local_batch(global_batch, world)
+        self.rank = rank
+
+    def set_epoch(self, epoch: int) -> None:
+        """See :meth:`PatchDataset.set_epoch`."""
+        self.patches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.patches) / self.global_batch)
+
+    def __getitem__(self, b: int) -> dict[str, Any]:
+        start = b * self.global_batch + self.rank * self.local
+        stop = min(start + self.local, len(self.patches))
+        return self.patches.batch(range(start, stop), long_labels=False)
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(1)
+
+
+def make_rank_loader(
+    cache_dir: str | os.PathLike[str],
+    cases: Sequence[str],
+    config: TrainConfig,
+    *,
+    rank: int,
+    world: int,
+    pin_memory: bool = False,
+) -> PatchLoader:
+    """The patch loader of one rank (same patches as :func:`decathlon.sampling.make_loader`)."""
+    patches = PatchDataset(
+        cache_dir,
+        list(cases),
+        config.patch,
+        samples_per_epoch=config.steps_per_epoch * config.batch_size,
+        seed=config.seed,
+    )
+    return PatchLoader(
+        RankBatches(patches, config.batch_size, rank, world),
+        batch_size=None,
+        shuffle=False,
+        num_workers=config.workers,
+        worker_init_fn=_seed_worker if config.workers > 0 else None,
+        generator=torch.Generator().manual_seed(config.seed),
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+
+
+class DistributedTrainer(Trainer):
+    """:class:`~nasmed.train.trainer.Trainer` under DDP; exactly a Trainer in one process.
+
+    Takes the Trainer's arguments; ``config.batch_size`` is the global batch.
+
+    Raises:
+        ConfigError: the global batch does not split evenly over the ranks.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        *,
+        cache_dir: str | Path,
+        train_cases: Sequence[str],
+        frozen: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        self.world = world_size()
+        local_batch(config.batch_size, self.world)
+        frozen = list(frozen)
+        self._find_unused = bool(frozen)
+        super().__init__(
+            model, config, cache_dir=cache_dir, train_cases=train_cases, frozen=frozen, **kwargs
+        )
+        if self.world > 1:
+            self.loader = make_rank_loader(
+                cache_dir,
+                train_cases,
+                config,
+                rank=rank(),
+                world=self.world,
+                pin_memory=self.device.type == "cuda",
+            )
+            log.info(
+                "rank %d of %d: %d of %d patches per step",
+                rank(),
+                self.world,
+                config.batch_size // self.world,
+                config.batch_size,
+            )
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """DDP around ``model`` when distributed (frozen layers: unused parameters allowed)."""
+        return wrap_ddp(model, self.device, find_unused_parameters=self._find_unused)
+
+    def train_step(self, batch: dict[str, Any]) -> float:
+        """One step on this rank's share; returns the loss averaged over ranks."""
+        loss = super().train_step(batch)
+        if not is_distributed():
+            return loss
+        return float(all_reduce_mean(torch.tensor(loss, dtype=torch.float64)))
+
+    def validate(self, epoch: int) -> dict[str, float] | None:
+        """Rank 0 validates; every rank gets its scores (so all agree on the best epoch)."""
+        scores = super().validate(epoch) if is_main() else None
+        shared: dict[str, float] | None = broadcast_object(scores)
+        return shared
+
+    def checkpoint_state(self, next_epoch: int) -> dict[str, Any]:
+        """The Trainer's state plus the world size."""
+        return {**super().checkpoint_state(next_epoch), "world_size": self.world}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Refuse a checkpoint written with another world size, then load it.
+
+        Raises:
+            RunDirError: the run was trained by another number of processes.
+        """
+        saved = int(state.get("world_size", 1))
+        if saved != self.world:
+            how = (
+                f"torchrun --nproc_per_node {saved} (or over nodes, {saved} processes in all)"
+                if saved > 1
+                else "a single process (no torchrun)"
+            )
+            raise RunDirError(
+                f"{self.ckpt_dir / 'last.pt'}: the run was trained by {saved} process(es), this "
+                f"resume has {self.world}; resume it with {how}"
+            )
+        super().load_checkpoint_state(state)
