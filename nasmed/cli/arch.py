@@ -1,7 +1,7 @@
-"""Architecture verbs: ``nasmed show-space NAME`` and ``nasmed show GENOTYPE``.
+"""Architecture verbs: ``nasmed show-space NAME`` and ``nasmed show GENOTYPE [--png FILE]``.
 
-``show --png FILE`` (drawing the cells) is to come with :mod:`nasmed.viz`; until then ``show``
-prints the cells as text.
+``show`` prints the cells as text; ``--png FILE`` also draws them (:func:`nasmed.viz.genotype.
+plot_genotype`).
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "show",
-        help="print a genotype's cells",
+        help="print a genotype's cells (and draw them with --png)",
         description="Print the cells of a genotype.json as text, and whether it still fits "
-        "its search space. (A --png option drawing the cells is planned with nasmed.viz.)",
+        "its search space; --png FILE also draws every cell as a graph.",
     )
     p.add_argument("genotype", metavar="GENOTYPE", help="a genotype.json file")
+    p.add_argument("--png", metavar="FILE", help="also draw the cells into this PNG file")
     add_common(p)
     p.set_defaults(func=_show)
 
@@ -72,4 +73,9 @@ def _show(args: argparse.Namespace) -> int:
     except (GenotypeError, searchspaces.SpaceError) as exc:
         status = f"warning: {exc}"
     print(f"space check: {status}")
+    if args.png:
+        from nasmed.viz.figure import save_png
+        from nasmed.viz.genotype import plot_genotype
+
+        print(f"wrote {save_png(plot_genotype(genotype), args.png)}")
     return 0

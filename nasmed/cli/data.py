@@ -56,6 +56,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("task_dir", metavar="TASK_DIR", help="folder holding dataset.json")
     p.add_argument("--workers", type=int, default=1, help="cases read at a time (default 1)")
+    p.add_argument(
+        "--png",
+        metavar="FILE",
+        help="when valid, also draw one case (orthogonal slices, label overlaid) into FILE",
+    )
+    p.add_argument(
+        "--case", metavar="NAME", help="the case --png draws (default: the first training case)"
+    )
     add_common(p)
     p.set_defaults(func=_inspect)
 
@@ -97,4 +105,9 @@ def _inspect(args: argparse.Namespace) -> int:
     if summary is not None:
         print(summary.table())
     print(f"ok: {args.task_dir} is valid ({len(report.warnings)} warnings)")
+    if args.png:
+        from nasmed.viz.figure import save_png
+        from nasmed.viz.volume import plot_case
+
+        print(f"wrote {save_png(plot_case(args.task_dir, args.case), args.png)}")
     return 0
