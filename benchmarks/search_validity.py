@@ -1,0 +1,290 @@
+"""Does search find something worth finding? Searched vs random vs MONAI UNet; transfer vs scratch.
+
+On synthetic tasks, with the same training budget (epochs x steps x batch) for every network:
+
+1. the architecture found by a short search (``nasmed.search.loop.run_search`` on task A, space
+   ``scnas-small``) against 5 architectures sampled uniformly from the same space
+   (``sample_genotype``) and MONAI's UNet at the width whose parameter count is closest to the
+   searched network's: validation Dice (fold 0, sliding window, after the last epoch) mean ± sd
+   over seeds, parameters, seconds per epoch. Target: searched >= median random + 2 Dice points
+   and >= the UNet.
+2. transfer: the searched architecture's weights from task A fine-tuned on task B (another shape,
+   2 MR-like modalities instead of 1 CT-like, another class count) against the same architecture
+   trained from scratch on B, same budget: validation Dice after 25 %, 50 % and 100 % of the
+   epochs (one run each, validated at those epochs; the poly schedule spans the whole budget).
+   Target: transfer ahead at 25 % and not behind at 100 %.
+
+    .venv/bin/python benchmarks/search_validity.py                 # ~15-20 min on 2 CPU cores
+    .venv/bin/python benchmarks/search_validity.py --quick         # smoke run, ~3 min
+
+Prints markdown tables and writes ``OUT/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import searchspaces
+from decathlon.synthetic import write_synthetic_task
+from nasmed.models.factory import build_model
+from nasmed.supernet import sample_genotype
+from nasmed.train.api import train
+from nasmed.train.history import read_history
+from nasmed.transfer import transfer
+
+SPACE = "scnas-small"
+
+
+def _params(
+    arch: Any, in_ch: int, out_ch: int, patch: tuple[int, int, int], width: float = 1.0
+) -> int:
+    net = build_model(arch, in_ch, out_ch, width=width, patch=patch)
+    return sum(p.numel() for p in net.parameters())
+
+
+def _search(task: Path, out: Path, work: Path, args: argparse.Namespace) -> tuple[Path | None, str]:
+    """Run a short search; returns the genotype path (or None) and how it was obtained."""
+    try:
+        from nasmed.search.loop import SearchConfig, run_search
+    except ImportError as exc:
+        return None, f"search loop not available ({exc})"
+    config = SearchConfig(  # the demo's settings for a short search (nasmed.demo.DEMO_SEARCH)
+        space=SPACE,
+        epochs=args.search_epochs,
+        warmup_epochs=1,
+        steps_per_epoch=args.search_steps,
+        patch=tuple(args.patch),
+        batch_size=2,
+        tau_start=5.0,
+        tau_end=0.5,
+        weight_optimizer="adamw",  # type: ignore[arg-type]
+        weight_lr=3e-3,
+        arch_lr=5e-2,
+        val_every=args.search_epochs,
+        seed=0,
+    )
+    start = time.perf_counter()
+    run_search(task, out, config, device="cpu", work_dir=work, progress=False)
+    took = time.perf_counter() - start
+    return out / "genotype.json", (
+        f"run_search({SPACE}, {args.search_epochs} epochs incl. 1 warm-up, "
+        f"{args.search_steps} steps, patch {tuple(args.patch)}, seed 0): {took:.0f} s"
+    )
+
+
+def _val_rows(run: Path) -> dict[int, float]:
+    return {
+        int(r["epoch"]): float(r["val_dice"])
+        for r in read_history(run / "history.csv")
+        if r.get("val_dice") is not None
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", type=Path, default=Path("bench_out/search_validity"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--transfer-epochs", type=int, default=8)
+    p.add_argument("--transfer-steps", type=int, default=4)
+    p.add_argument("--patch", type=int, nargs=3, default=[32, 32, 16])
+    p.add_argument("--random", type=int, default=5)
+    p.add_argument("--search-epochs", type=int, default=4)
+    p.add_argument("--search-steps", type=int, default=6)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.epochs, args.steps, args.random = [0, 1], 2, 2, 2
+        args.transfer_epochs, args.transfer_steps, args.search_epochs, args.search_steps = (
+            4,
+            1,
+            2,
+            2,
+        )
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    patch = (args.patch[0], args.patch[1], args.patch[2])
+    t0 = time.perf_counter()
+
+    task_a = out / "taskA"
+    task_b = out / "taskB"
+    if not (task_a / "dataset.json").is_file():
+        write_synthetic_task(task_a, cases=8, shape=(48, 48, 32), classes=2, seed=21, test_cases=0)
+    if not (task_b / "dataset.json").is_file():
+        write_synthetic_task(
+            task_b, cases=8, shape=(40, 56, 32), classes=1, modalities=2, seed=22, test_cases=0
+        )
+
+    space = searchspaces.load(SPACE)
+    searched, how = (
+        _search(task_a, out / "search", out / "workA", args)
+        if not (out / "search" / "genotype.json").is_file()
+        else (out / "search" / "genotype.json", "reused")
+    )
+    arch_dir = out / "archs"
+    arch_dir.mkdir(exist_ok=True)
+    archs: dict[str, Any] = {}
+    if searched is not None:
+        archs["searched"] = searched
+    for i in range(args.random):
+        path = arch_dir / f"random_{i}.json"
+        sample_genotype(space, 100 + i).save(path)
+        archs[f"random_{i}"] = path
+    reference = archs.get("searched", archs.get("random_0"))
+    target_params = _params(reference, 1, 3, patch)
+    widths = [0.125, 0.1875, 0.25, 0.3125, 0.375, 0.5, 0.625, 0.75, 1.0]
+    unet_width = min(widths, key=lambda w: abs(_params("unet", 1, 3, patch, w) - target_params))
+    archs["unet"] = "unet"
+
+    common: dict[str, Any] = dict(
+        patch=patch, device="cpu", progress=False, folds=4, batch_size=2, optimizer="sgd"
+    )
+    results: dict[str, Any] = {"search": how, "candidates": {}, "transfer": {}}
+    for name, arch in archs.items():
+        width = unet_width if name == "unet" else 1.0
+        rows = []
+        for seed in args.seeds:
+            run = out / "runs" / f"{name}_s{seed}"
+            if not (run / "model.json").is_file():
+                train(
+                    task_a,
+                    arch,
+                    run,
+                    epochs=args.epochs,
+                    steps_per_epoch=args.steps,
+                    val_every=args.epochs,
+                    seed=seed,
+                    width=width,
+                    work_dir=out / "workA",
+                    **common,
+                )
+            info = json.loads((run / "model.json").read_text())["info"]
+            rows.append(info)
+        dices = [r["final_val_dice"] for r in rows]
+        results["candidates"][name] = {
+            "dice": dices,
+            "mean": statistics.mean(dices),
+            "sd": statistics.stdev(dices) if len(dices) > 1 else 0.0,
+            "params": rows[0]["params"],
+            "s_per_epoch": statistics.mean(r["seconds_per_epoch"] for r in rows),
+            "width": width,
+        }
+        print(f"{name}: Dice {dices}", file=sys.stderr, flush=True)
+
+    # transfer A -> B, the searched (or first random) architecture
+    src_name = "searched" if "searched" in archs else "random_0"
+    te = args.transfer_epochs
+    marks = {25: max(1, te // 4), 50: max(1, te // 2), 100: te}
+    for seed in args.seeds:
+        for mode in ("transfer", "scratch"):
+            run = out / "runs" / f"B_{mode}_s{seed}"
+            kw = dict(
+                epochs=te,
+                steps_per_epoch=args.transfer_steps,
+                val_every=max(1, te // 4),
+                seed=seed,
+                work_dir=out / "workB",
+                **common,
+            )
+            if not (run / "model.json").is_file():
+                if mode == "transfer":
+                    transfer(
+                        archs[src_name],
+                        task_b,
+                        run,
+                        weights=out / "runs" / f"{src_name}_s{seed}",
+                        **kw,
+                    )
+                else:
+                    train(task_b, archs[src_name], run, **kw)
+            val = _val_rows(run)
+            results["transfer"].setdefault(mode, []).append(
+                {pct: val.get(ep - 1) for pct, ep in marks.items()}
+            )
+        print(f"transfer seed {seed}: {results['transfer']}", file=sys.stderr, flush=True)
+    results["settings"] = {
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "steps": args.steps,
+        "batch": 2,
+        "patch": list(patch),
+        "transfer_epochs": te,
+        "transfer_steps": args.transfer_steps,
+        "unet_width": unet_width,
+        "threads": args.threads,
+        "source_arch": src_name,
+    }
+    results["seconds"] = time.perf_counter() - t0
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(report(results))
+    return 0
+
+
+def report(results: dict[str, Any]) -> str:
+    """Markdown tables and the targets."""
+    cands = results["candidates"]
+    lines = [
+        f"search: {results['search']}",
+        "",
+        "| network | val Dice mean ± sd | per seed | params | s/epoch |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in cands.items():
+        label = f"unet (width {c['width']:g})" if name == "unet" else name
+        lines.append(
+            f"| {label} | {c['mean']:.3f} ± {c['sd']:.3f} | "
+            f"{', '.join(f'{d:.3f}' for d in c['dice'])} "
+            f"| {c['params']:,} | {c['s_per_epoch']:.1f} |"
+        )
+    randoms = [c["mean"] for n, c in cands.items() if n.startswith("random")]
+    if "searched" in cands and randoms:
+        med = statistics.median(randoms)
+        s = cands["searched"]["mean"]
+        u = cands["unet"]["mean"]
+        lines += [
+            "",
+            f"searched {s:.3f} vs median random {med:.3f}: {100 * (s - med):+.1f} Dice points "
+            f"(target >= +2: {'met' if s - med >= 0.02 else 'not met'}); vs UNet {u:.3f}: "
+            f"{'met' if s >= u else 'not met'} (target: not below)",
+        ]
+    tr = results["transfer"]
+    if tr:
+        lines += ["", "| start | Dice @25% | Dice @50% | Dice @100% |", "|---|---|---|---|"]
+        means = {}
+        for mode, runs in tr.items():
+            cells = []
+            for pct in ("25", "50", "100"):
+                vals = [r.get(pct, r.get(int(pct))) for r in runs]
+                vals = [v for v in vals if v is not None]
+                m = statistics.mean(vals) if vals else float("nan")
+                means[(mode, pct)] = m
+                cells.append(f"{m:.3f} ({', '.join(f'{v:.3f}' for v in vals)})")
+            lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+        if ("transfer", "25") in means and ("scratch", "25") in means:
+            ahead = means[("transfer", "25")] > means[("scratch", "25")]
+            not_behind = means[("transfer", "100")] >= means[("scratch", "100")]
+            lines.append(
+                f"\ntransfer ahead at 25%: {'met' if ahead else 'not met'}; "
+                f"not behind at 100%: {'met' if not_behind else 'not met'}"
+            )
+    lines.append(f"\ntotal {results.get('seconds', 0):.0f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,362 @@
+"""``train(task_dir, arch, run_dir, ...)``: the API behind ``nasmed train`` (and ``transfer``).
+
+Checks every input (task, architecture, patch, settings, run folder) before writing anything,
+preprocesses the task (``RUN_DIR/work`` unless ``work_dir`` is given; unchanged cases are reused),
+trains fold ``fold`` of its splits with :class:`~nasmed.train.trainer.Trainer`, validating with
+sliding-window Dice on the fold's validation cases, and writes::
+
+    RUN_DIR/run.json          the run's kind and settings (resume refuses changed settings)
+    RUN_DIR/plan.json         the task's plan (copied at the start)
+    RUN_DIR/history.csv       one row per epoch (+ tensorboard/)
+    RUN_DIR/checkpoints/      last.pt (resume point, every epoch), best.pt (best validation Dice)
+    RUN_DIR/model.pt          final weights: a state dict, torch.load(weights_only=True)
+    RUN_DIR/model.json        how to rebuild the network and its preprocessing (written last)
+
+A killed run leaves no ``model.pt``/``model.json``; ``resume=True`` continues it from
+``checkpoints/last.pt``. A user error found before training (bad task, genotype, patch, a folder
+that holds another run) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from decathlon.datalist import load_task
+from decathlon.fsutil import atomic_open
+from decathlon.plan import Plan
+from decathlon.preprocess import run_preprocess
+from decathlon.splits import load_splits
+from nasmed.distributed import is_main
+from nasmed.errors import ConfigError
+from nasmed.genotype import Genotype, check_space
+from nasmed.models.factory import build_model, check_patch, load_arch, patch_divisor
+from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
+from nasmed.rundir import prepare_run_dir
+from nasmed.runtime import resolve_device, seed_everything
+from nasmed.train.trainer import TrainConfig, Trainer
+
+__all__ = ["default_patch", "dice_score", "train"]
+
+log = logging.getLogger(__name__)
+
+#: Called with the freshly built network; returns the names of the parameters to freeze.
+PrepareFn = Callable[[nn.Module, Path], list[str]]
+
+SPLIT_SEED = 0  # the folds do not change with the training seed
+
+
+def default_patch(plan: Plan, arch: str | Genotype) -> tuple[int, int, int]:
+    """The plan's patch, each side rounded down to the architecture's divisor (at least one)."""
+    d = patch_divisor(arch)
+    p = [max(d, (s // d) * d) for s in plan.patch_size]
+    return (p[0], p[1], p[2])
+
+
+def dice_score(result: dict[str, Any]) -> dict[str, float]:
+    """Normalise a validation result to ``{"dice": mean, "dice_<class>": ...}``."""
+    out: dict[str, float] = {}
+    mean = None
+    for key in ("dice", "mean", "mean_dice", "dice_mean"):
+        if isinstance(result.get(key), (int, float)):
+            mean = float(result[key])
+            break
+    for key, value in result.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, (int, float)):
+                    out[f"dice_{k}"] = float(v)
+        elif isinstance(value, (int, float)) and key not in (
+            "dice",
+            "mean",
+            "mean_dice",
+            "dice_mean",
+        ):
+            out[key if key.startswith("dice") else f"dice_{key}"] = float(value)
+    if mean is None:
+        per = [v for v in out.values() if math.isfinite(v)]
+        mean = sum(per) / len(per) if per else math.nan
+    return {"dice": mean, **out}
+
+
+def _make_validate(
+    cache_dir: Path,
+    cases: list[str],
+    patch: tuple[int, int, int],
+    device: torch.device,
+    num_classes: int,
+) -> Callable[[nn.Module], dict[str, float]]:
+    from nasmed.train.validation import validate_dice
+
+    def validate(net: nn.Module) -> dict[str, float]:
+        return dice_score(
+            validate_dice(net, cache_dir, cases, patch, device=device, num_classes=num_classes)
+        )
+
+    return validate
+
+
+def _check_arch(arch: str | os.PathLike[str] | Genotype) -> str | Genotype:
+    resolved = load_arch(arch)
+    if isinstance(resolved, Genotype):
+        import searchspaces
+
+        check_space(resolved, searchspaces.load(resolved.space))
+    return resolved
+
+
+def _clear_fresh_run(run_dir: Path, existed: bool) -> None:
+    """Remove what a fresh run wrote before it failed (the folder was empty or absent)."""
+    if not run_dir.is_dir():
+        return
+    if existed:
+        for entry in run_dir.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def train(
+    task_dir: str | os.PathLike[str],
+    arch: str | os.PathLike[str] | Genotype,
+    run_dir: str | os.PathLike[str],
+    *,
+    epochs: int,
+    patch: tuple[int, int, int] | None = None,
+    fold: int = 0,
+    width: float = 1.0,
+    deep_supervision: bool = False,
+    optimizer: str = "sgd",
+    lr: float | None = None,
+    batch_size: int = 2,
+    steps_per_epoch: int = 250,
+    val_every: int = 1,
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+    work_dir: str | os.PathLike[str] | None = None,
+    workers: int = 0,
+    folds: int = 5,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Path:
+    """Train ``arch`` on ``task_dir`` into ``run_dir`` (see the module docstring for the files).
+
+    Args:
+        task_dir: an MSD or nnU-Net raw task folder.
+        arch: ``"unet"``, ``"dynunet"``, a ``genotype.json`` (or a folder holding one).
+        run_dir: the run folder (new, empty, or this run's with ``resume``).
+        epochs: epochs to train.
+        patch: training patch (default: the plan's, rounded to the architecture's divisor).
+        fold: which fold of the task's k-fold splits to train (its validation part scores).
+        width: channel multiplier.
+        deep_supervision: deep supervision (genotype or dynunet).
+        optimizer: ``"sgd"`` (Nesterov + poly decay) or ``"adamw"``.
+        lr: initial learning rate (default 1e-2 SGD, 3e-4 AdamW).
+        batch_size: patches per step.
+        steps_per_epoch: steps per epoch.
+        val_every: validate every this many epochs (and after the last).
+        resume: continue the run in ``run_dir`` from its last checkpoint.
+        seed: seeds the initial weights and the patches.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        work_dir: preprocessing folder to use (and reuse) instead of ``RUN_DIR/work``.
+        workers: patch-loader processes.
+        folds: number of folds of the splits (at most the number of training cases).
+        progress: progress bars.
+        on_epoch_end: test seam, see :class:`~nasmed.train.trainer.Trainer`.
+
+    Returns:
+        ``run_dir``.
+
+    Raises:
+        DatasetError: invalid task. GenotypeError / SpaceError: bad genotype. ConfigError: bad
+        setting or patch. RunDirError: the folder holds another run, or resume settings differ.
+    """
+    return _run(
+        "train",
+        task_dir,
+        arch,
+        run_dir,
+        epochs=epochs,
+        patch=patch,
+        fold=fold,
+        width=width,
+        deep_supervision=deep_supervision,
+        optimizer=optimizer,
+        lr=lr,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        val_every=val_every,
+        resume=resume,
+        seed=seed,
+        device=device,
+        work_dir=work_dir,
+        workers=workers,
+        folds=folds,
+        progress=progress,
+        on_epoch_end=on_epoch_end,
+    )
+
+
+def _run(
+    kind: str,
+    task_dir: str | os.PathLike[str],
+    arch: str | os.PathLike[str] | Genotype,
+    run_dir: str | os.PathLike[str],
+    *,
+    epochs: int,
+    patch: tuple[int, int, int] | None,
+    fold: int,
+    width: float,
+    deep_supervision: bool,
+    optimizer: str,
+    lr: float | None,
+    batch_size: int,
+    steps_per_epoch: int,
+    val_every: int,
+    resume: bool,
+    seed: int,
+    device: str,
+    work_dir: str | os.PathLike[str] | None,
+    workers: int,
+    folds: int,
+    progress: bool,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+    freeze_epochs: int = 0,
+    prepare: PrepareFn | None = None,
+    extra_settings: dict[str, Any] | None = None,
+) -> Path:
+    dev = resolve_device(device)
+    resolved = _check_arch(arch)
+    if deep_supervision and resolved == "unet":
+        raise ConfigError("--arch unet has no deep supervision; use dynunet or a genotype")
+    if not width > 0:
+        raise ConfigError(f"--width must be > 0, got {width}")
+    task = load_task(task_dir)
+    n_folds = min(folds, len(task.training))
+    if n_folds < 2:
+        raise ConfigError(
+            f"{task.root}: {len(task.training)} training case(s); training needs at least 2 "
+            "(one to train on, one to validate)"
+        )
+    if not 0 <= fold < n_folds:
+        raise ConfigError(
+            f"--fold {fold} is out of range: the task has {n_folds} folds (0..{n_folds - 1})"
+        )
+    if patch is not None:
+        patch = check_patch(resolved, patch)
+    config = TrainConfig(
+        epochs=epochs,
+        patch=patch or (16, 16, 16),
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        optimizer=optimizer,  # type: ignore[arg-type]
+        lr=lr,
+        val_every=val_every,
+        seed=seed,
+        workers=workers,
+        freeze_epochs=freeze_epochs,
+    )
+    run = Path(run_dir)
+    existed = run.is_dir()
+    settings = {
+        **config.to_json(),
+        "task": str(Path(task_dir).resolve()),
+        "arch": arch.to_dict() if isinstance(arch, Genotype) else str(arch),
+        "patch": list(patch) if patch else None,
+        "fold": fold,
+        "folds": n_folds,
+        "width": width,
+        "deep_supervision": deep_supervision,
+        **(extra_settings or {}),
+    }
+    settings.pop("workers")
+    run, resumed = prepare_run_dir(run, kind, settings, resume=resume, immutable=tuple(settings))
+    if resumed and (run / MODEL_FILE).is_file() and (run / WEIGHTS_FILE).is_file():
+        log.info("%s: the run is already complete", run)
+        return run
+    started = False
+    try:
+        work = Path(work_dir) if work_dir is not None else run / "work"
+        plan = run_preprocess(
+            task.root,
+            work,
+            workers=max(1, workers),
+            folds=n_folds,
+            seed=SPLIT_SEED,
+            progress=progress,
+        )
+        split = load_splits(work / "splits.json")[fold]
+        if patch is None:
+            patch = default_patch(plan, resolved)
+            config = TrainConfig(**{**config.to_json(), "patch": patch})
+        if is_main():
+            plan.save(run / "plan.json")
+        seed_everything(seed)
+        model = build_model(
+            resolved,
+            plan.num_channels,
+            plan.num_classes,
+            width=width,
+            deep_supervision=deep_supervision,
+            patch=patch,
+            spacing=plan.target_spacing,
+        )
+        frozen = prepare(model, run) if prepare is not None else []
+        validate = _make_validate(work / "cache", split["val"], patch, dev, plan.num_classes)
+        trainer = Trainer(
+            model,
+            config,
+            cache_dir=work / "cache",
+            train_cases=split["train"],
+            run_dir=run,
+            device=dev,
+            validate=validate,
+            frozen=frozen,
+            progress=progress,
+            on_epoch_end=on_epoch_end,
+        )
+        started = True
+        result = trainer.fit(resume=resumed)
+    except BaseException:
+        if not resumed and not started:
+            _clear_fresh_run(run, existed)
+        raise
+    if is_main():
+        params = sum(p.numel() for p in model.parameters())
+        spec = ModelSpec(
+            arch="genotype" if isinstance(resolved, Genotype) else resolved,
+            in_channels=plan.num_channels,
+            out_channels=plan.num_classes,
+            patch=patch,
+            plan=plan.to_json(),
+            genotype=resolved.to_dict() if isinstance(resolved, Genotype) else None,
+            width=width,
+            deep_supervision=deep_supervision,
+            info={
+                "kind": kind,
+                "task": plan.task_name,
+                "fold": fold,
+                "seed": seed,
+                "epochs": epochs,
+                "params": params,
+                "best_val_dice": result.best_dice,
+                "best_epoch": result.best_epoch,
+                "final_val_dice": result.final_dice,
+                "seconds_per_epoch": result.seconds_per_epoch,
+                "train_cases": split["train"],
+                "val_cases": split["val"],
+            },
+        )
+        with atomic_open(run / WEIGHTS_FILE, "wb") as f:
+            torch.save(model.state_dict(), f)
+        spec.save(run / MODEL_FILE)
+    return run

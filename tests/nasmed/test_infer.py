@@ -1,0 +1,116 @@
+"""``predict``: outputs lie exactly on the input's grid (RAS, LPS, oblique, anisotropic), input
+layouts (MSD 3D/4D, nnU-Net per-channel, MetaImage), and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from decathlon.errors import DatasetError
+from decathlon.io import Geometry, read_image, write_image
+from decathlon.synthetic import synthesize_case
+from nasmed.errors import RunDirError
+from nasmed.infer import find_inputs, predict
+
+
+def _affine(
+    spacing: tuple[float, float, float], signs: tuple[int, int, int], degrees: float = 0.0
+) -> np.ndarray:
+    t = np.deg2rad(degrees)
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1.0]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag(np.asarray(signs, float) * np.asarray(spacing))
+    affine[:3, 3] = (12.5, -30.0, 7.25)
+    return affine
+
+
+GEOMETRIES = {
+    "ras": ((36, 32, 20), _affine((1.0, 1.0, 1.5), (1, 1, 1))),
+    "lps": ((32, 40, 24), _affine((0.9, 0.9, 2.0), (-1, -1, 1))),
+    "oblique": ((32, 32, 24), _affine((1.0, 0.8, 1.5), (1, 1, 1), degrees=17.0)),
+    "anisotropic": ((40, 40, 12), _affine((0.7, 0.7, 3.5), (1, -1, 1))),
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    for i, (name, (shape, affine)) in enumerate(GEOMETRIES.items()):
+        image, _, _ = synthesize_case(5, i, shape=shape, classes=1)
+        write_image(folder / f"{name}.nii.gz", image, Geometry(affine, shape), dtype=np.int16)
+    return folder
+
+
+def test_outputs_lie_on_the_input_grid(trained_unet: Path, inputs: Path, tmp_path: Path) -> None:
+    out = predict(trained_unet, [inputs], tmp_path / "pred", device="cpu", progress=False)
+    assert sorted(p.name for p in out) == sorted(f"{n}.nii.gz" for n in GEOMETRIES)
+    for path in out:
+        name = path.name.removesuffix(".nii.gz")
+        shape, affine = GEOMETRIES[name]
+        seg = read_image(path)
+        assert seg.array.shape == (1, *shape)
+        assert np.allclose(seg.geometry.affine, affine, atol=1e-5), name
+        ref = read_image(inputs / path.name)
+        assert np.allclose(seg.geometry.affine, ref.geometry.affine, atol=1e-6)
+        assert seg.array.dtype == np.uint8 and set(np.unique(seg.array)) <= {0, 1}
+        assert (seg.array == 1).any(), name  # the organ is found
+
+
+def test_input_layouts(trained_unet: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    shape, affine = GEOMETRIES["lps"]
+    image, _, _ = synthesize_case(5, 1, shape=shape, classes=1)
+    g = Geometry(affine, shape)
+    write_image(folder / "nnu_case_0000.nii.gz", image, g, dtype=np.int16)  # nnU-Net naming
+    write_image(folder / "meta.mha", image, g)
+    cases = find_inputs([folder])
+    assert sorted(c.name for c in cases) == ["meta", "nnu_case"]
+    out = predict(
+        trained_unet,
+        [folder / "nnu_case_0000.nii.gz", folder / "meta.mha"],
+        tmp_path / "pred",
+        device="cpu",
+        progress=False,
+        tta_mirror=True,
+    )
+    assert [p.name for p in out] == ["nnu_case.nii.gz", "meta.nii.gz"]
+    a, b = read_image(out[0]), read_image(out[1])
+    assert np.allclose(a.geometry.affine, affine, atol=1e-5)
+    assert np.allclose(b.geometry.affine, affine, atol=1e-4)
+    assert np.array_equal(a.array, b.array)
+
+
+def test_nnunet_channels_are_grouped(tmp_path: Path) -> None:
+    for name in ("b_0001", "b_0000", "a_0000", "c_0003"):
+        write_image(
+            tmp_path / f"{name}.nii.gz", np.zeros((4, 4, 4)), Geometry(np.eye(4), (4, 4, 4))
+        )
+    cases = {c.name: [f.name for f in c.files] for c in find_inputs([tmp_path])}
+    assert cases == {
+        "a": ["a_0000.nii.gz"],
+        "b": ["b_0000.nii.gz", "b_0001.nii.gz"],
+        "c_0003": ["c_0003.nii.gz"],
+    }
+
+
+def test_channel_mismatch_is_one_line_and_writes_nothing(
+    trained_unet: Path, tmp_path: Path
+) -> None:
+    shape, affine = GEOMETRIES["ras"]
+    image, _, _ = synthesize_case(5, 0, shape=shape, classes=1, modalities=2)
+    bad = write_image(tmp_path / "two.nii.gz", image, Geometry(affine, shape))
+    good = tmp_path / "ok.nii.gz"
+    write_image(good, image[:1], Geometry(affine, shape))
+    out = tmp_path / "pred"
+    with pytest.raises(
+        DatasetError, match=r"two\.nii\.gz: 2 channel\(s\), but the model was trained on 1"
+    ) as info:
+        predict(trained_unet, [good, bad], out, device="cpu", progress=False)
+    assert len(str(info.value).splitlines()) == 1
+    assert not out.exists()  # the good case was not written either
+    with pytest.raises(DatasetError, match="input not found"):
+        predict(trained_unet, [tmp_path / "missing.nii.gz"], out, device="cpu")
+    with pytest.raises(RunDirError, match="model file not found"):
+        predict(tmp_path, [good], out, device="cpu")

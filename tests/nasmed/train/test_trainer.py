@@ -1,0 +1,114 @@
+"""The fit loop: kill and resume equals an uninterrupted run; settings; poly decay; freezing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from decathlon.synthetic import write_synthetic_task
+from nasmed.errors import ConfigError
+from nasmed.train.api import train
+from nasmed.train.checkpoint import load_checkpoint
+from nasmed.train.history import read_history
+from nasmed.train.trainer import TrainConfig
+
+PATCH = (16, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_task(
+        tmp_path_factory.mktemp("tiny") / "task",
+        cases=3,
+        shape=(24, 24, 16),
+        classes=2,
+        test_cases=0,
+    )
+
+
+def _run(task: Path, run: Path, work: Path, **kw: object) -> Path:
+    settings: dict[str, object] = dict(
+        epochs=3,
+        patch=PATCH,
+        steps_per_epoch=2,
+        width=0.25,
+        val_every=2,
+        folds=3,
+        device="cpu",
+        work_dir=work,
+        progress=False,
+        seed=7,
+    )
+    settings.update(kw)
+    return train(task, "unet", run, **settings)  # type: ignore[arg-type]
+
+
+def _drop_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_kill_and_resume_equals_uninterrupted(tiny_task: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    full = _run(tiny_task, tmp_path / "full", work)
+
+    def kill(epoch: int, row: dict) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_task, killed, work, on_epoch_end=kill)
+    assert not (killed / "model.pt").exists() and not (killed / "model.json").exists()
+    assert load_checkpoint(killed / "checkpoints" / "last.pt")["epoch"] == 2
+    assert len(read_history(killed / "history.csv")) == 2
+    _run(tiny_task, killed, work, resume=True)
+
+    a = torch.load(full / "model.pt", weights_only=True)
+    b = torch.load(killed / "model.pt", weights_only=True)
+    assert list(a) == list(b)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    ha, hb = read_history(full / "history.csv"), read_history(killed / "history.csv")
+    assert [r["epoch"] for r in hb] == [0, 1, 2]
+    assert _drop_time(ha) == _drop_time(hb)
+    assert "val_dice" in ha[1] and ha[0].get("val_dice") is None  # every 2 epochs and the last
+
+
+def test_resume_refuses_changed_settings(tiny_task: Path, tmp_path: Path) -> None:
+    from nasmed.errors import RunDirError
+
+    run = _run(tiny_task, tmp_path / "run", tmp_path / "work", epochs=1)
+    with pytest.raises(RunDirError, match="already holds a train run"):
+        _run(tiny_task, run, tmp_path / "work", epochs=1)
+    with pytest.raises(RunDirError, match="cannot resume with lr"):
+        _run(tiny_task, run, tmp_path / "work", epochs=1, lr=0.5, resume=True)
+    before = (run / "model.pt").stat().st_mtime_ns
+    _run(tiny_task, run, tmp_path / "work", epochs=1, resume=True)  # complete: nothing to do
+    assert (run / "model.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"epochs": 0}, "--epochs"),
+        ({"optimizer": "rmsprop"}, "sgd or adamw"),
+        ({"lr": -1.0}, "--lr"),
+        ({"batch_size": 0}, "--batch"),
+        ({"val_every": 0}, "--val-every"),
+    ],
+)
+def test_config_is_checked(kw: dict, match: str) -> None:
+    settings = {"epochs": 2, "patch": PATCH, **kw}
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_poly_learning_rate(tiny_task: Path, tmp_path: Path) -> None:
+    run = _run(tiny_task, tmp_path / "run", tmp_path / "work", epochs=3, lr=0.02)
+    lrs = [r["lr"] for r in read_history(run / "history.csv")]
+    assert lrs[0] == pytest.approx(0.02)
+    assert lrs[1] == pytest.approx(0.02 * (2 / 3) ** 0.9)
+    assert lrs[2] == pytest.approx(0.02 * (1 / 3) ** 0.9)
+    assert (run / "tensorboard").is_dir() and (run / "checkpoints" / "best.pt").is_file()
