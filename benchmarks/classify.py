@@ -5,20 +5,22 @@ Every arm gets the same wall-clock budget (``--budget`` seconds, counted from th
 slice set, for each seed (the seed also picks the case split). ResNet-18 of width 16, 32x32
 slices, one torch thread, CPU. Arms:
 
-1. SAOL vs GAP-FC on the same backbone (plus the SAOL switches: location-specific CutMix
-   self-supervision, self-distillation): test AUC, accuracy, parameters, training step time
-   (forward + backward + SGD step, batch 32, median of interleaved steps).
-2. AutoCLINT (SAOL, no augmentation) vs a plain trainer: fixed 30 epochs over the training slices,
-   SGD momentum 0.9, cosine learning rate, batch 32, one prediction at the end (or when the
-   budget runs out): ALC.
+1. SAOL vs GAP-FC on the same backbone, with the training switches ablated (SAOL +
+   location-specific CutMix self-supervision, SAOL + self-distillation, GAP-FC + plain
+   CutMix): test AUC, accuracy, ALC, parameters, training step time (forward + backward + SGD
+   step with the plain loss, batch 32, median of interleaved steps), also at the CLI's default
+   width 32 and 64 px.
+2. AutoCLINT (SAOL, no augmentation) vs a plain trainer of the same network: fixed 30
+   epochs over the training slices, plain loss, SGD momentum 0.9, cosine learning rate, batch 32,
+   one prediction at the end (or when the budget runs out): ALC.
 3. Augmentation: none vs a random policy (10 random sub-policies) vs light FAA vs full FAA:
    AUC, ALC, search seconds.
 4. A backbone pretrained (``--budget`` seconds) on a source task's slices vs scratch: ALC.
 
 Usage::
 
-    python benchmarks/classify.py                      # budget 25 s, seeds 0 1 (~9 minutes)
-    python benchmarks/classify.py --budget 10 --seeds 0   # a quick look
+    python benchmarks/classify.py                      # budget 15 s, seeds 0 1 2 (~9 minutes)
+    python benchmarks/classify.py --budget 8 --seeds 0    # a quick look
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import nasmed.classify.plots  # noqa: F401  (matplotlib loaded once, before any arm's clock)
 from decathlon.datalist import load_task
 from decathlon.synthetic import write_synthetic_task
 from nasmed.classify.alc import alc, autodl_score, class_aucs
@@ -48,6 +51,7 @@ from nasmed.classify.saol import build_classifier
 from nasmed.classify.selfsup import LossConfig, total_loss
 
 CPU = torch.device("cpu")
+SAOL = "SAOL"
 WIDTH, SIZE = 16, 32
 
 
@@ -122,13 +126,15 @@ def run_plain(task: Path, work: Path, cfg: ClassifyConfig, epochs: int = 30) -> 
     }
 
 
-def step_times(repeats: int = 30) -> dict[str, tuple[int, float]]:
-    """Parameters and median training-step milliseconds of each head, interleaved."""
+def step_times(
+    width: int = WIDTH, size: int = SIZE, repeats: int = 30
+) -> dict[str, tuple[int, float]]:
+    """Parameters and median training-step milliseconds of each head (plain loss), interleaved."""
     models = {
-        h: build_classifier(BackboneSpec("resnet18", 1, WIDTH), 2, h) for h in ("saol", "gap")
+        h: build_classifier(BackboneSpec("resnet18", 1, width), 2, h) for h in ("saol", "gap")
     }
     opts = {h: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for h, m in models.items()}
-    x, y = torch.randn(32, 1, SIZE, SIZE), (torch.rand(32, 2) < 0.5).float()
+    x, y = torch.randn(32, 1, size, size), (torch.rand(32, 2) < 0.5).float()
     gen = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {h: [] for h in models}
     for r in range(repeats + 5):
@@ -173,8 +179,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--budget", type=float, default=25.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--budget", type=float, default=15.0, help="seconds per arm (default 15)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--cases", type=int, default=30, help="labelled cases per task (default 30)")
     ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temp dir)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -182,7 +189,7 @@ def main() -> None:
     t_all = time.perf_counter()
     target = write_synthetic_task(
         work / "target",
-        cases=12,
+        cases=args.cases,
         shape=(48, 48, 24),
         classes=2,
         seed=11,
@@ -191,7 +198,7 @@ def main() -> None:
     )
     source = write_synthetic_task(
         work / "source",
-        cases=12,
+        cases=args.cases,
         shape=(48, 48, 24),
         classes=3,
         seed=23,
@@ -202,6 +209,7 @@ def main() -> None:
         prepare_slices(load_task(target), _cfg(args.budget, seed), work / "cache")
     b = args.budget
     arms: dict[str, list[dict[str, Any]]] = {}
+    run_arm(target, work, "warmup", _cfg(4.0, args.seeds[0]))  # one-time start-up costs, unscored
 
     def add(name: str, row: dict[str, Any]) -> None:
         arms.setdefault(name, []).append(row)
@@ -212,10 +220,14 @@ def main() -> None:
         )
 
     for seed in args.seeds:
-        add("SAOL", run_arm(target, work, "saol", _cfg(b, seed)))
-        add("GAP-FC", run_arm(target, work, "gap", _cfg(b, seed, head="gap")))
+        add(SAOL, run_arm(target, work, "saol", _cfg(b, seed)))
         add("SAOL + location (CutMix)", run_arm(target, work, "loc", _cfg(b, seed, location=True)))
         add("SAOL + self-distillation", run_arm(target, work, "sd", _cfg(b, seed, distill=True)))
+        add("GAP-FC", run_arm(target, work, "gap", _cfg(b, seed, head="gap")))
+        add(
+            "GAP-FC + CutMix",
+            run_arm(target, work, "gapcm", _cfg(b, seed, head="gap", cutmix=True)),
+        )
         add("plain 30 epochs", run_plain(target, work, _cfg(b, seed)))
         rng = random.Random(seed)
         rand = Policy(tuple(random_subpolicy(rng) for _ in range(10)))
@@ -231,17 +243,25 @@ def main() -> None:
         )
         add("pretrained on source", run_arm(target, work, "pre", _cfg(b, seed), pretrained=ckpt))
     cost = step_times()
+    cost_default = step_times(32, 64, repeats=10)
     print(
-        f"\nbudget {b:g} s per arm, seeds {args.seeds}, ResNet-18 width {WIDTH}, {SIZE}x{SIZE} "
-        f"slices, 1 thread; mean (per seed); total {time.perf_counter() - t_all:.0f} s"
+        f"\nbudget {b:g} s per arm, seeds {args.seeds}, {args.cases} cases split 60/20/20 by "
+        f"case, ResNet-18 width {WIDTH}, {SIZE}x{SIZE} slices, 1 thread; mean (per seed); "
+        f"total {time.perf_counter() - t_all:.0f} s"
     )
     heads = {
         k: arms[k]
-        for k in ("SAOL", "GAP-FC", "SAOL + location (CutMix)", "SAOL + self-distillation")
+        for k in (
+            SAOL,
+            "SAOL + location (CutMix)",
+            "SAOL + self-distillation",
+            "GAP-FC",
+            "GAP-FC + CutMix",
+        )
     }
 
     def cost_cells(name: str) -> list[str]:
-        p, ms = cost["gap" if name == "GAP-FC" else "saol"]
+        p, ms = cost["gap" if name.startswith("GAP") else "saol"]
         return [f"{p:,}", f"{ms:.1f}"]
 
     print(
@@ -254,12 +274,17 @@ def main() -> None:
         )
     )
     ratio = cost["saol"][1] / cost["gap"][1]
-    print(f"\nSAOL / GAP step time: {ratio:.3f}x")
+    ratio64 = cost_default["saol"][1] / cost_default["gap"][1]
+    print(
+        f"\nSAOL / GAP step time (plain loss, batch 32): {ratio:.3f}x at width {WIDTH}, {SIZE} px; "
+        f"{ratio64:.3f}x at the CLI default width 32, 64 px "
+        f"({cost_default['saol'][1]:.0f} vs {cost_default['gap'][1]:.0f} ms)"
+    )
     print(
         _table(
             "2. Trainer",
             [("ALC", "alc"), ("test AUC", "auc"), ("first prediction s", "first")],
-            {"AutoCLINT": arms["SAOL"], "plain 30 epochs": arms["plain 30 epochs"]},
+            {"AutoCLINT": arms[SAOL], "plain 30 epochs": arms["plain 30 epochs"]},
         )
     )
     print(
@@ -273,7 +298,7 @@ def main() -> None:
                 ("sub-policies", "subs"),
             ],
             {
-                "none": arms["SAOL"],
+                "none": arms[SAOL],
                 "random policy": arms["random policy"],
                 "light FAA": arms["light FAA"],
                 "full FAA": arms["full FAA"],
@@ -284,7 +309,7 @@ def main() -> None:
         _table(
             "4. Initialisation",
             [("ALC", "alc"), ("test AUC", "auc")],
-            {"scratch": arms["SAOL"], "pretrained on source": arms["pretrained on source"]},
+            {"scratch": arms[SAOL], "pretrained on source": arms["pretrained on source"]},
         )
     )
     if args.work is None:

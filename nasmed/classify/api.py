@@ -13,7 +13,6 @@ searching, training, writing) must fit in the budget. The run ends within the bu
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -22,15 +21,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from decathlon.datalist import Task, load_task
 from decathlon.errors import DatasetError
-from decathlon.fsutil import atomic_open, atomic_write_json
+from decathlon.fsutil import atomic_write_json
 from decathlon.io import read_geometry
 from decathlon.slices import SliceSet, build_slices, slice_shape, split_by_case
-from nasmed.classify.alc import class_aucs, transform_time
+from nasmed.classify.alc import transform_time
 from nasmed.classify.autoaugment.policy import Policy
 from nasmed.classify.autoaugment.search import FullSearchConfig, full_search, light_search
 from nasmed.classify.autoclint import (
@@ -41,6 +39,7 @@ from nasmed.classify.autoclint import (
     is_multilabel,
 )
 from nasmed.classify.backbones import BackboneSpec
+from nasmed.classify.outputs import test_metrics, write_attention_maps, write_predictions
 from nasmed.classify.pretrained import load_pretrained, save_backbone
 from nasmed.classify.saol import Classifier, build_classifier
 from nasmed.classify.selfsup import LossConfig
@@ -159,11 +158,13 @@ def prepare_slices(
 
 
 def _loss_config(cfg: ClassifyConfig, multilabel: bool) -> LossConfig:
+    """Location self-supervision (with its CutMix) and distillation need SAOL's spatial logits."""
+    location = cfg.location and cfg.head == "saol"
     return LossConfig(
         multilabel=multilabel,
-        cutmix=cfg.cutmix or cfg.location,
-        location=cfg.location,
-        distill=cfg.distill,
+        cutmix=cfg.cutmix or location,
+        location=location,
+        distill=cfg.distill and cfg.head == "saol",
     )
 
 
@@ -237,73 +238,6 @@ def _full_policy(
     )
 
 
-def _write_predictions(path: Path, test: SliceSet, probs: np.ndarray, multilabel: bool) -> None:
-    names = list(test.class_names)
-    pred = (probs >= 0.5) if multilabel else np.eye(len(names), dtype=bool)[probs.argmax(1)]
-    with atomic_open(path, "w") as f:
-        w = csv.writer(f)
-        w.writerow(
-            ["case", "slice"]
-            + [f"prob_{n}" for n in names]
-            + [f"pred_{n}" for n in names]
-            + [f"true_{n}" for n in names]
-        )
-        for i, case in enumerate(test.slice_cases):
-            w.writerow(
-                [case, int(test.slice_index[i])]
-                + [f"{p:.6f}" for p in probs[i]]
-                + [int(v) for v in pred[i]]
-                + [int(v) for v in test.targets[i]]
-            )
-
-
-def _metrics(test: SliceSet, probs: np.ndarray, multilabel: bool) -> dict[str, Any]:
-    aucs = class_aucs(test.targets, probs)
-    valid = [a for a in aucs if not math.isnan(a)]
-    if multilabel:
-        hits = (probs >= 0.5) == test.targets.astype(bool)
-        acc, exact = float(hits.mean()), float(hits.all(axis=1).mean())
-    else:
-        acc = exact = float((probs.argmax(1) == test.targets.argmax(1)).mean())
-    return {
-        "auc_per_class": {
-            n: (None if math.isnan(a) else a) for n, a in zip(test.class_names, aucs)
-        },
-        "mean_auc": float(np.mean(valid)) if valid else None,
-        "accuracy": acc,
-        "exact_match": exact,
-        "test_slices": len(test),
-        "test_cases": list(test.case_names),
-    }
-
-
-def _attention(
-    model: Classifier, test: SliceSet, n: int, device: torch.device, folder: Path, probs: np.ndarray
-) -> int:
-    from nasmed.classify.plots import save_attention_maps
-
-    folder.mkdir(parents=True, exist_ok=True)
-    if model.head_name != "saol" or n <= 0 or len(test) == 0:
-        return 0
-    fg = np.flatnonzero(test.targets.any(axis=1))
-    pool = fg if len(fg) else np.arange(len(test))
-    pick = pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)]
-    model.eval()
-    with torch.no_grad():
-        att = model(torch.from_numpy(test.images[pick]).to(device)).attention
-    assert att is not None
-    cases = test.slice_cases
-    names = [f"{cases[i]}_slice{int(test.slice_index[i]):03d}" for i in pick]
-    titles = [
-        ", ".join(
-            f"{c} {p:.2f}/{t}" for c, p, t in zip(test.class_names, probs[i], test.targets[i])
-        )
-        for i in pick
-    ]
-    save_attention_maps(folder, test.images[pick], att.cpu().numpy(), names, titles)
-    return len(pick)
-
-
 def classify(
     task_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -337,7 +271,7 @@ def classify(
     if cfg.autoaugment == "full":
         found, search_report = _full_policy(data, cfg, device, FULL_SEARCH_SHARE * cfg.time_budget)
         policy = policy + found
-    reserve = 1.0 + 0.02 * cfg.time_budget
+    reserve = 1.0 + min(0.05 * cfg.time_budget, 10.0)  # last prediction, files, plots
     if time.perf_counter() + reserve + 0.5 > deadline:
         raise ConfigError(
             f"--time-budget {cfg.time_budget:g} s: preparing the data took "
@@ -356,15 +290,15 @@ def classify(
     )
     if res.final_probs is None or res.steps == 0:
         raise ConfigError(f"--time-budget {cfg.time_budget:g} s: no training step fitted; raise it")
-    _write_predictions(out / "predictions.csv", data.test, res.final_probs, data.multilabel)
-    metrics = _metrics(data.test, res.final_probs, data.multilabel)
+    write_predictions(out / "predictions.csv", data.test, res.final_probs, data.multilabel)
+    metrics = test_metrics(data.test, res.final_probs, data.multilabel)
     times = [p.seconds for p in res.predictions]
     scores = [p.score or 0.0 for p in res.predictions]
     from nasmed.classify.plots import plot_alc
 
     plot_alc(out / "alc.png", times, scores, cfg.time_budget, res.alc or 0.0)
     res.policy.save(out / "policy.json")
-    n_att = _attention(
+    n_att = write_attention_maps(
         model, data.test, cfg.attention_maps, device, out / "attention", res.final_probs
     )
     save_checkpoint(

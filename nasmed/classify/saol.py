@@ -8,6 +8,8 @@ SAOL (Kim, Baek, Kim, CVPR 2020) replaces global average pooling and the fully c
   concatenated, softmax over the H*W locations, so ``A`` sums to 1;
 * output ``y_k = sum_ij A_ij Y_k,ij`` (:func:`attention_pool`).
 
+The attention's last convolution and the intermediate logits start at zero, so an untrained SAOL
+head computes what GAP + FC would (uniform attention over the last stage's logits, upsampled).
 Because ``Y`` is the sum of one logit map per stage, each stage also gives its own pooled output
 ``sum_ij A_ij Y^s_k,ij``; self-distillation (:mod:`nasmed.classify.selfsup`) uses them.
 Both heads return a :class:`HeadOutput`; :class:`Classifier` joins a backbone and a head.
@@ -77,12 +79,19 @@ class SaolHead(nn.Module):
         c_mid, c_last = in_channels[-2], in_channels[-1]
         self.logit_mid = nn.Conv2d(c_mid, num_classes, 1)
         self.logit_last = nn.Conv2d(c_last, num_classes, 1, bias=False)
+        score = nn.Conv2d(attention_channels, 1, 3, padding=1)
         self.attention = nn.Sequential(
             nn.Conv2d(c_mid + c_last, attention_channels, 1, bias=False),
             nn.BatchNorm2d(attention_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(attention_channels, 1, 3, padding=1),
+            score,
         )
+        # Start as GAP + FC: uniform attention, logits from the last stage only; training then
+        # learns where to look and what the intermediate stage adds.
+        assert score.bias is not None
+        nn.init.zeros_(score.weight)
+        nn.init.zeros_(score.bias)
+        nn.init.zeros_(self.logit_mid.weight)
 
     def forward(self, feats: list[torch.Tensor]) -> HeadOutput:
         mid, last = feats[-2], feats[-1]

@@ -81,11 +81,11 @@ def register(sub: Any) -> None:
         default=1,
         help="voxels a label needs in a slice to count as shown (default 1)",
     )
-    p.add_argument("--cutmix", action="store_true", help="CutMix augmentation")
+    p.add_argument("--cutmix", action="store_true", help="CutMix (also for --head gap)")
     p.add_argument(
         "--location",
         action="store_true",
-        help="location-specific self-supervision (SAOL; implies --cutmix)",
+        help="location-specific self-supervision with CutMix (SAOL)",
     )
     p.add_argument("--distill", action="store_true", help="self-distillation (SAOL)")
     p.add_argument(
@@ -102,6 +102,7 @@ def register(sub: Any) -> None:
 def _classify(args: argparse.Namespace) -> int:
     from nasmed.classify.api import ClassifyConfig, classify, pretrain_backbone
     from nasmed.classify.autoaugment.policy import Policy
+    from nasmed.errors import ConfigError
     from nasmed.rundir import prepare_run_dir
     from nasmed.runtime import resolve_device, seed_everything
 
@@ -119,6 +120,8 @@ def _classify(args: argparse.Namespace) -> int:
         min_area=args.min_area,
         seed=args.seed,
     )
+    if args.pretrained and args.pretrain_on:
+        raise ConfigError("--pretrained and --pretrain-on exclude each other; give one")
     device = resolve_device(args.device)
     if args.pretrained:  # refuse a checkpoint of another architecture before writing anything
         from nasmed.classify.backbones import BackboneSpec

@@ -78,11 +78,14 @@ def test_classify_gap_head_with_full_search(tiny_task: Path, tmp_path: Path) -> 
     assert len(Policy.load(out / "policy.json")) > 0
 
 
-def test_pretrained_of_another_architecture_exits_2(
+def test_pretrain_on_source_then_mismatched_checkpoint_exits_2(
     tiny_task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc, _ = _run(tiny_task, tmp_path / "pre", 4.0)
-    assert rc == 0
+    rc, elapsed = _run(
+        tiny_task, tmp_path / "pre", 6.0, "--pretrain-on", str(tiny_task), "--pretrain-budget", "3"
+    )
+    assert rc == 0 and elapsed <= 3.0 + 6.0 + 2 * MARGIN_SECONDS
+    assert (tmp_path / "pre" / "pretrained_backbone.pt").is_file()
     capsys.readouterr()
     out = tmp_path / "other"
     rc = main(

@@ -108,3 +108,18 @@ def test_losses_backpropagate(cfg: LossConfig) -> None:
     assert (logits is None) == cfg.cutmix
     grads = [p.grad for p in model.head.parameters()]
     assert all(g is not None for g in grads)
+
+
+def test_untrained_saol_equals_gap_fc() -> None:
+    """Zero-initialised attention and intermediate logits: SAOL starts as GAP + FC."""
+    channels = (4, 8, 16, 32)
+    saol_head = SaolHead(channels, num_classes=3).eval()
+    gap = GapHead(channels, num_classes=3)
+    with torch.no_grad():
+        gap.fc.weight.copy_(saol_head.logit_last.weight[:, :, 0, 0])
+        gap.fc.bias.copy_(saol_head.logit_mid.bias)
+    feats = [torch.randn(2, c, 16 // 2**i, 16 // 2**i) for i, c in enumerate(channels)]
+    out = saol_head(feats)
+    assert out.attention is not None
+    assert torch.allclose(out.attention, torch.full_like(out.attention, 1 / 16))
+    assert torch.allclose(out.logits, gap(feats).logits, atol=1e-5)
