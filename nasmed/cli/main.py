@@ -25,6 +25,7 @@ VERB_MODULES: tuple[str, ...] = (
     "nasmed.cli.preprocess",
     "nasmed.cli.classify",
     "nasmed.cli.arch",
+    "nasmed.cli.search",
     "nasmed.cli.train",
 )
 

@@ -1,0 +1,174 @@
+"""Verbs ``search`` (architecture search on a task) and ``demo`` (the whole path on the embedded
+synthetic task).
+
+``search`` calls :func:`nasmed.search.loop.run_search`, ``demo`` calls
+:func:`nasmed.demo.run_demo`; both print the found genotype and where the outputs are. Bad input
+is one line on stderr and exit status 2, with nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from nasmed.cli.common import add_common, add_device, add_seed
+
+__all__ = ["register"]
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and logging.getLogger().isEnabledFor(logging.INFO)
+
+
+def register(sub: Any) -> None:
+    """Add the ``search`` and ``demo`` verbs to the ``nasmed`` subparsers."""
+    p = sub.add_parser(
+        "search",
+        help="search an encoder-decoder architecture for a task (bilevel, Gumbel sampling)",
+        description="Search a 3D encoder-decoder architecture for an MSD task: warm-up epochs "
+        "on the weights, then alternating weights / architecture updates on the two halves of "
+        "fold 0's training cases, validating the argmax architecture on its validation cases. "
+        "Writes RUN_DIR/genotype.json (last), history.csv, tensorboard/, alphas/ (logit "
+        "snapshots) and checkpoint.pt (resume point).",
+    )
+    p.add_argument(
+        "task",
+        nargs="?",
+        default=None,
+        metavar="TASK_DIR",
+        help="MSD or nnU-Net raw task folder (default: the embedded synthetic task)",
+    )
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
+    p.add_argument("--space", default="scnas", help="search space name or YAML (default scnas)")
+    p.add_argument("--epochs", type=int, default=50, help="epochs in all (default 50)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="weights-only epochs at the start (default: a fifth of --epochs)",
+    )
+    p.add_argument("--steps", type=int, default=100, help="steps per epoch (default 100)")
+    p.add_argument(
+        "--patch",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("X", "Y", "Z"),
+        help="training patch (default: the space's default patch)",
+    )
+    p.add_argument("--batch", type=int, default=2, help="patches per step (default 2)")
+    p.add_argument(
+        "--mode",
+        choices=("sampled", "mixed"),
+        default="sampled",
+        help="sampled: hard Gumbel samples, only sampled ops run (default); mixed: DARTS",
+    )
+    p.add_argument(
+        "--temperature",
+        choices=("linear", "exponential"),
+        default="linear",
+        help="temperature annealing per epoch (default linear)",
+    )
+    p.add_argument("--tau-start", type=float, default=10.0, help="first temperature (default 10)")
+    p.add_argument("--tau-end", type=float, default=0.1, help="last temperature (default 0.1)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="weights' (sgd)")
+    p.add_argument("--lr", type=float, default=None, help="weights' lr (sgd 1e-2, adamw 1e-3)")
+    p.add_argument("--arch-lr", type=float, default=3e-3, help="architecture lr (default 3e-3)")
+    p.add_argument(
+        "--cost-budget",
+        default=None,
+        metavar="METRIC=VALUE",
+        help="cost-aware search: budget on the sampled child's expected params, flops or "
+        "memory (activation bytes), e.g. memory=2G, params=1.5M (suffixes k M G T)",
+    )
+    p.add_argument(
+        "--cost-weight", type=float, default=1.0, help="weight of the cost term (default 1)"
+    )
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1)")
+    p.add_argument(
+        "--work-dir", default=None, help="preprocessing folder to (re)use (default RUN_DIR/work)"
+    )
+    p.add_argument("--workers", type=int, default=0, help="loader processes per half (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the search in RUN_DIR")
+    add_seed(p)
+    add_device(p)
+    add_common(p)
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole path on the embedded synthetic task, in a few minutes on a CPU",
+        description="Write the embedded synthetic task (once), search an architecture for it "
+        "(space scnas-small, 32^3 patches, a few epochs) and print the genotype and where the "
+        "outputs are. Running it again on the same folder reuses the finished search.",
+    )
+    p.add_argument("--out", default="demo_out", help="demo folder (default demo_out)")
+    add_seed(p)
+    add_device(p)
+    add_common(p)
+    p.set_defaults(func=_demo)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from nasmed.search.loop import SearchConfig, parse_cost_budget, run_search
+
+    cost = (
+        parse_cost_budget(args.cost_budget, args.cost_weight)
+        if args.cost_budget is not None
+        else None
+    )
+    config = SearchConfig(
+        space=args.space,
+        epochs=args.epochs,
+        warmup_epochs=args.warmup if args.warmup is not None else args.epochs // 5,
+        steps_per_epoch=args.steps,
+        patch=tuple(args.patch) if args.patch else None,
+        batch_size=args.batch,
+        mode=args.mode,
+        temperature=args.temperature,
+        tau_start=args.tau_start,
+        tau_end=args.tau_end,
+        weight_optimizer=args.optimizer,
+        weight_lr=args.lr,
+        arch_lr=args.arch_lr,
+        cost=cost,
+        width=args.width,
+        val_every=args.val_every,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    result = run_search(
+        args.task,
+        args.out,
+        config,
+        resume=args.resume,
+        device=args.device,
+        work_dir=args.work_dir,
+        progress=_progress(args),
+    )
+    print(result.genotype.to_text())
+    print()
+    run = result.run_dir
+    if result.val_dice is not None:
+        print(
+            f"validation Dice of the argmax architecture (supernet weights): {result.val_dice:.4f}"
+        )
+    print(f"genotype:        {result.genotype_path}")
+    print(f"history:         {result.history_path}")
+    print(f"logit snapshots: {run / 'alphas'}")
+    print(f"tensorboard:     {run / 'tensorboard'}")
+    print(f"checkpoint:      {run / 'checkpoint.pt'}")
+    print(f"next: nasmed train TASK_DIR --arch {result.genotype_path} --out TRAIN_DIR")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from nasmed.demo import run_demo
+
+    result = run_demo(args.out, seed=args.seed, device=args.device, progress=_progress(args))
+    print(result.search.genotype.to_text())
+    print()
+    print(result.summary())
+    return 0

@@ -1,0 +1,259 @@
+"""Settings of an architecture search: :class:`SearchConfig` and the optional :class:`CostTerm`.
+
+Both are frozen dataclasses validated on construction; a bad value is a
+:class:`~nasmed.errors.ConfigError` whose one-line message names the command-line option.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+import torch
+
+from nasmed.errors import ConfigError
+from nasmed.search.gumbel import ScheduleKind, TemperatureSchedule
+from nasmed.supernet.plans import Mode
+
+__all__ = [
+    "DEFAULT_WEIGHT_LR",
+    "CostMetric",
+    "CostTerm",
+    "SearchConfig",
+    "WeightOptimizer",
+    "parse_cost_budget",
+]
+
+
+class WeightOptimizer(str, Enum):
+    """Optimiser of the supernet's weights."""
+
+    SGD = "sgd"
+    ADAMW = "adamw"
+
+
+#: Initial learning rate of the weights (cosine-decayed per epoch to 1% of it).
+DEFAULT_WEIGHT_LR = {WeightOptimizer.SGD: 1e-2, WeightOptimizer.ADAMW: 1e-3}
+
+
+class CostMetric(str, Enum):
+    """What the cost-aware term budgets (declared costs, see :mod:`nasmed.supernet.cost`)."""
+
+    PARAMS = "params"
+    FLOPS = "flops"
+    MEMORY = "memory"
+
+    @property
+    def key(self) -> str:
+        """The key of :func:`~nasmed.supernet.expected_cost`'s result."""
+        return "act_bytes" if self is CostMetric.MEMORY else self.value
+
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+@dataclass(frozen=True)
+class CostTerm:
+    """A budget on the expected cost of the sampled child, added to the architecture loss.
+
+    The penalty is ``weight * max(0, E[cost] / budget - 1)``: zero under the budget, growing
+    linearly with the relative excess above it. ``E[cost]`` is differentiable in the
+    architecture logits (:func:`~nasmed.supernet.expected_cost`).
+
+    Attributes:
+        metric: ``params``, ``flops`` (per forward pass) or ``memory`` (activation bytes kept
+            for the backward pass, batch 1).
+        budget: the budget, in parameters, FLOPs or bytes.
+        weight: the penalty's weight.
+    """
+
+    metric: CostMetric
+    budget: float
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "metric", CostMetric(self.metric))
+        except ValueError:
+            valid = ", ".join(m.value for m in CostMetric)
+            raise ConfigError(
+                f"--cost-budget: unknown metric {self.metric!r}; use one of {valid}"
+            ) from None
+        if not (math.isfinite(self.budget) and self.budget > 0):
+            raise ConfigError(f"--cost-budget: the budget must be > 0, got {self.budget}")
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ConfigError(f"--cost-weight must be >= 0, got {self.weight}")
+
+    def penalty(self, expected: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The penalty for ``expected`` costs (the output of ``expected_cost``)."""
+        ratio = expected[self.metric.key] / self.budget
+        return self.weight * torch.relu(ratio - 1.0)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"metric": self.metric.value, "budget": self.budget, "weight": self.weight}
+
+
+def parse_cost_budget(text: str, weight: float = 1.0) -> CostTerm:
+    """``"memory=2G"``, ``"params=1.5M"``, ``"flops=40e9"`` -> :class:`CostTerm`.
+
+    Suffixes k, M, G, T multiply by powers of 1000 (a trailing ``B`` is ignored: ``2GB``).
+
+    Raises:
+        ConfigError: not ``METRIC=VALUE``, or a bad metric or value.
+    """
+    metric, sep, value = text.partition("=")
+    match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgGtT]?)[bB]?\s*", value)
+    if not sep or match is None:
+        raise ConfigError(
+            f"--cost-budget {text!r}: expected METRIC=VALUE, e.g. memory=2G, params=1.5M, flops=40G"
+        )
+    try:
+        number = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    except ValueError:
+        raise ConfigError(f"--cost-budget {text!r}: {match.group(1)!r} is not a number") from None
+    return CostTerm(metric.strip().lower(), number, weight)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of a bilevel architecture search.
+
+    Attributes:
+        space: search space name (``searchspaces.list_spaces()``) or a YAML file.
+        epochs: epochs in all, warm-up included.
+        warmup_epochs: first epochs that train the weights only (uniformly sampled children).
+        steps_per_epoch: steps per epoch; after the warm-up a step is one weights update and one
+            architecture update.
+        patch: training patch (``None``: the space's ``default_patch``).
+        batch_size: patches per batch.
+        mode: ``sampled`` (hard Gumbel samples; only sampled ops run) or ``mixed`` (DARTS).
+        temperature: ``linear`` or ``exponential`` annealing, per epoch, from ``tau_start``
+            (end of the warm-up) to ``tau_end`` (last epoch).
+        tau_start: first temperature.
+        tau_end: last temperature.
+        weight_optimizer: ``sgd`` (Nesterov, momentum 0.9) or ``adamw``.
+        weight_lr: initial learning rate of the weights (default 1e-2 SGD, 1e-3 AdamW);
+            cosine-decayed per epoch to 1% of it.
+        weight_decay: of the weights' optimiser (default 3e-5 SGD, 1e-2 AdamW).
+        arch_lr: Adam learning rate of the architecture logits.
+        arch_weight_decay: Adam weight decay of the architecture logits.
+        grad_clip: gradient-norm clip of the weights (0: none).
+        cost: optional cost-aware term of the architecture loss.
+        width: channel multiplier of the supernet.
+        val_every: validate the argmax architecture every this many epochs (and after the last).
+        workers: patch-loader processes per half.
+        seed: seeds the weights, the patches and the Gumbel samples.
+    """
+
+    space: str = "scnas"
+    epochs: int = 50
+    warmup_epochs: int = 10
+    steps_per_epoch: int = 100
+    patch: tuple[int, int, int] | None = None
+    batch_size: int = 2
+    mode: Mode = Mode.SAMPLED
+    temperature: ScheduleKind = ScheduleKind.LINEAR
+    tau_start: float = 10.0
+    tau_end: float = 0.1
+    weight_optimizer: WeightOptimizer = WeightOptimizer.SGD
+    weight_lr: float | None = None
+    weight_decay: float | None = None
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    grad_clip: float = 12.0
+    cost: CostTerm | None = None
+    width: float = 1.0
+    val_every: int = 1
+    workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, enum, option in (
+            ("mode", Mode, "--mode"),
+            ("temperature", ScheduleKind, "--temperature"),
+            ("weight_optimizer", WeightOptimizer, "--optimizer"),
+        ):
+            try:
+                object.__setattr__(self, name, enum(getattr(self, name)))
+            except ValueError:
+                valid = ", ".join(m.value for m in enum)
+                raise ConfigError(
+                    f"{option} {getattr(self, name)!r} is not one of {valid}"
+                ) from None
+        if self.patch is not None:
+            patch = tuple(int(p) for p in self.patch)
+            if len(patch) != 3 or min(patch) < 1:
+                raise ConfigError(f"--patch must be 3 positive sides, got {list(self.patch)}")
+            object.__setattr__(self, "patch", patch)
+        checks = [
+            (bool(self.space), "--space must name a search space"),
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (
+                0 <= self.warmup_epochs < self.epochs,
+                f"--warmup must be in 0..epochs-1 ({self.epochs - 1}), got {self.warmup_epochs}",
+            ),
+            (self.steps_per_epoch >= 1, f"--steps must be >= 1, got {self.steps_per_epoch}"),
+            (self.batch_size >= 1, f"--batch must be >= 1, got {self.batch_size}"),
+            (self.tau_start > 0 and self.tau_end > 0, "temperatures must be > 0"),
+            (self.weight_lr is None or self.weight_lr > 0, f"--lr must be > 0: {self.weight_lr}"),
+            (
+                self.weight_decay is None or self.weight_decay >= 0,
+                f"weight decay must be >= 0, got {self.weight_decay}",
+            ),
+            (self.arch_lr > 0, f"--arch-lr must be > 0, got {self.arch_lr}"),
+            (self.arch_weight_decay >= 0, "arch weight decay must be >= 0"),
+            (self.grad_clip >= 0, f"grad clip must be >= 0, got {self.grad_clip}"),
+            (self.width > 0, f"--width must be > 0, got {self.width}"),
+            (self.val_every >= 1, f"--val-every must be >= 1, got {self.val_every}"),
+            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.cost is not None and not isinstance(self.cost, CostTerm):
+            raise ConfigError(f"cost must be a CostTerm, got {type(self.cost).__name__}")
+
+    @property
+    def search_epochs(self) -> int:
+        """Epochs that also update the architecture."""
+        return self.epochs - self.warmup_epochs
+
+    def schedule(self) -> TemperatureSchedule:
+        """The temperature over the search epochs."""
+        return TemperatureSchedule(
+            self.tau_start, self.tau_end, max(1, self.search_epochs), self.temperature
+        )
+
+    def tau(self, epoch: int) -> float:
+        """Temperature of ``epoch`` (``tau_start`` during the warm-up)."""
+        if epoch < self.warmup_epochs:
+            return self.tau_start
+        return self.schedule()(epoch - self.warmup_epochs)
+
+    @property
+    def learning_rate(self) -> float:
+        """Initial learning rate of the weights (given or the optimiser's default)."""
+        return (
+            self.weight_lr
+            if self.weight_lr is not None
+            else DEFAULT_WEIGHT_LR[self.weight_optimizer]
+        )
+
+    def weight_lr_at(self, epoch: int) -> float:
+        """Cosine decay per epoch from :attr:`learning_rate` to 1% of it."""
+        lr, low = self.learning_rate, self.learning_rate * 0.01
+        return low + 0.5 * (lr - low) * (1 + math.cos(math.pi * epoch / self.epochs))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form (recorded in ``run.json`` and the genotype)."""
+        data = asdict(self)
+        for key in ("mode", "temperature", "weight_optimizer"):
+            data[key] = getattr(self, key).value
+        data["patch"] = list(self.patch) if self.patch is not None else None
+        data["cost"] = self.cost.to_json() if self.cost is not None else None
+        return data

@@ -1,0 +1,264 @@
+"""``run_search(task_dir, run_dir, config)``: the API behind ``nasmed search``.
+
+Checks every input (space, patch, task, settings, run folder) before writing anything,
+preprocesses the task into ``RUN_DIR/work`` (or the ``work_dir`` given; unchanged cases are
+reused), takes fold 0 of its splits, halves its training cases (weights half, architecture half,
+:func:`decathlon.splits.bilevel_halves`), searches with :class:`~nasmed.search.searcher.Searcher`
+and validates the argmax architecture on the fold's validation cases. It writes::
+
+    RUN_DIR/run.json              the run's kind and settings (resume refuses changed settings)
+    RUN_DIR/plan.json             the task's plan
+    RUN_DIR/history.csv           one row per epoch (+ tensorboard/)
+    RUN_DIR/alphas/epoch_XXXX.json  the architecture logits after each epoch (plain JSON)
+    RUN_DIR/checkpoint.pt         resume point: supernet, both optimisers, epoch, RNG states
+    RUN_DIR/genotype.json         the decoded architecture (written last)
+
+A killed run has no ``genotype.json``; ``resume=True`` continues it from ``checkpoint.pt`` and
+ends with the same logits and genotype as an uninterrupted run with the same seed (on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import searchspaces
+from decathlon.datalist import load_task
+from decathlon.errors import DatasetError
+from decathlon.preprocess import run_preprocess
+from decathlon.splits import bilevel_halves, load_splits
+from decathlon.synthetic import embedded_task
+from nasmed.distributed import is_main
+from nasmed.errors import ConfigError
+from nasmed.genotype import Genotype
+from nasmed.rundir import prepare_run_dir
+from nasmed.runtime import resolve_device, seed_everything
+from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
+from nasmed.search.searcher import CHECKPOINT_FILE, Searcher
+from nasmed.supernet import Supernet
+from searchspaces import SearchSpace
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "GENOTYPE_FILE",
+    "MIN_CASES",
+    "CostTerm",
+    "SearchConfig",
+    "SearchResult",
+    "parse_cost_budget",
+    "run_search",
+]
+
+log = logging.getLogger(__name__)
+
+GENOTYPE_FILE = "genotype.json"
+#: One validation case, one for the weights half, one for the architecture half.
+MIN_CASES = 3
+MAX_FOLDS = 5
+SPLIT_SEED = 0  # the folds and halves do not change with the search seed
+#: Settings that may change on resume.
+MUTABLE = ("workers", "val_every", "device")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What :func:`run_search` ends with.
+
+    Attributes:
+        run_dir: the run folder.
+        genotype: the found architecture.
+        genotype_path: ``RUN_DIR/genotype.json``.
+        history_path: ``RUN_DIR/history.csv``.
+        val_dice: last validation Dice of the argmax architecture (``None`` if not validated).
+        seconds: wall time of this call.
+    """
+
+    run_dir: Path
+    genotype: Genotype
+    genotype_path: Path
+    history_path: Path
+    val_dice: float | None
+    seconds: float
+
+
+def _check_patch(space: SearchSpace, config: SearchConfig) -> tuple[int, int, int]:
+    patch = config.patch if config.patch is not None else space.default_patch
+    if patch is None:
+        raise ConfigError(f"search space {space.name!r} has no default_patch; pass --patch X Y Z")
+    if len(patch) != 3:
+        raise ConfigError(f"--patch must have 3 sides, got {list(patch)}")
+    space.check_patch(tuple(int(p) for p in patch))
+    return (int(patch[0]), int(patch[1]), int(patch[2]))
+
+
+def _clear_fresh_run(run_dir: Path, existed: bool) -> None:
+    """Remove what a fresh run wrote before it failed (the folder was empty or absent)."""
+    if not run_dir.is_dir():
+        return
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for entry in run_dir.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def run_search(
+    task_dir: str | os.PathLike[str] | None,
+    run_dir: str | os.PathLike[str],
+    config: SearchConfig,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    work_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    on_epoch_end: Any = None,
+) -> SearchResult:
+    """Search an architecture for ``task_dir`` into ``run_dir`` (files: see the module docs).
+
+    Args:
+        task_dir: an MSD or nnU-Net raw task folder; ``None``: the embedded synthetic task.
+        run_dir: the run folder (new, empty, or this run's with ``resume``).
+        config: the search settings.
+        resume: continue the run in ``run_dir`` from its checkpoint.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        work_dir: preprocessing folder to use (and reuse) instead of ``RUN_DIR/work``.
+        progress: progress bars.
+        on_epoch_end: ``f(epoch, history_row)`` after each epoch's checkpoint (a test seam).
+
+    Raises:
+        SpaceError: unknown or invalid space, or a patch that does not fit it.
+        DatasetError: invalid task, or fewer than 3 training cases.
+        ConfigError: a bad setting or device. RunDirError: the folder holds another run, or
+        resume settings differ.
+    """
+    started_at = time.perf_counter()
+    dev = resolve_device(device)
+    space = searchspaces.load(config.space)
+    patch = _check_patch(space, config)
+    task = load_task(task_dir if task_dir is not None else embedded_task())
+    n_cases = len(task.training)
+    if n_cases < MIN_CASES:
+        raise DatasetError(
+            f"{task.root}: {n_cases} training case(s) are too few for a search; it needs at "
+            f"least {MIN_CASES} (validation, weights half, architecture half)"
+        )
+    folds = min(MAX_FOLDS, n_cases)
+    settings: dict[str, Any] = {
+        **config.to_json(),
+        "patch": list(patch),
+        "space_hash": space.content_hash(),
+        "task": str(task.root.resolve()),
+        "folds": folds,
+        "device": str(dev),
+    }
+    immutable = tuple(k for k in settings if k not in MUTABLE)
+    run = Path(run_dir)
+    existed = run.is_dir()
+    run, resumed = prepare_run_dir(run, "search", settings, resume=resume, immutable=immutable)
+    genotype_path = run / GENOTYPE_FILE
+    if resumed and genotype_path.is_file():
+        log.info("%s: the search is already complete", run)
+        done = Genotype.load(genotype_path)
+        dice = done.search.get("final_val_dice")
+        return SearchResult(
+            run,
+            done,
+            genotype_path,
+            run / "history.csv",
+            float(dice) if isinstance(dice, (int, float)) else None,
+            time.perf_counter() - started_at,
+        )
+    started = False
+    try:
+        work = Path(work_dir) if work_dir is not None else run / "work"
+        plan = run_preprocess(
+            task.root,
+            work,
+            workers=max(1, config.workers),
+            folds=folds,
+            seed=SPLIT_SEED,
+            progress=progress,
+        )
+        split = load_splits(work / "splits.json")[0]
+        weight_cases, arch_cases = bilevel_halves(split["train"], seed=SPLIT_SEED)
+        if is_main():
+            plan.save(run / "plan.json")
+        generator = seed_everything(config.seed)
+        supernet = Supernet(
+            space,
+            plan.num_channels,
+            plan.num_classes,
+            mode=config.mode,
+            tau=config.tau_start,
+            width=config.width,
+        )
+        searcher = Searcher(
+            supernet,
+            config,
+            cache_dir=work / "cache",
+            weight_cases=weight_cases,
+            arch_cases=arch_cases,
+            run_dir=run,
+            device=dev,
+            patch=patch,
+            in_channels=plan.num_channels,
+            out_channels=plan.num_classes,
+            generator=generator,
+            validate=_make_validate(work / "cache", split["val"], patch, dev, plan.num_classes),
+            progress=progress,
+            on_epoch_end=on_epoch_end,
+        )
+        log.info(
+            "search %s on %s: %d weights cases, %d architecture cases, %d validation cases; "
+            "space %s (10^%.1f architectures), patch %s, mode %s",
+            run,
+            task.name,
+            len(weight_cases),
+            len(arch_cases),
+            len(split["val"]),
+            space.name,
+            len(str(space.size())) - 1,
+            "x".join(map(str, patch)),
+            config.mode.value,
+        )
+        started = True
+        val_dice = searcher.fit(resume=resumed)
+    except BaseException:
+        if not resumed and not started:
+            _clear_fresh_run(run, existed)
+        raise
+    search_info = {
+        **{k: v for k, v in settings.items() if k not in ("workers", "device", "space_hash")},
+        "task_name": task.name,
+        "weight_cases": weight_cases,
+        "arch_cases": arch_cases,
+        "val_cases": split["val"],
+        "final_val_dice": val_dice,
+    }
+    genotype = searcher.argmax_genotype(seed=config.seed, search=search_info)
+    if is_main():
+        genotype.save(genotype_path)
+    return SearchResult(
+        run,
+        genotype,
+        genotype_path,
+        run / "history.csv",
+        val_dice,
+        time.perf_counter() - started_at,
+    )
+
+
+def _make_validate(
+    cache_dir: Path, cases: list[str], patch: tuple[int, int, int], device: Any, classes: int
+) -> Any:
+    from nasmed.train.validation import validate_dice
+
+    def validate(net: Any) -> dict[str, Any]:
+        return validate_dice(net, cache_dir, cases, patch, device=device, num_classes=classes)
+
+    return validate

@@ -1,0 +1,404 @@
+"""The bilevel search loop over a :class:`~nasmed.supernet.Supernet` (:class:`Searcher`).
+
+One epoch is ``steps_per_epoch`` steps. During the warm-up a step is one update of the weights
+on a batch of the weights half (a fresh child sampled per step). After it, a step is a weights
+update (SGD or AdamW) on a batch of the weights half followed by an architecture update (Adam) on
+a batch of the architecture half, each with a fresh Gumbel sample: first-order alternating
+updates (GDAS; Kim et al. 2019). Backward passes only accumulate into the parameters being
+updated. The temperature is set per epoch, the weights' learning rate decays per epoch.
+
+Every patch depends only on ``(seed, epoch, index)`` (:func:`decathlon.sampling.make_loader`)
+and the Gumbel noise comes from one CPU generator whose state is checkpointed, so a run resumed
+after a kill repeats exactly what an uninterrupted run does (on CPU).
+
+The pieces data-parallel training replaces are small methods (:meth:`Searcher.wrap_model`,
+:meth:`Searcher.weights_step`, :meth:`Searcher.arch_step`). Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from decathlon.fsutil import atomic_write_json
+from decathlon.sampling import make_loader
+from nasmed.distributed import is_main
+from nasmed.genotype import Genotype
+from nasmed.models.derived import genotype_plans
+from nasmed.search.config import SearchConfig, WeightOptimizer
+from nasmed.search.decode import decode
+from nasmed.search.gumbel import entropy
+from nasmed.supernet import Supernet, expected_cost
+from nasmed.supernet.plans import subset_logits
+from nasmed.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from nasmed.train.history import History
+from nasmed.train.losses import make_seg_loss
+
+__all__ = ["CHECKPOINT_FILE", "ArgmaxChild", "Searcher", "ValidateFn", "entropy_fields"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+DEFAULT_WEIGHT_DECAY = {WeightOptimizer.SGD: 3e-5, WeightOptimizer.ADAMW: 1e-2}
+
+#: Scores a network; returns ``{"dice": mean, "per_class": {...}}`` (``validate_dice``).
+ValidateFn = Callable[[nn.Module], dict[str, Any]]
+
+
+class ArgmaxChild(nn.Module):
+    """The supernet running one fixed genotype (its weights shared, nothing copied)."""
+
+    def __init__(self, supernet: Supernet, genotype: Genotype) -> None:
+        super().__init__()
+        self.supernet = supernet
+        self.plans = genotype_plans(genotype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.supernet.net.forward_plans(x, self.plans)
+        assert isinstance(out, torch.Tensor)
+        return out
+
+
+def entropy_fields(supernet: Supernet) -> dict[str, float]:
+    """Entropies (nats) of the op and input choices, per architecture key and overall."""
+    space = supernet.space
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for key in space.arch_keys():
+            out[f"entropy_ops.{key}"] = float(entropy(supernet.arch_ops[key]).mean())
+            inputs = [
+                entropy(subset_logits(supernet.arch_inputs[key], space, node))
+                for node in range(1, space.nodes + 1)
+                if space.kept(node) < node
+            ]
+            out[f"entropy_inputs.{key}"] = float(torch.stack(inputs).mean()) if inputs else 0.0
+    overall = supernet.entropies()
+    out["entropy_ops"] = overall["ops"]
+    out["entropy_inputs"] = overall["inputs"]
+    return out
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated (since the last reset), else the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+class Searcher:
+    """Runs the search of one supernet on the patches of a preprocessed cache.
+
+    Args:
+        supernet: the supernet (moved to ``device``).
+        config: the settings.
+        cache_dir: the preprocessed cache (``WORK_DIR/cache``).
+        weight_cases: cases whose patches update the weights.
+        arch_cases: cases whose patches update the architecture.
+        run_dir: where ``checkpoint.pt``, ``history.csv``, ``alphas/`` and ``tensorboard/`` go.
+        device: the torch device.
+        patch: the training patch.
+        in_channels: image channels (for the expected cost).
+        out_channels: classes (for the expected cost).
+        generator: CPU generator of the Gumbel noise (seeded by the caller).
+        validate: scores the argmax architecture (``None``: no validation).
+        progress: a tqdm bar over the steps.
+        on_epoch_end: called with ``(epoch, history row)`` after each epoch's checkpoint (a
+            test seam: raising ``KeyboardInterrupt`` there simulates a kill).
+    """
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        config: SearchConfig,
+        *,
+        cache_dir: str | Path,
+        weight_cases: Sequence[str],
+        arch_cases: Sequence[str],
+        run_dir: str | Path,
+        device: torch.device,
+        patch: tuple[int, int, int],
+        in_channels: int,
+        out_channels: int,
+        generator: torch.Generator,
+        validate: ValidateFn | None = None,
+        progress: bool = True,
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.run_dir = Path(run_dir)
+        self.patch = patch
+        self.channels = (in_channels, out_channels)
+        self.model = supernet.to(device)
+        self.net = self.wrap_model(self.model)
+        self.generator = generator
+        self.validate_fn = validate
+        self.progress = progress
+        self.on_epoch_end = on_epoch_end
+        self.loss_fn = make_seg_loss()
+        self.weight_params = self.model.weight_parameters()
+        self.arch_params = self.model.arch_parameters()
+        self.w_opt = self.build_weight_optimizer()
+        self.a_opt = torch.optim.Adam(
+            self.arch_params,
+            lr=config.arch_lr,
+            betas=(0.5, 0.999),
+            weight_decay=config.arch_weight_decay,
+        )
+        self.w_loader, self.a_loader = (
+            make_loader(
+                cache_dir,
+                list(cases),
+                patch,
+                batch_size=config.batch_size,
+                workers=config.workers,
+                samples_per_epoch=config.steps_per_epoch * config.batch_size,
+                seed=config.seed + offset,
+                pin_memory=device.type == "cuda",
+            )
+            for offset, cases in enumerate((weight_cases, arch_cases))
+        )
+        self.start_epoch = 0
+        self.last_dice: float | None = None
+
+    # ---- the pieces another parallelism plugs into ----------------------------------------
+
+    def wrap_model(self, model: Supernet) -> nn.Module:
+        """The module that runs forward/backward (DDP wraps ``model`` here)."""
+        return model
+
+    def build_weight_optimizer(self) -> torch.optim.Optimizer:
+        """SGD (Nesterov, momentum 0.9) or AdamW over the supernet's weights."""
+        c = self.config
+        wd = DEFAULT_WEIGHT_DECAY[c.weight_optimizer] if c.weight_decay is None else c.weight_decay
+        if c.weight_optimizer is WeightOptimizer.SGD:
+            return torch.optim.SGD(
+                self.weight_params, lr=c.learning_rate, momentum=0.9, nesterov=True, weight_decay=wd
+            )
+        return torch.optim.AdamW(self.weight_params, lr=c.learning_rate, weight_decay=wd)
+
+    def seg_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Dice + CE of one freshly sampled child (or the mixture) on ``batch``."""
+        image = batch["image"].to(self.device, non_blocking=True)
+        label = batch["label"].to(self.device, non_blocking=True)
+        out = self.net(image, generator=self.generator)
+        loss: torch.Tensor = self.loss_fn(out.float(), label)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"search loss is {loss.item()}; lower --lr or --arch-lr")
+        return loss
+
+    def cost_penalty(self) -> torch.Tensor | None:
+        """The cost-aware term of the architecture loss (``None`` without a budget)."""
+        if self.config.cost is None:
+            return None
+        return self.config.cost.penalty(self.expected_cost())
+
+    def expected_cost(self) -> dict[str, torch.Tensor]:
+        """Expected params, FLOPs and activation bytes of the sampled child (differentiable)."""
+        return expected_cost(
+            self.model.logits(),
+            self.model.space,
+            self.patch,
+            in_channels=self.channels[0],
+            out_channels=self.channels[1],
+            width=self.config.width,
+        )
+
+    def weights_step(self, batch: dict[str, Any]) -> float:
+        """One update of the weights; returns the loss."""
+        self.w_opt.zero_grad(set_to_none=True)
+        loss = self.seg_loss(batch)
+        loss.backward(inputs=self.weight_params)
+        if self.config.grad_clip > 0:
+            params = [p for p in self.weight_params if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.w_opt.step()
+        return float(loss.detach())
+
+    def arch_step(self, batch: dict[str, Any]) -> float:
+        """One update of the architecture logits; returns the segmentation loss."""
+        self.a_opt.zero_grad(set_to_none=True)
+        loss = self.seg_loss(batch)
+        penalty = self.cost_penalty()
+        total = loss if penalty is None else loss + penalty
+        total.backward(inputs=self.arch_params)
+        self.a_opt.step()
+        return float(loss.detach())
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def train_epoch(self, epoch: int, bar: Any) -> dict[str, Any]:
+        """One epoch; returns its history fields."""
+        c = self.config
+        search = epoch >= c.warmup_epochs
+        tau = c.tau(epoch)
+        self.model.set_temperature(tau)
+        lr = c.weight_lr_at(epoch)
+        for group in self.w_opt.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        for loader in (self.w_loader, self.a_loader):
+            loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        losses_w: list[float] = []
+        losses_a: list[float] = []
+        arch_batches = iter(self.a_loader) if search else None
+        for batch in self.w_loader:
+            losses_w.append(self.weights_step(batch))
+            if arch_batches is not None:
+                losses_a.append(self.arch_step(next(arch_batches)))
+            bar.update(1)
+            bar.set_postfix(
+                epoch=epoch + 1,
+                loss_w=f"{losses_w[-1]:.3f}",
+                **({"loss_a": f"{losses_a[-1]:.3f}"} if losses_a else {}),
+            )
+        seconds = time.perf_counter() - start
+        with torch.no_grad():
+            cost = self.expected_cost()
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "phase": "search" if search else "warmup",
+            "loss_w": sum(losses_w) / len(losses_w),
+            "loss_a": sum(losses_a) / len(losses_a) if losses_a else None,
+            "tau": tau,
+            "lr_w": lr,
+            **entropy_fields(self.model),
+            "exp_params": float(cost["params"]),
+            "exp_gflops": float(cost["flops"]) / 1e9,
+            "exp_act_mb": float(cost["act_bytes"]) / 2**20,
+            "seconds": round(seconds, 3),
+            "peak_memory_mb": round(_peak_memory_mb(self.device), 1),
+        }
+        return row
+
+    def argmax_genotype(self, **kw: Any) -> Genotype:
+        """The most likely architecture under the current logits."""
+        return decode(self.model.arch_logits(), self.model.space, **kw)
+
+    def validate(self, epoch: int) -> dict[str, float] | None:
+        """Dice of the argmax architecture, if this epoch validates; ``None`` otherwise."""
+        last = epoch == self.config.epochs - 1
+        if self.validate_fn is None or not (last or (epoch + 1) % self.config.val_every == 0):
+            return None
+        child = ArgmaxChild(self.model, self.argmax_genotype()).eval()
+        with torch.no_grad():
+            scores = self.validate_fn(child)
+        out = {"val_dice": float(scores["dice"])}
+        for k, v in scores.get("per_class", {}).items():
+            out[f"val_dice_{k}"] = float(v)
+        return out
+
+    def snapshot(self, epoch: int, tau: float) -> Path:
+        """Write ``alphas/epoch_XXXX.json``: the architecture logits after ``epoch``."""
+        space = self.model.space
+        path = self.run_dir / "alphas" / f"epoch_{epoch:04d}.json"
+        atomic_write_json(
+            path,
+            {
+                "epoch": epoch,
+                "tau": tau,
+                "space": space.name,
+                "space_hash": space.content_hash(),
+                "ops": list(space.ops),
+                "edges": [list(e) for e in space.edges()],
+                "logits": {
+                    key: {name: a.tolist() for name, a in d.items()}
+                    for key, d in self.model.arch_logits().items()
+                },
+            },
+            indent=1,
+        )
+        return path
+
+    def checkpoint_state(self, next_epoch: int) -> dict[str, Any]:
+        """Everything a resume needs (weights-only loadable)."""
+        return {
+            "supernet": self.model.state_dict(),
+            "weight_optimizer": self.w_opt.state_dict(),
+            "arch_optimizer": self.a_opt.state_dict(),
+            "epoch": next_epoch,
+            "last_dice": self.last_dice,
+            "rng": capture_rng({"gumbel": self.generator}),
+        }
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`checkpoint_state`."""
+        self.model.load_state_dict(state["supernet"])
+        self.w_opt.load_state_dict(state["weight_optimizer"])
+        self.a_opt.load_state_dict(state["arch_optimizer"])
+        self.start_epoch = int(state["epoch"])
+        self.last_dice = state.get("last_dice")
+        restore_rng(state["rng"], {"gumbel": self.generator})
+
+    def resume(self) -> bool:
+        """Load ``checkpoint.pt`` if there is one; returns whether it did."""
+        path = self.run_dir / CHECKPOINT_FILE
+        if not path.is_file():
+            return False
+        self.load_checkpoint_state(load_checkpoint(path, map_location=self.device))
+        log.info("resuming %s after epoch %d", self.run_dir, self.start_epoch)
+        return True
+
+    def fit(self, *, resume: bool = False) -> float | None:
+        """Search from the start (or from ``checkpoint.pt`` when ``resume``).
+
+        Returns:
+            The last validation Dice of the argmax architecture (``None`` if never validated).
+        """
+        c = self.config
+        if resume:
+            self.resume()
+        history = History(self.run_dir, resume_epoch=self.start_epoch) if is_main() else None
+        bar = tqdm(
+            total=(c.epochs - self.start_epoch) * c.steps_per_epoch,
+            desc="search",
+            unit="step",
+            disable=not (self.progress and is_main()),
+        )
+        try:
+            for epoch in range(self.start_epoch, c.epochs):
+                row = self.train_epoch(epoch, bar)
+                scores = self.validate(epoch)
+                if scores is not None:
+                    row.update(scores)
+                    dice = scores["val_dice"]
+                    self.last_dice = dice if math.isfinite(dice) else None
+                if is_main():
+                    assert history is not None
+                    history.log(row)
+                    self.snapshot(epoch, row["tau"])
+                    save_checkpoint(
+                        self.run_dir / CHECKPOINT_FILE, self.checkpoint_state(epoch + 1)
+                    )
+                log.info(
+                    "epoch %d/%d (%s): loss_w %.4f%s, tau %.3g%s (%.1f s)",
+                    epoch + 1,
+                    c.epochs,
+                    row["phase"],
+                    row["loss_w"],
+                    f", loss_a {row['loss_a']:.4f}" if row["loss_a"] is not None else "",
+                    row["tau"],
+                    f", val Dice {row['val_dice']:.4f}" if "val_dice" in row else "",
+                    row["seconds"],
+                )
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(epoch, row)
+        finally:
+            bar.close()
+            if history is not None:
+                history.close()
+        return self.last_dice

@@ -1,0 +1,109 @@
+"""nasmed search / nasmed demo: outputs printed, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from decathlon.synthetic import write_synthetic_task
+from nasmed.cli.main import main
+from nasmed.genotype import Genotype
+from nasmed.search.config import SearchConfig
+
+TINY_ARGS = [
+    "--space", "scnas-small", "--epochs", "2", "--warmup", "1", "--steps", "1",
+    "--patch", "16", "16", "16", "--batch", "1", "--device", "cpu", "-q",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli_search")
+    return write_synthetic_task(root / "task", cases=3, shape=(16, 16, 16), classes=1, test_cases=0)
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("nasmed search: error: ")
+    return err[0]
+
+
+def test_search_prints_the_genotype_and_the_outputs(
+    task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(["search", str(task), "--out", str(run), *TINY_ARGS, "--mode", "mixed"]) == 0
+    out = capsys.readouterr().out
+    genotype = Genotype.load(run / "genotype.json")
+    assert genotype.search["mode"] == "mixed" and genotype.search["warmup_epochs"] == 1
+    assert out.startswith("genotype of search space 'scnas-small'")
+    assert f"genotype:        {run / 'genotype.json'}" in out
+    assert str(run / "history.csv") in out and str(run / "alphas") in out
+
+    # the folder now holds a search: refused without --resume, reused with it
+    assert main(["search", str(task), "--out", str(run), *TINY_ARGS, "--mode", "mixed"]) == 2
+    assert "--resume" in _error_line(capsys)
+    args = ["search", str(task), "--out", str(run), *TINY_ARGS, "--mode", "mixed", "--resume"]
+    assert main(args) == 0
+    assert genotype.to_text() in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--patch", "12", "16", "16"], "nearest valid patch: 16 16 16"),
+        (["--cost-budget", "memory"], "expected METRIC=VALUE"),
+        (["--cost-budget", "speed=3"], "unknown metric 'speed'"),
+        (["--warmup", "2"], "--warmup"),
+        (["--space", "nope"], "nope"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    run = tmp_path / "run"
+    assert main(["search", str(task), "--out", str(run), *TINY_ARGS, *extra]) == 2
+    assert message in _error_line(capsys)
+    assert not run.exists()
+
+
+def test_too_few_cases_and_foreign_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = write_synthetic_task(
+        tmp_path / "small", cases=2, shape=(16, 16, 16), classes=1, test_cases=0
+    )
+    assert main(["search", str(small), "--out", str(tmp_path / "run"), *TINY_ARGS]) == 2
+    assert "too few for a search" in _error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "data.txt").write_text("x")
+    assert main(["search", str(small), "--out", str(foreign), *TINY_ARGS]) == 2
+    _error_line(capsys)
+    assert [p.name for p in foreign.iterdir()] == ["data.txt"]
+
+
+@pytest.mark.slow
+def test_demo_on_the_embedded_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NASMED_CACHE", str(tmp_path / "cache"))
+    tiny = SearchConfig(
+        space="scnas-small", epochs=2, warmup_epochs=1, steps_per_epoch=1, patch=(16, 16, 16)
+    )
+    monkeypatch.setattr("nasmed.demo.DEMO_SEARCH", replace(tiny, batch_size=1))
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--out", str(out_dir), "--device", "cpu", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "genotype of search space 'scnas-small'" in out
+    assert f"search run:          {out_dir / 'search'}" in out
+    genotype = Genotype.load(out_dir / "search" / "genotype.json")
+    assert genotype.search["task_name"] == "NasmedSynthetic"
+    # a second demo reuses the finished search
+    assert main(["demo", "--out", str(out_dir), "--device", "cpu", "-q"]) == 0
+    assert genotype.to_text() in capsys.readouterr().out
