@@ -318,7 +318,7 @@ def classify(
         anytime_log_time=[transform_time(t, cfg.time_budget) for t in times],
         epochs=res.epochs,
         steps=res.steps,
-        best_val=res.best_val,
+        best_val=res.best_val if math.isfinite(res.best_val) else None,
         multilabel=data.multilabel,
         input_size=data.input_size,
         train_slices=len(data.train),

@@ -9,8 +9,10 @@ Rules taken from AutoCLINT (REFERENCE §5), adapted to slices:
   BCE); SGD with Nesterov momentum; linear warm-up for two epochs, then reduce-on-plateau on the
   epoch's training loss;
 * validation is skipped while the training AUC is below ``val_skip_auc`` (0.9), but not more than
-  ``max_skipped_val`` epochs in a row; the best ``keep_best`` checkpoints are kept (in memory),
-  and the final prediction uses the best; predictions average the slice and its horizontal flip;
+  ``max_skipped_val`` epochs in a row, and never right after the first epoch (a barely trained model
+  that scores well on a small validation set by chance would otherwise block every later
+  prediction); the best ``keep_best`` validated checkpoints are kept (in memory), and the final
+  prediction uses the best; predictions average the slice and its horizontal flip;
 * anytime predictions: the test slices are predicted after the first epoch and again whenever
   validation improves, at least ``min_gap`` (10 %) of the elapsed time after the previous one; each
   is written with its timestamp (``anytime/``) and scored for the ALC;
@@ -336,8 +338,12 @@ class AutoClint:
                 self.plateau.step(loss)
                 reductions += int(self.opt.param_groups[0]["lr"] < before)
             ready = not math.isnan(train_auc) and train_auc >= self.cfg.val_skip_auc
-            due = epoch == 0 or ready or skipped >= self.cfg.max_skipped_val
-            if due and self._fits(self.val_time):
+            due = ready or skipped >= self.cfg.max_skipped_val
+            if epoch == 0:  # AutoCLINT: a first prediction right after the first epoch
+                if self._fits(0.0):
+                    self._predict_test()
+                    last_pred = self.elapsed()
+            elif due and self._fits(self.val_time):
                 skipped = 0
                 val = self._validate()
                 row["val"] = val
@@ -356,10 +362,11 @@ class AutoClint:
             searched = self._maybe_light_search(searched, reductions, since_best)
             epoch += 1
         final = None
-        if self.best:
+        if self.best:  # the best validated weights; never validated: the last weights
             self.model.load_state_dict(self.best[0][1])
         if self.xt is not None:
-            if not self.predictions or predicted_val != best_val:
+            stale = predicted_val != best_val if self.best else epoch > 1
+            if not self.predictions or stale:
                 self._predict_test()
             final = self.predictions[-1].probs if self.predictions else None
         score = None
