@@ -3,23 +3,31 @@
 :func:`run_demo` writes (or reuses) the embedded task, runs a small architecture search on it
 (space ``scnas-small``, 32^3 patches, a few epochs: a few minutes on 2 CPU cores) into
 ``OUT/search`` and returns what it made. Running it again on the same folder reuses the finished
-search (or continues an interrupted one). Later steps (train, predict, evaluate) append to
-:class:`DemoResult` and :func:`run_demo`.
+search (or continues an interrupted one).
+
+Then (``train=True``, the default) it trains the found genotype briefly on the same preprocessed
+task (``OUT/train``, fold 0: the search's validation cases stay held out), segments the task's
+test images (``OUT/predictions/test``; they have no labels) and the held-out validation cases
+from their raw images (``OUT/predictions/validation``), and scores the latter against their
+labels on the original grid (``OUT/metrics.json``, ``metrics.csv``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from decathlon.synthetic import embedded_task
 from nasmed.errors import ConfigError
 from nasmed.rundir import RUN_FILE
 from nasmed.search.loop import SearchConfig, SearchResult, run_search
 
-__all__ = ["DEMO_SEARCH", "DemoResult", "run_demo"]
+__all__ = ["DEMO_SEARCH", "DEMO_TRAIN", "DemoResult", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,17 @@ DEMO_SEARCH = SearchConfig(
     val_every=2,
 )
 
+#: The demo's training of the found architecture (the search's patch): short, AdamW for a fast
+#: start on CPU.
+DEMO_TRAIN: dict[str, Any] = {
+    "epochs": 4,
+    "steps_per_epoch": 10,
+    "batch_size": 2,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "val_every": 2,
+}
+
 
 @dataclass(frozen=True)
 class DemoResult:
@@ -53,6 +72,10 @@ class DemoResult:
     out_dir: Path
     task_dir: Path
     search: SearchResult
+    train_dir: Path | None = None
+    test_predictions: tuple[Path, ...] = ()
+    val_predictions: tuple[Path, ...] = ()
+    metrics: dict[str, Any] | None = None
 
     def summary(self) -> str:
         """Where the outputs are, one line each."""
@@ -71,6 +94,23 @@ class DemoResult:
             lines.append(
                 f"  validation Dice of the found architecture (supernet weights): {dice:.3f}"
             )
+        if self.train_dir is not None:
+            preds = self.out_dir / "predictions"
+            lines += [
+                f"training run:        {self.train_dir}",
+                f"  model:             {self.train_dir / 'model.pt'} + model.json",
+                f"  history:           {self.train_dir / 'history.csv'}",
+                f"test predictions:    {preds / 'test'} ({len(self.test_predictions)}, no labels)",
+                f"held-out cases:      {preds / 'validation'} ({len(self.val_predictions)})",
+            ]
+        if self.metrics is not None:
+            from nasmed.evaluate import format_summary
+
+            lines += [
+                f"metrics:             {self.out_dir / 'metrics.json'}, metrics.csv",
+                "held-out cases predicted from their raw images, scored on the original grid:",
+                format_summary(self.metrics),
+            ]
         return "\n".join(lines)
 
 
@@ -81,8 +121,10 @@ def run_demo(
     device: str = "auto",
     search: SearchConfig | None = None,
     progress: bool = True,
+    train: bool = True,
 ) -> DemoResult:
-    """Search an architecture for the embedded synthetic task into ``OUT/search``.
+    """Search an architecture for the embedded synthetic task into ``OUT/search``, then train,
+    predict and evaluate it (see the module docs).
 
     Args:
         out_dir: the demo folder (created; a finished demo there is reused).
@@ -90,6 +132,7 @@ def run_demo(
         device: torch device.
         search: search settings (default :data:`DEMO_SEARCH`, with ``seed``).
         progress: progress bars.
+        train: also train the found architecture, predict and evaluate.
 
     Raises:
         ConfigError: ``out_dir`` is a file. RunDirError: ``OUT/search`` holds another run.
@@ -108,4 +151,52 @@ def run_demo(
         device=device,
         progress=progress,
     )
-    return DemoResult(out, task, result)
+    if not train:
+        return DemoResult(out, task, result)
+    return _train_predict_evaluate(out, task, result, config, seed, device, progress)
+
+
+def _train_predict_evaluate(
+    out: Path,
+    task_dir: Path,
+    search: SearchResult,
+    config: SearchConfig,
+    seed: int,
+    device: str,
+    progress: bool,
+) -> DemoResult:
+    from decathlon.datalist import load_task
+    from nasmed.evaluate import evaluate
+    from nasmed.infer import predict
+    from nasmed.train.api import train
+
+    train_dir = out / "train"
+    run = train(
+        task_dir,
+        search.genotype_path,
+        train_dir,
+        patch=config.patch,
+        work_dir=search.run_dir / "work",  # the search's preprocessing and folds
+        resume=(train_dir / RUN_FILE).is_file(),
+        seed=seed,
+        device=device,
+        progress=progress,
+        **DEMO_TRAIN,
+    )
+    info = json.loads((run / "model.json").read_text(encoding="utf-8"))["info"]
+    task = load_task(task_dir)
+    preds = out / "predictions"
+    test: tuple[Path, ...] = ()
+    if task.test:
+        images = [f for c in task.test for f in c.images]
+        test = tuple(predict(run, images, preds / "test", device=device, progress=progress))
+    held_out = [task.case(name) for name in info["val_cases"]]
+    images = [f for c in held_out for f in c.images]
+    val = tuple(predict(run, images, preds / "validation", device=device, progress=progress))
+    ref = out / "reference"
+    ref.mkdir(parents=True, exist_ok=True)
+    for case in held_out:
+        assert case.label is not None
+        shutil.copyfile(case.label, ref / f"{case.name}.nii.gz")
+    metrics = evaluate(preds / "validation", ref, labels=task.labels, out=out / "metrics.json")
+    return DemoResult(out, task_dir, search, run, test, val, metrics)

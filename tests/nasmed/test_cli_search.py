@@ -97,11 +97,18 @@ def test_demo_on_the_embedded_task(
         space="scnas-small", epochs=2, warmup_epochs=1, steps_per_epoch=1, patch=(16, 16, 16)
     )
     monkeypatch.setattr("nasmed.demo.DEMO_SEARCH", replace(tiny, batch_size=1))
+    tiny_train = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "val_every": 1}
+    monkeypatch.setattr("nasmed.demo.DEMO_TRAIN", tiny_train)
     out_dir = tmp_path / "demo"
     assert main(["demo", "--out", str(out_dir), "--device", "cpu", "-q"]) == 0
     out = capsys.readouterr().out
     assert "genotype of search space 'scnas-small'" in out
     assert f"search run:          {out_dir / 'search'}" in out
+    # then the found architecture is trained, predicts, and is scored on held-out cases
+    assert f"training run:        {out_dir / 'train'}" in out and "Dice" in out
+    assert (out_dir / "train" / "model.pt").is_file() and (out_dir / "metrics.json").is_file()
+    assert len(list((out_dir / "predictions" / "test").glob("*.nii.gz"))) == 2
+    assert list((out_dir / "predictions" / "validation").glob("*.nii.gz"))
     genotype = Genotype.load(out_dir / "search" / "genotype.json")
     assert genotype.search["task_name"] == "NasmedSynthetic"
     # a second demo reuses the finished search
