@@ -113,3 +113,35 @@ def test_run_dir_holding_another_run(easy_task: Path, tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="not empty"):
         train(easy_task, "unet", other, epochs=1, device="cpu", progress=False, folds=4)
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_default_patch_fits_the_architecture() -> None:
+    from dataclasses import replace
+
+    from decathlon.plan import ChannelNorm, Plan
+    from nasmed.train.api import default_patch
+
+    plan = Plan(
+        task_name="T",
+        modalities=("CT",),
+        labels={0: "background", 1: "organ"},
+        target_spacing=(1.0, 1.0, 2.0),
+        normalization=(ChannelNorm("ct", -100.0, 200.0, 50.0, 30.0),),
+        patch_size=(80, 64, 16),
+        batch_size=2,
+        median_shape_after_resampling=(90, 70, 20),
+    )
+    small = sample_genotype(searchspaces.load("scnas-small"), 0)  # divisor 8
+    big = sample_genotype(searchspaces.load("scnas"), 0)  # divisor 16
+    assert default_patch(plan, "unet") == (80, 64, 16)
+    assert default_patch(plan, small) == (80, 64, 16)
+    assert default_patch(plan, big) == (80, 64, 16)
+    assert default_patch(replace(plan, patch_size=(48, 48, 32)), "dynunet") == (48, 48, 32)
+
+
+def test_dice_score_normalises_validation_results() -> None:
+    from nasmed.train.api import dice_score
+
+    got = dice_score({"dice": 0.5, "per_class": {"1": 0.75, "2": 0.25}})
+    assert got == {"dice": 0.5, "dice_1": 0.75, "dice_2": 0.25}
+    assert dice_score({"per_class": {"1": 0.2, "2": 0.4}})["dice"] == pytest.approx(0.3)
