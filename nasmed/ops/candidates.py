@@ -16,17 +16,24 @@ __all__ = ["Conv", "DepthwiseSeparable", "Dilated", "Identity", "PseudoThreeD", 
 
 
 class Conv(nn.Module):
-    """A conv block with a cubic kernel (set by subclasses)."""
+    """A conv block with a cubic kernel and a dilation (set by subclasses)."""
 
     is_zero = False
     kernel = 3
+    dilation = 1
 
     def __init__(
         self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, act: str
     ) -> None:
         super().__init__()
         self.block = conv_block(
-            spatial_dims, in_channels, out_channels, kernel=self.kernel, norm=norm, act=act
+            spatial_dims,
+            in_channels,
+            out_channels,
+            kernel=self.kernel,
+            dilation=self.dilation,
+            norm=norm,
+            act=act,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,25 +59,11 @@ class Conv1(Conv):
 
 
 @register_op("dil3", "3x3x3 convolution, dilation 2")
-class Dilated(nn.Module):
+class Dilated(Conv):
     """3x3x3 conv with dilation 2 (a 5x5x5 receptive field) -> norm -> act."""
 
-    is_zero = False
-
-    def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, act: str
-    ) -> None:
-        super().__init__()
-        self.block = conv_block(
-            spatial_dims, in_channels, out_channels, kernel=3, dilation=2, norm=norm, act=act
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x)
-
-    @classmethod
-    def cost(cls, spatial_dims: int, in_channels: int, out_channels: int) -> OpCost:
-        return conv_block_cost(spatial_dims, in_channels, out_channels, kernel=3)
+    kernel = 3
+    dilation = 2
 
 
 @register_op("dw3", "depthwise-separable: 3x3x3 depthwise then 1x1x1 pointwise")
