@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import torch
@@ -16,8 +16,10 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = [
+    "all_reduce_gradients",
     "all_reduce_mean",
     "barrier",
+    "broadcast_module",
     "broadcast_object",
     "cleanup_distributed",
     "init_distributed",
@@ -156,3 +158,33 @@ def wrap_ddp(
         device_ids=ids,
         find_unused_parameters=find_unused_parameters,
     )
+
+
+def all_reduce_gradients(params: Iterable[torch.Tensor]) -> None:
+    """Average the gradients of ``params`` over ranks, in place (no-op when alone).
+
+    Only parameters that have a gradient take part, in one flat all-reduce; every rank must hold
+    gradients for the same parameters (true when all ranks run the same sampled child).
+    """
+    if not is_distributed():
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+
+
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into every rank's ``module`` (no-op alone)."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=src)

@@ -41,7 +41,13 @@ from nasmed.distributed import (
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.train.trainer import TrainConfig, Trainer
 
-__all__ = ["DistributedTrainer", "RankBatches", "local_batch", "make_rank_loader"]
+__all__ = [
+    "DistributedTrainer",
+    "RankBatches",
+    "check_world_size",
+    "local_batch",
+    "make_rank_loader",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,30 +105,55 @@ def _seed_worker(worker_id: int) -> None:
 def make_rank_loader(
     cache_dir: str | os.PathLike[str],
     cases: Sequence[str],
-    config: TrainConfig,
+    patch: Sequence[int],
     *,
+    global_batch: int,
+    steps_per_epoch: int,
+    seed: int,
     rank: int,
     world: int,
+    workers: int = 0,
     pin_memory: bool = False,
 ) -> PatchLoader:
-    """The patch loader of one rank (same patches as :func:`decathlon.sampling.make_loader`)."""
+    """Rank ``rank``'s patch loader: its share of the batches of
+    :func:`decathlon.sampling.make_loader` with ``batch_size=global_batch`` (same patches).
+    """
     patches = PatchDataset(
         cache_dir,
         list(cases),
-        config.patch,
-        samples_per_epoch=config.steps_per_epoch * config.batch_size,
-        seed=config.seed,
+        patch,
+        samples_per_epoch=steps_per_epoch * global_batch,
+        seed=seed,
     )
     return PatchLoader(
-        RankBatches(patches, config.batch_size, rank, world),
+        RankBatches(patches, global_batch, rank, world),
         batch_size=None,
         shuffle=False,
-        num_workers=config.workers,
-        worker_init_fn=_seed_worker if config.workers > 0 else None,
-        generator=torch.Generator().manual_seed(config.seed),
+        num_workers=workers,
+        worker_init_fn=_seed_worker if workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
         pin_memory=pin_memory,
         persistent_workers=False,
     )
+
+
+def check_world_size(state: dict[str, Any], world: int, checkpoint: Path) -> None:
+    """Refuse to resume a checkpoint written by another number of processes.
+
+    Raises:
+        RunDirError: ``state["world_size"]`` (1 when absent) differs from ``world``.
+    """
+    saved = int(state.get("world_size", 1))
+    if saved != world:
+        how = (
+            f"torchrun --nproc_per_node {saved} (or over nodes, {saved} processes in all)"
+            if saved > 1
+            else "a single process (no torchrun)"
+        )
+        raise RunDirError(
+            f"{checkpoint}: the run was trained by {saved} process(es), this resume has "
+            f"{world}; resume it with {how}"
+        )
 
 
 class DistributedTrainer(Trainer):
@@ -155,9 +186,13 @@ class DistributedTrainer(Trainer):
             self.loader = make_rank_loader(
                 cache_dir,
                 train_cases,
-                config,
+                config.patch,
+                global_batch=config.batch_size,
+                steps_per_epoch=config.steps_per_epoch,
+                seed=config.seed,
                 rank=rank(),
                 world=self.world,
+                workers=config.workers,
                 pin_memory=self.device.type == "cuda",
             )
             log.info(
@@ -195,15 +230,5 @@ class DistributedTrainer(Trainer):
         Raises:
             RunDirError: the run was trained by another number of processes.
         """
-        saved = int(state.get("world_size", 1))
-        if saved != self.world:
-            how = (
-                f"torchrun --nproc_per_node {saved} (or over nodes, {saved} processes in all)"
-                if saved > 1
-                else "a single process (no torchrun)"
-            )
-            raise RunDirError(
-                f"{self.ckpt_dir / 'last.pt'}: the run was trained by {saved} process(es), this "
-                f"resume has {self.world}; resume it with {how}"
-            )
+        check_world_size(state, self.world, self.ckpt_dir / "last.pt")
         super().load_checkpoint_state(state)
