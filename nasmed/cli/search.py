@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from nasmed.cli.common import add_common, add_device, add_seed
+from nasmed.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -92,6 +93,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--workers", type=int, default=0, help="loader processes per half (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the search in RUN_DIR")
+    _add_threads(p, None)
     add_seed(p)
     add_device(p)
     add_common(p)
@@ -105,15 +107,38 @@ def register(sub: Any) -> None:
         "outputs are. Running it again on the same folder reuses the finished search.",
     )
     p.add_argument("--out", default="demo_out", help="demo folder (default demo_out)")
+    _add_threads(p, 1)
     add_seed(p)
     add_device(p)
     add_common(p)
     p.set_defaults(func=_demo)
 
 
+def _add_threads(p: argparse.ArgumentParser, default: int | None) -> None:
+    what = "torch's choice" if default is None else str(default)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=default,
+        metavar="N",
+        help=f"torch CPU threads (default {what}; on a shared or busy machine 1 is often "
+        "fastest: oversubscribed threads spin)",
+    )
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def _search(args: argparse.Namespace) -> int:
     from nasmed.search.loop import SearchConfig, parse_cost_budget, run_search
 
+    _set_threads(args)
     cost = (
         parse_cost_budget(args.cost_budget, args.cost_weight)
         if args.cost_budget is not None
@@ -167,6 +192,7 @@ def _search(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from nasmed.demo import run_demo
 
+    _set_threads(args)
     result = run_demo(args.out, seed=args.seed, device=args.device, progress=_progress(args))
     print(result.search.genotype.to_text())
     print()

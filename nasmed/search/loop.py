@@ -33,13 +33,13 @@ from decathlon.errors import DatasetError
 from decathlon.preprocess import run_preprocess
 from decathlon.splits import bilevel_halves, load_splits
 from decathlon.synthetic import embedded_task
-from nasmed.distributed import is_main
+from nasmed.distributed import init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype
 from nasmed.rundir import prepare_run_dir
 from nasmed.runtime import resolve_device, seed_everything
 from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
-from nasmed.search.searcher import CHECKPOINT_FILE, Searcher
+from nasmed.search.searcher import CHECKPOINT_FILE
 from nasmed.supernet import Supernet
 from searchspaces import SearchSpace
 
@@ -138,6 +138,7 @@ def run_search(
     """
     started_at = time.perf_counter()
     dev = resolve_device(device)
+    init_distributed(dev)
     space = searchspaces.load(config.space)
     patch = _check_patch(space, config)
     task = load_task(task_dir if task_dir is not None else embedded_task())
@@ -159,7 +160,9 @@ def run_search(
     immutable = tuple(k for k in settings if k not in MUTABLE)
     run = Path(run_dir)
     existed = run.is_dir()
-    run, resumed = prepare_run_dir(run, "search", settings, resume=resume, immutable=immutable)
+    run, resumed = run_on_main(
+        lambda: prepare_run_dir(run, "search", settings, resume=resume, immutable=immutable)
+    )
     genotype_path = run / GENOTYPE_FILE
     if resumed and genotype_path.is_file():
         log.info("%s: the search is already complete", run)
@@ -176,13 +179,15 @@ def run_search(
     started = False
     try:
         work = Path(work_dir) if work_dir is not None else run / "work"
-        plan = run_preprocess(
-            task.root,
-            work,
-            workers=max(1, config.workers),
-            folds=folds,
-            seed=SPLIT_SEED,
-            progress=progress,
+        plan = run_on_main(
+            lambda: run_preprocess(
+                task.root,
+                work,
+                workers=max(1, config.workers),
+                folds=folds,
+                seed=SPLIT_SEED,
+                progress=progress,
+            )
         )
         split = load_splits(work / "splits.json")[0]
         weight_cases, arch_cases = bilevel_halves(split["train"], seed=SPLIT_SEED)
@@ -197,7 +202,9 @@ def run_search(
             tau=config.tau_start,
             width=config.width,
         )
-        searcher = Searcher(
+        from nasmed.pipeline.ddp_search import make_searcher  # torch.distributed: lazily
+
+        searcher = make_searcher(
             supernet,
             config,
             cache_dir=work / "cache",
@@ -229,7 +236,7 @@ def run_search(
         started = True
         val_dice = searcher.fit(resume=resumed)
     except BaseException:
-        if not resumed and not started:
+        if not resumed and not started and is_main():
             _clear_fresh_run(run, existed)
         raise
     search_info = {

@@ -102,7 +102,8 @@ class Searcher:
     Args:
         supernet: the supernet (moved to ``device``).
         config: the settings.
-        cache_dir: the preprocessed cache (``WORK_DIR/cache``).
+        cache_dir: the preprocessed cache (``WORK_DIR/cache``); ``None``: no loaders, only the
+            step methods are usable (benchmarks).
         weight_cases: cases whose patches update the weights.
         arch_cases: cases whose patches update the architecture.
         run_dir: where ``checkpoint.pt``, ``history.csv``, ``alphas/`` and ``tensorboard/`` go.
@@ -122,9 +123,9 @@ class Searcher:
         supernet: Supernet,
         config: SearchConfig,
         *,
-        cache_dir: str | Path,
-        weight_cases: Sequence[str],
-        arch_cases: Sequence[str],
+        cache_dir: str | Path | None,
+        weight_cases: Sequence[str] = (),
+        arch_cases: Sequence[str] = (),
         run_dir: str | Path,
         device: torch.device,
         patch: tuple[int, int, int],
@@ -156,7 +157,7 @@ class Searcher:
             betas=(0.5, 0.999),
             weight_decay=config.arch_weight_decay,
         )
-        self.w_loader, self.a_loader = (
+        loaders = [
             make_loader(
                 cache_dir,
                 list(cases),
@@ -168,7 +169,10 @@ class Searcher:
                 pin_memory=device.type == "cuda",
             )
             for offset, cases in enumerate((weight_cases, arch_cases))
-        )
+            if cache_dir is not None
+        ]
+        self.w_loader: Any = loaders[0] if loaders else None
+        self.a_loader: Any = loaders[1] if loaders else None
         self.start_epoch = 0
         self.last_dice: float | None = None
 
@@ -187,6 +191,9 @@ class Searcher:
                 self.weight_params, lr=c.learning_rate, momentum=0.9, nesterov=True, weight_decay=wd
             )
         return torch.optim.AdamW(self.weight_params, lr=c.learning_rate, weight_decay=wd)
+
+    def sync_gradients(self, params: Sequence[torch.Tensor]) -> None:
+        """Average the gradients of ``params`` over ranks (a no-op here; DDP replaces it)."""
 
     def seg_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Dice + CE of one freshly sampled child (or the mixture) on ``batch``."""
@@ -220,6 +227,7 @@ class Searcher:
         self.w_opt.zero_grad(set_to_none=True)
         loss = self.seg_loss(batch)
         loss.backward(inputs=self.weight_params)
+        self.sync_gradients(self.weight_params)
         if self.config.grad_clip > 0:
             params = [p for p in self.weight_params if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
@@ -233,6 +241,7 @@ class Searcher:
         penalty = self.cost_penalty()
         total = loss if penalty is None else loss + penalty
         total.backward(inputs=self.arch_params)
+        self.sync_gradients(self.arch_params)
         self.a_opt.step()
         return float(loss.detach())
 
@@ -248,8 +257,10 @@ class Searcher:
         for group in self.w_opt.param_groups:
             group["lr"] = lr
         self.net.train()
+        if self.w_loader is None or self.a_loader is None:
+            raise RuntimeError("this Searcher has no data (it was made with cache_dir=None)")
         for loader in (self.w_loader, self.a_loader):
-            loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+            loader.dataset.set_epoch(epoch)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()

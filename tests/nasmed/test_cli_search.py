@@ -59,6 +59,7 @@ def test_search_prints_the_genotype_and_the_outputs(
         (["--cost-budget", "speed=3"], "unknown metric 'speed'"),
         (["--warmup", "2"], "--warmup"),
         (["--space", "nope"], "nope"),
+        (["--threads", "0"], "--threads"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
