@@ -315,9 +315,390 @@ fig""",
     ),
 ]
 
+TRANSFER: list[Cell] = [
+    (
+        "md",
+        """# 03 · Train the architecture, then transfer it to another organ
+
+A genotype is plain data: any task can rebuild its network. Here we train it on a source task,
+then fine-tune those weights on a target task with another organ, and compare with training the
+same architecture on the target from scratch: learning curves and validation Dice.""",
+    ),
+    (
+        "code",
+        _prelude(
+            "03",
+            '#   SOURCE_TASK = "/data/Task07_Pancreas"; TARGET_TASK = "/data/Task09_Spleen"\n'
+            '#   GENOTYPE = "runs/search/genotype.json"; EPOCHS = 100; STEPS = 250\n'
+            '#   PATCH = None  # the plan\'s patch; DEVICE = "cuda"',
+        )
+        + """SOURCE_TASK = None  # None: a small synthetic CT task
+TARGET_TASK = None  # None: another synthetic task (other organ shapes and intensities)
+GENOTYPE = None  # None: an architecture drawn from scnas-small (use 02's genotype.json)
+EPOCHS = 2 if QUICK else 8
+STEPS = 1 if QUICK else 8
+PATCH = (32, 32, 16)
+CASES = 4 if QUICK else 6
+SHAPE = (32, 32, 20) if QUICK else (48, 48, 32)
+DEVICE = "cpu"
+""",
+        ["parameters"],
+    ),
+    (
+        "code",
+        """%matplotlib inline
+import json
+
+import torch
+
+import searchspaces
+from decathlon import write_synthetic_task
+from nasmed.genotype import Genotype
+from nasmed.supernet import sample_genotype
+from nasmed.train.api import train
+from nasmed.train.history import read_history
+from nasmed.transfer import transfer
+from nasmed.viz import plot_case, plot_genotype, plot_learning_curves
+
+torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+if SOURCE_TASK is None:
+    SOURCE_TASK = write_synthetic_task(
+        OUT / "source", cases=CASES, shape=SHAPE, classes=1, test_cases=0, seed=0
+    )
+if TARGET_TASK is None:
+    TARGET_TASK = write_synthetic_task(
+        OUT / "target", cases=CASES, shape=SHAPE, classes=1, test_cases=0, seed=5,
+        name="OtherOrgan",
+    )
+if GENOTYPE is None:
+    genotype = sample_genotype(searchspaces.load("scnas-small"), 3)
+    GENOTYPE = OUT / "genotype.json"
+    genotype.save(GENOTYPE)
+genotype = Genotype.load(GENOTYPE)
+settings = dict(
+    epochs=EPOCHS, patch=PATCH, steps_per_epoch=STEPS, batch_size=2, optimizer="adamw", lr=3e-3,
+    folds=min(4, CASES), device=DEVICE, progress=False,
+)
+target_work = OUT / "target_work"  # the preprocessed target, shared by both target runs""",
+    ),
+    ("md", "The two tasks (first case of each) and the architecture:"),
+    ("code", "plot_case(SOURCE_TASK)"),
+    ("code", "plot_case(TARGET_TASK)"),
+    ("code", "plot_genotype(genotype)"),
+    ("md", "## Train on the source task"),
+    (
+        "code",
+        """source_run = train(SOURCE_TASK, GENOTYPE, OUT / "source_run", **settings)
+print(sorted(p.name for p in source_run.iterdir()))""",
+    ),
+    (
+        "md",
+        """## Transfer, and the same from scratch
+
+`transfer` rebuilds the network for the target task (its channels and classes), loads every
+tensor of the source weights whose name and shape fit, and fine-tunes. Without weights it is
+training from scratch with the same settings and seed.""",
+    ),
+    (
+        "code",
+        """transferred = transfer(
+    GENOTYPE, TARGET_TASK, OUT / "transfer", weights=source_run, work_dir=target_work, **settings
+)
+scratch = transfer(GENOTYPE, TARGET_TASK, OUT / "scratch", work_dir=target_work, **settings)
+report = json.loads((transferred / "transfer.json").read_text())
+print({k: (len(v) if isinstance(v, list) else v) for k, v in report.items()})""",
+    ),
+    (
+        "code",
+        """plot_learning_curves(
+    {"transfer": transferred, "from scratch": scratch, "source task": source_run},
+    title="training loss and validation Dice",
+)""",
+        ["gallery"],
+    ),
+    (
+        "code",
+        """for name, run in (("transfer", transferred), ("from scratch", scratch)):
+    rows = [r for r in read_history(run / "history.csv") if r.get("val_dice") is not None]
+    best = max(r["val_dice"] for r in rows)
+    print(f"{name:>13}: final validation Dice {rows[-1]['val_dice']:.3f}, best {best:.3f}")""",
+    ),
+]
+
+PIPELINE: list[Cell] = [
+    (
+        "md",
+        """# 04 · Split a network with GPipe
+
+torchgpipe runs a network as a sequence of partitions, one per device, feeding them
+micro-batches so that the devices work at the same time; with checkpointing, each partition
+keeps only its inputs and recomputes its activations in the backward pass. nasmed flattens a
+genotype network (or a MONAI U-Net) into such a sequence — the U-Net's skips travel through
+`torchgpipe.skip` — profiles every layer's time and memory, and cuts the sequence where the
+partitions' costs are most even.""",
+    ),
+    (
+        "code",
+        _prelude(
+            "04",
+            '#   DEVICES = ("cuda:0", "cuda:1"); ARCH = "runs/search/genotype.json"\n'
+            "#   PATCH = (128, 128, 128); BATCH = 8; CHUNKS = 4",
+        )
+        + """ARCH = None  # None: drawn from scnas-small; or "unet", or a genotype.json
+DEVICES = ("cpu", "cpu")  # on CPU both partitions share the processor: memory, not speed
+PATCH = (32, 32, 32) if QUICK else (64, 64, 64)
+BATCH = 4 if QUICK else 8
+CHUNKS = 4
+""",
+        ["parameters"],
+    ),
+    (
+        "code",
+        """%matplotlib inline
+import subprocess
+import sys
+
+import torch
+
+import searchspaces
+from nasmed.models.factory import build_model
+from nasmed.pipeline import PipelineConfig, build_pipeline, to_sequential
+from nasmed.supernet import sample_genotype
+from nasmed.viz import plot_balance, plot_memory_comparison
+
+torch.manual_seed(0)
+if ARCH is None:
+    ARCH = OUT / "genotype.json"
+    sample_genotype(searchspaces.load("scnas-small"), 3).save(ARCH)
+model = build_model(ARCH, 1, 2, patch=PATCH)
+seq = to_sequential(model)
+print(f"{sum(p.numel() for p in model.parameters()):,} parameters in {len(seq)} layers:")
+print(", ".join(name for name, _ in seq.named_children()))""",
+    ),
+    (
+        "md",
+        """## The balance
+
+`build_pipeline` profiles each layer on one micro-batch (forward + backward time; parameter
+bytes, three copies counting gradients and the optimiser state; the activation bytes autograd
+keeps) and splits the sequence into contiguous partitions minimising the largest partition's
+share of the cost (time and memory shares averaged).""",
+    ),
+    (
+        "code",
+        """x = torch.randn(BATCH, 1, *PATCH)
+config = PipelineConfig(DEVICES, chunks=CHUNKS, checkpoint="always")
+pipe = build_pipeline(model, config, sample=x[: BATCH // CHUNKS], batch_size=BATCH)
+print(pipe.describe())
+plot_balance(pipe.costs, pipe.balance, devices=[str(d) for d in pipe.devices])""",
+        ["gallery"],
+    ),
+    (
+        "md",
+        """The pipeline computes the same function as the network (it shares its modules): the
+outputs agree up to float32 rounding (micro-batches of another size take other kernels).""",
+    ),
+    (
+        "code",
+        """model.eval()
+pipe.eval()
+with torch.no_grad():
+    plain_out = model(x)
+    difference = (plain_out - pipe(x)).abs().max().item()
+scale = plain_out.abs().max().item()
+print(f"largest difference plain vs pipelined: {difference:.2e} (outputs up to {scale:.2f})")""",
+    ),
+    (
+        "md",
+        """## Memory: plain vs pipelined
+
+Peak resident memory of one training step (forward and backward of a batch), each in a fresh
+process, above that process's memory just before the step (sampled every half millisecond with
+`psutil`): the plain network, then the GPipe with checkpointing (`always`) and without
+(`never`). Parameters and gradients are the same in all three; the activations differ.""",
+    ),
+    (
+        "code",
+        '''STEP = """
+import sys, threading, time
+import psutil, torch
+torch.set_num_threads(1)
+from nasmed.models.factory import build_model
+from nasmed.pipeline import PipelineConfig, build_pipeline
+arch, mode, batch, chunks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+patch = tuple(int(v) for v in sys.argv[5:8])
+net = build_model(arch, 1, 2, patch=patch)
+x = torch.randn(batch, 1, *patch)
+if mode != "plain":
+    cfg = PipelineConfig(("cpu", "cpu"), chunks=chunks, checkpoint=mode)
+    net = build_pipeline(net, cfg, sample=x[: batch // chunks])
+net.train()
+proc, peak, done = psutil.Process(), [0], threading.Event()
+def watch():
+    while not done.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        time.sleep(0.0005)
+before = proc.memory_info().rss
+watcher = threading.Thread(target=watch)
+watcher.start()
+net(x).float().mean().backward()
+done.set()
+watcher.join()
+print((max(peak[0], proc.memory_info().rss) - before) / 2**20)
+"""
+
+
+def step_peak_mb(mode):
+    args = [str(ARCH), mode, str(BATCH), str(CHUNKS), *map(str, PATCH)]
+    run = subprocess.run(
+        [sys.executable, "-c", STEP, *args], capture_output=True, text=True, check=True
+    )
+    return float(run.stdout.split()[-1])
+
+
+peaks = {
+    "plain": step_peak_mb("plain"),
+    "GPipe, checkpoint always": step_peak_mb("always"),
+    "GPipe, no checkpoint": step_peak_mb("never"),
+}
+print({k: round(v, 1) for k, v in peaks.items()})
+plot_memory_comparison(peaks, title=f"peak memory of a step, batch {BATCH}, patch {PATCH}")''',
+    ),
+]
+
+SLICES: list[Cell] = [
+    (
+        "md",
+        """# 05 · Slice classification: SAOL and AutoCLINT
+
+Which structures does a 2D slice show? A ResNet with a spatially attentive output layer (SAOL)
+scores every location and pools the scores with a learned attention map, so the attention
+shows where the network looked. AutoCLINT trains it against a fixed time budget and predicts on
+the test slices at any time; the score is the area under the learning curve (ALC) of
+`2 * AUC - 1` over log-scaled time, so early good predictions count most. Fast AutoAugment
+searches an augmentation policy for the slices.""",
+    ),
+    (
+        "code",
+        _prelude(
+            "05",
+            '#   TASK_DIR = "/data/Task03_Liver"; BUDGET = 1200; WIDTH = 64\n'
+            '#   AUTOAUGMENT = "full"; INPUT_SIZE = None  # from the slices; DEVICE = "cuda"',
+        )
+        + """TASK_DIR = None  # None: a small synthetic CT task (organ + lesion)
+BUDGET = 20.0 if QUICK else 90.0  # seconds for the whole run, data preparation included
+CASES = 5 if QUICK else 10
+SHAPE = (32, 32, 24) if QUICK else (48, 48, 32)
+HEAD = "saol"
+WIDTH = 16
+# Fast AutoAugment ("full"): a TPE search on a held-out fold, 30% of the budget
+AUTOAUGMENT = "none" if QUICK else "full"
+INPUT_SIZE = 32
+DEVICE = "cpu"
+""",
+        ["parameters"],
+    ),
+    (
+        "code",
+        """%matplotlib inline
+import random
+
+import numpy as np
+import torch
+
+from decathlon import load_task, write_synthetic_task
+from nasmed.classify.api import ClassifyConfig, classify, prepare_slices
+from nasmed.classify.autoaugment.policy import Policy, random_subpolicy
+from nasmed.classify.backbones import BackboneSpec
+from nasmed.classify.saol import build_classifier
+from nasmed.train.checkpoint import load_checkpoint
+from nasmed.viz import plot_alc, plot_attention, plot_policy_gallery
+
+torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+if TASK_DIR is None:
+    TASK_DIR = write_synthetic_task(
+        OUT / "task", cases=CASES, shape=SHAPE, classes=2, test_cases=0, seed=2
+    )
+task = load_task(TASK_DIR)
+config = ClassifyConfig(
+    time_budget=BUDGET, head=HEAD, width=WIDTH, autoaugment=AUTOAUGMENT, input_size=INPUT_SIZE
+)""",
+    ),
+    ("md", "## A run within the budget"),
+    (
+        "code",
+        """run = OUT / "classify"
+metrics = classify(TASK_DIR, run, config, device=torch.device(DEVICE), cache_dir=OUT / "slices")
+for key in ("classes", "train_slices", "test_slices", "epochs", "steps", "mean_auc", "alc"):
+    print(f"{key:>13}: {metrics[key]}")""",
+    ),
+    (
+        "md",
+        """## The ALC curve
+
+Each dot is a test prediction (made after an epoch whose validation improved); the curve holds
+its score until the next one. Time is `log(1 + t/60) / log(1 + T/60)`.""",
+    ),
+    (
+        "code",
+        """anytime = metrics["anytime"]
+plot_alc([a["seconds"] for a in anytime], [a["score"] for a in anytime], BUDGET,
+         value=metrics["alc"], title=f"{HEAD}, budget {BUDGET:g} s")""",
+    ),
+    (
+        "md",
+        """## Where SAOL looks
+
+The trained classifier (`model.pt`) on test slices that show a structure: the attention map
+(red: where the pooled score comes from) over the slice, titled with each class's probability
+and target.""",
+    ),
+    (
+        "code",
+        """data = prepare_slices(task, config, OUT / "slices")
+state = load_checkpoint(run / "model.pt")
+spec = BackboneSpec(config.arch, data.test.images.shape[1], config.width)
+model = build_classifier(spec, len(state["classes"]), config.head)
+model.load_state_dict(state["state_dict"])
+model.eval()
+shown = np.flatnonzero(data.test.targets.any(axis=1))
+shown = shown[np.linspace(0, len(shown) - 1, min(8, len(shown))).astype(int)]
+with torch.no_grad():
+    out = model(torch.from_numpy(data.test.images[shown]))
+probs = torch.sigmoid(out.logits) if data.multilabel else torch.softmax(out.logits, dim=1)
+targets = data.test.targets[shown]
+titles = [
+    "\\n".join(f"{c} {p:.2f}/{t}" for c, p, t in zip(state["classes"], probs[i], targets[i]))
+    for i in range(len(shown))
+]
+plot_attention(data.test.images[shown], out.attention.numpy(), titles=titles)""",
+        ["gallery"],
+    ),
+    (
+        "md",
+        """## The augmentation policy
+
+Each row is one sub-policy of the policy the run trained with (two operations, each applied
+with its probability at its magnitude), applied four times to the same slice. When the budget
+left no time for a search, the policy is empty and the rows show sub-policies drawn from the
+pool the search draws from.""",
+    ),
+    (
+        "code",
+        """policy = Policy.load(run / "policy.json")
+print(f"{len(policy)} sub-policies found by the search")
+if not len(policy):
+    policy = Policy(tuple(random_subpolicy(random.Random(seed)) for seed in range(4)))
+plot_policy_gallery(policy, data.test.images[shown[0]], samples=4)""",
+    ),
+]
+
 NOTEBOOKS_SPEC: dict[str, list[Cell]] = {
     "01_decathlon_tour": TOUR,
     "02_search": SEARCH,
+    "03_transfer": TRANSFER,
+    "04_pipeline": PIPELINE,
+    "05_slices": SLICES,
 }
 
 

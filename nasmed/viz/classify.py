@@ -81,7 +81,7 @@ def plot_attention(
     titles: Sequence[str] | None = None,
     masks: np.ndarray | None = None,
     ncols: int = 4,
-    alpha: float = 0.45,
+    alpha: float = 0.7,
 ) -> Figure:
     """SAOL attention maps over their slices.
 
@@ -91,7 +91,8 @@ def plot_attention(
         titles: one per slice (e.g. the target and the predicted probability).
         masks: optional ``(N, H, W)`` label masks, outlined in white.
         ncols: slices per row.
-        alpha: opacity of the attention overlay.
+        alpha: opacity of the attention overlay where the attention peaks (it fades to
+            transparent where the attention is low).
 
     Returns:
         A figure with one axes per slice.
@@ -113,14 +114,9 @@ def plot_attention(
     for i, ax in enumerate(flat[:n]):
         h, w = imgs[i].shape
         ax.imshow(imgs[i].T, cmap="gray", origin="lower")
-        ax.imshow(
-            upsample_attention(att[i], (h, w)).T,
-            cmap="jet",
-            alpha=alpha,
-            vmin=0,
-            vmax=1,
-            origin="lower",
-        )
+        up = upsample_attention(att[i], (h, w)).T
+        # opacity follows the attention: the slice stays visible where the network did not look
+        ax.imshow(up, cmap="jet", alpha=alpha * up, vmin=0, vmax=1, origin="lower")
         if masks is not None and np.any(masks[i] > 0):
             ax.contour((masks[i] > 0).T.astype(float), levels=[0.5], colors="white", linewidths=0.8)
         if titles is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from nasmed.errors import RunDirError
 from nasmed.train.history import read_history
@@ -54,6 +55,7 @@ def _series(rows: Sequence[Mapping[str, Any]], column: str) -> tuple[list[float]
 
 def _line(ax: Axes, xs: list[float], ys: list[float], label: str) -> None:
     ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, lw=1.2, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
 
 
 def plot_columns(

@@ -62,7 +62,7 @@ def plot_balance(
     part_of = np.repeat(np.arange(len(balance)), balance)
     colors = [f"C{p % 10}" for p in part_of]
     names = [
-        (devices[p] if devices is not None and p < len(devices) else f"part {p}")
+        f"part {p}" + (f"\n{devices[p]}" if devices is not None and p < len(devices) else "")
         for p in range(len(balance))
     ]
     fig = Figure(figsize=(max(7.0, 0.18 * len(costs) + 2.0), 6.0), layout="constrained")

@@ -39,7 +39,7 @@ def test_balance_figure(tmp_path: Path) -> None:
     colors = [b.get_facecolor() for b in bars]
     assert len(set(colors[: balance[0]])) == 1 and len(set(colors[balance[0] :])) == 1
     assert colors[0] != colors[-1]
-    assert [t.get_text() for t in share.get_xticklabels()] == ["cuda:0", "cuda:1"]
+    assert [t.get_text() for t in share.get_xticklabels()] == ["part 0\ncuda:0", "part 1\ncuda:1"]
     heights = [b.get_height() for b in _bars(share)]
     shares = layer_weights(costs)
     assert heights == pytest.approx([sum(shares[: balance[0]]), sum(shares[balance[0] :])])
