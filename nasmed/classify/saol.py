@@ -2,10 +2,10 @@
 
 SAOL (Kim, Baek, Kim, CVPR 2020) replaces global average pooling and the fully connected layer:
 
-* spatial logits ``Y`` (K x H x W): a 1x1 convolution of the last stage and one of the
-  intermediate stage, the last resized (bilinear) to the intermediate map's size, summed;
+* spatial logits ``Y`` (K x H x W): a 1x1 convolution of the intermediate (third) stage plus one
+  of the last stage resized (bilinear) to the intermediate map's size;
 * spatial attention ``A`` (H x W): two convolutions (1x1 -> BN -> ReLU -> 3x3) over the two maps
-  concatenated, softmax over the H*W locations, so ``A`` sums to 1;
+  (the last one resized), softmax over the H*W locations, so ``A`` sums to 1;
 * output ``y_k = sum_ij A_ij Y_k,ij`` (:func:`attention_pool`).
 
 The attention's last convolution and the intermediate logits start at zero, so an untrained SAOL
@@ -77,34 +77,38 @@ class SaolHead(nn.Module):
     ) -> None:
         super().__init__()
         c_mid, c_last = in_channels[-2], in_channels[-1]
-        self.logit_mid = nn.Conv2d(c_mid, num_classes, 1)
-        self.logit_last = nn.Conv2d(c_last, num_classes, 1, bias=False)
+        self.num_classes = num_classes
+        # One 1x1 convolution per stage gives both its K logit maps and its share of the
+        # attention's first (1x1) layer: conv1x1([mid, up(last)]) = conv(mid) + up(conv(last)),
+        # since bilinear resizing is linear per channel. Resizing K + A channels instead of the
+        # last stage's features, and no concatenation, keeps the head cheap.
+        self.proj_mid = nn.Conv2d(c_mid, num_classes + attention_channels, 1)
+        self.proj_last = nn.Conv2d(c_last, num_classes + attention_channels, 1, bias=False)
         score = nn.Conv2d(attention_channels, 1, 3, padding=1)
         self.attention = nn.Sequential(
-            nn.Conv2d(c_mid + c_last, attention_channels, 1, bias=False),
-            nn.BatchNorm2d(attention_channels),
-            nn.ReLU(inplace=True),
-            score,
+            nn.BatchNorm2d(attention_channels), nn.ReLU(inplace=True), score
         )
         # Start as GAP + FC: uniform attention, logits from the last stage only; training then
         # learns where to look and what the intermediate stage adds.
         assert score.bias is not None
         nn.init.zeros_(score.weight)
         nn.init.zeros_(score.bias)
-        nn.init.zeros_(self.logit_mid.weight)
+        nn.init.zeros_(self.proj_mid.weight[:num_classes])
 
     def forward(self, feats: list[torch.Tensor]) -> HeadOutput:
         mid, last = feats[-2], feats[-1]
-        size = mid.shape[-2:]
-        last_up = F.interpolate(last, size=size, mode="bilinear", align_corners=False)
-        y_mid = self.logit_mid(mid)
-        y_last = self.logit_last(last_up)
+        k = self.num_classes
+        p_mid = self.proj_mid(mid)
+        p_last = F.interpolate(
+            self.proj_last(last), size=mid.shape[-2:], mode="bilinear", align_corners=False
+        )
+        y_mid, y_last = p_mid[:, :k], p_last[:, :k]
         spatial = y_mid + y_last
-        a_logits = self.attention(torch.cat([mid, last_up], dim=1))[:, 0]
+        a_logits = self.attention(p_mid[:, k:] + p_last[:, k:])[:, 0]
         b = a_logits.shape[0]
         attn = torch.softmax(a_logits.reshape(b, -1), dim=1).reshape_as(a_logits)
-        logits = torch.einsum("bkhw,bhw->bk", spatial, attn)
-        stages = tuple(torch.einsum("bkhw,bhw->bk", y, attn) for y in (y_mid, y_last))
+        logits = (spatial * attn[:, None]).sum(dim=(2, 3))
+        stages = tuple((y * attn[:, None]).sum(dim=(2, 3)) for y in (y_mid, y_last))
         return HeadOutput(logits, spatial, attn, stages)
 
 

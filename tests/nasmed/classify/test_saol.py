@@ -35,23 +35,28 @@ def test_attention_pool_by_hand() -> None:
 
 
 def test_saol_head_by_hand() -> None:
-    """Hand-set weights: Y = 2*mid + last upsampled (nearest-equal here), A uniform."""
+    """Hand-set weights on a 2x2 map: Y = 2*mid + 0.5 + up(last), A = softmax(mid)."""
     head = SaolHead((1, 1, 1, 1), num_classes=1, attention_channels=1).eval()
     with torch.no_grad():
-        head.logit_mid.weight.fill_(2.0)
-        head.logit_mid.bias.fill_(0.5)
-        head.logit_last.weight.fill_(1.0)
-        head.attention[-1].weight.zero_()
-        head.attention[-1].bias.fill_(7.0)  # constant scores -> uniform attention
+        head.proj_mid.weight.copy_(torch.tensor([2.0, 1.0]).reshape(2, 1, 1, 1))  # logit, hidden
+        head.proj_mid.bias.copy_(torch.tensor([0.5, 0.0]))
+        head.proj_last.weight.copy_(torch.tensor([1.0, 0.0]).reshape(2, 1, 1, 1))
+        score = head.attention[-1]
+        score.weight.zero_()
+        score.weight[0, 0, 1, 1] = 1.0  # 3x3 kernel: centre only, so the score is relu(hidden)
     mid = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
-    last = torch.tensor([[[[10.0]]]])  # 1x1 -> bilinear upsampling gives 10 everywhere
+    last = torch.tensor([[[[10.0]]]])  # 1x1 -> bilinear resizing gives 10 everywhere
     out = head([mid, mid, mid, last])
-    expected = (
-        (2 * 1 + 0.5 + 10) + (2 * 2 + 0.5 + 10) + (2 * 3 + 0.5 + 10) + (2 * 4 + 0.5 + 10)
-    ) / 4
-    assert out.logits.item() == pytest.approx(expected)
+    ys = [2 * v + 0.5 + 10 for v in (1.0, 2.0, 3.0, 4.0)]
+    weights = [math.exp(v) for v in (1.0, 2.0, 3.0, 4.0)]  # BN in eval: identity (up to eps)
+    expected = sum(w * y for w, y in zip(weights, ys)) / sum(weights)
+    assert out.logits.item() == pytest.approx(expected, rel=1e-4)
     assert out.attention is not None
-    assert torch.allclose(out.attention, torch.full((1, 2, 2), 0.25))
+    assert out.attention.flatten().tolist() == pytest.approx(
+        [w / sum(weights) for w in weights], rel=1e-4
+    )
+    assert out.spatial_logits is not None
+    assert out.spatial_logits.flatten().tolist() == pytest.approx(ys)
 
 
 def test_gap_head_same_interface() -> None:
@@ -116,8 +121,8 @@ def test_untrained_saol_equals_gap_fc() -> None:
     saol_head = SaolHead(channels, num_classes=3).eval()
     gap = GapHead(channels, num_classes=3)
     with torch.no_grad():
-        gap.fc.weight.copy_(saol_head.logit_last.weight[:, :, 0, 0])
-        gap.fc.bias.copy_(saol_head.logit_mid.bias)
+        gap.fc.weight.copy_(saol_head.proj_last.weight[:3, :, 0, 0])
+        gap.fc.bias.copy_(saol_head.proj_mid.bias[:3])
     feats = [torch.randn(2, c, 16 // 2**i, 16 // 2**i) for i, c in enumerate(channels)]
     out = saol_head(feats)
     assert out.attention is not None
