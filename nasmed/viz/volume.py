@@ -87,9 +87,17 @@ def canonical(image: Image | np.ndarray) -> np.ndarray:
 
 
 def default_index(label: np.ndarray | None, shape: Sequence[int]) -> tuple[int, int, int]:
-    """Where to cut: the centre of mass of the foreground when there is one, else the centre."""
+    """Where to cut: through the rarest label present, else the volume's centre.
+
+    The point is the voxel of the label value with the fewest voxels that lies nearest to that
+    label's centre of mass, so the smallest structure (a lesion inside an organ, say) is in
+    every view, and the point is inside it even when the structure is not convex.
+    """
     if label is not None and np.any(label > 0):
-        c = np.rint(np.argwhere(label > 0).mean(axis=0)).astype(int)
+        values, counts = np.unique(label[label > 0], return_counts=True)
+        voxels = np.argwhere(label == values[np.argmin(counts)])
+        centre = voxels.mean(axis=0)
+        c = voxels[np.argmin(((voxels - centre) ** 2).sum(axis=1))]
         return (int(c[0]), int(c[1]), int(c[2]))
     return (shape[0] // 2, shape[1] // 2, shape[2] // 2)
 
@@ -228,8 +236,8 @@ def plot_orthogonal(
     Args:
         image: the volume (an :class:`~decathlon.io.Image`, or a RAS array).
         label: its label map (same grid), drawn in colour over the image; ``None`` for none.
-        index: the voxel ``(x, y, z)`` (in RAS order) the slices go through; default the
-            foreground's centre of mass, or the volume's centre.
+        index: the voxel ``(x, y, z)`` (in RAS order) the slices go through; default through
+            the rarest label (:func:`default_index`), or the volume's centre.
         channel: which channel of a multi-channel image to show.
         window: see :func:`resolve_window`.
         modality: the channel's modality (``"CT"`` selects the abdomen window by default).
@@ -290,7 +298,7 @@ def plot_modalities(
         image: a multi-channel volume (``(C, X, Y, Z)`` array or :class:`~decathlon.io.Image`).
         label: its label map, drawn as outlines; ``None`` for none.
         view: the slice orientation.
-        index: the slice along ``view``'s axis; default through the foreground's centre.
+        index: the slice along ``view``'s axis; default through the rarest label.
         modalities: channel names for the titles (and ``"CT"`` windows).
         windows: one window per channel (see :func:`resolve_window`); default automatic.
         label_names: names for the legend.

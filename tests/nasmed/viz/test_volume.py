@@ -49,8 +49,13 @@ def test_orthogonal_views(tmp_path: Path) -> None:
 
 def test_orthogonal_cuts_through_the_foreground_and_windows_the_slice() -> None:
     image, label = _volume()
-    assert default_index(label, label.shape) == (6, 6, 4)
+    assert default_index(label, label.shape) == (6, 6, 4)  # in the lesion (label 2)
     assert default_index(None, label.shape) == (10, 8, 6)
+    ring = np.zeros((9, 9, 3), dtype=np.uint8)
+    ring[1:8, 1:8, 1] = 1
+    ring[3:6, 3:6, 1] = 0  # a ring: its centre of mass (4, 4, 1) is not in it
+    point = default_index(ring, ring.shape)
+    assert ring[point] == 1 and point in {(2, 4, 1), (4, 2, 1), (6, 4, 1), (4, 6, 1)}
     fig = plot_orthogonal(image, label, window=(100, 0))
     axial = fig.get_axes()[2]
     shown = axial.get_images()[0].get_array()
