@@ -16,6 +16,7 @@ augmented held-out set (lower is better).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -191,11 +192,12 @@ def full_search(
         )
         timeout = max(0.1, fold_end - time.perf_counter())
         study.optimize(objective, n_trials=cfg.trials, timeout=timeout)
-        done = [t for t in study.trials if t.value is not None]
+        done = [t for t in study.trials if t.value is not None and math.isfinite(t.value)]
         done.sort(key=lambda t: float(t.value))  # type: ignore[arg-type]
         for t in done[: cfg.top_n]:
             merged = merged + _suggest(optuna.trial.FixedTrial(t.params), cfg.sub_policies)
         report["trials"] += len(done)
-        report[f"fold{k}_best_loss"] = float(done[0].value) if done else float("nan")  # type: ignore[arg-type]
+        if done:  # no key when no trial finished: the report stays valid JSON
+            report[f"fold{k}_best_loss"] = float(done[0].value)  # type: ignore[arg-type]
     report["seconds"] = time.perf_counter() - start
     return merged, report
