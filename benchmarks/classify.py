@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import nasmed.classify.plots  # noqa: F401  (matplotlib loaded once, before any arm's clock)
+import nasmed.viz.classify  # noqa: F401  (matplotlib loaded once, before any arm's clock)
 from decathlon.datalist import load_task
 from decathlon.synthetic import write_synthetic_task
 from nasmed.classify.alc import alc, autodl_score, class_aucs

@@ -261,7 +261,7 @@ def classify(
     """
     start = time.perf_counter()
     deadline = start + cfg.time_budget
-    import nasmed.classify.plots  # noqa: F401  (matplotlib start-up counted before training)
+    import nasmed.viz.classify  # noqa: F401  (matplotlib start-up counted before training)
 
     out = Path(out_dir)
     task = load_task(task_dir)
@@ -294,9 +294,10 @@ def classify(
     metrics = test_metrics(data.test, res.final_probs, data.multilabel)
     times = [p.seconds for p in res.predictions]
     scores = [p.score or 0.0 for p in res.predictions]
-    from nasmed.classify.plots import plot_alc
+    from nasmed.viz.classify import plot_alc
+    from nasmed.viz.figure import save_png
 
-    plot_alc(out / "alc.png", times, scores, cfg.time_budget, res.alc or 0.0)
+    save_png(plot_alc(times, scores, cfg.time_budget, value=res.alc or 0.0), out / "alc.png")
     res.policy.save(out / "policy.json")
     n_att = write_attention_maps(
         model, data.test, cfg.attention_maps, device, out / "attention", res.final_probs

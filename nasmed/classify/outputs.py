@@ -71,7 +71,8 @@ def write_attention_maps(
     model: Classifier, test: SliceSet, n: int, device: torch.device, folder: Path, probs: np.ndarray
 ) -> int:
     """Attention PNGs of up to ``n`` test slices showing a class (SAOL only); returns the count."""
-    from nasmed.classify.plots import save_attention_maps
+    from nasmed.viz.classify import plot_attention
+    from nasmed.viz.figure import save_png
 
     folder.mkdir(parents=True, exist_ok=True)
     if model.head_name != "saol" or n <= 0 or len(test) == 0:
@@ -91,5 +92,14 @@ def write_attention_maps(
         )
         for i in pick
     ]
-    save_attention_maps(folder, test.images[pick], att.cpu().numpy(), names, titles)
+    maps = att.cpu().numpy()
+    masks = None if test.masks is None else test.masks[pick]
+    for j, (name, title) in enumerate(zip(names, titles)):
+        fig = plot_attention(
+            test.images[pick[j] : pick[j] + 1],
+            maps[j : j + 1],
+            titles=[title],
+            masks=None if masks is None else masks[j : j + 1],
+        )
+        save_png(fig, folder / f"{name}.png", dpi=80)
     return len(pick)
