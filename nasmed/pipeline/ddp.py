@@ -5,10 +5,12 @@ group (:func:`nasmed.distributed.init_distributed`), wraps the network in DDP (g
 in backward) and draws its own patches. Patch ``i`` of an epoch depends only on
 ``(seed, epoch, i)`` (:class:`decathlon.sampling.PatchDataset`), so rank ``r`` of ``N`` takes
 items ``b*B + r*B/N ... b*B + (r+1)*B/N - 1`` of global batch ``b``: the N ranks together train
-exactly the batches one process would with ``--batch B``, and since Dice + CE is a mean over
-samples, the averaged gradient is the single process' gradient up to float rounding.
+exactly the batches one process would with ``--batch B``. The loss is nnU-Net's batch Dice
+over the global batch (:class:`~nasmed.pipeline.ddp_loss.GlobalBatchDiceCELoss`) + CE, so the
+averaged gradient is the single process' gradient up to float rounding.
 
-Only rank 0 writes (history, checkpoints, model); rank 0 validates and shares the scores. The
+Only rank 0 writes (history, checkpoints, model). Every rank validates (MONAI's metrics
+gather over ranks) and keeps rank 0's scores. The
 checkpoint records the world size, and resuming with another one is a
 :class:`~nasmed.errors.RunDirError`.
 """
@@ -33,12 +35,13 @@ from nasmed.distributed import (
     all_reduce_mean,
     broadcast_object,
     is_distributed,
-    is_main,
     rank,
     world_size,
     wrap_ddp,
 )
 from nasmed.errors import ConfigError, RunDirError
+from nasmed.pipeline.ddp_loss import GlobalBatchDiceCELoss
+from nasmed.train.losses import DeepSupervisionLoss
 from nasmed.train.trainer import TrainConfig, Trainer
 
 __all__ = [
@@ -183,6 +186,7 @@ class DistributedTrainer(Trainer):
             model, config, cache_dir=cache_dir, train_cases=train_cases, frozen=frozen, **kwargs
         )
         if self.world > 1:
+            self.loss_fn = DeepSupervisionLoss(GlobalBatchDiceCELoss())
             self.loader = make_rank_loader(
                 cache_dir,
                 train_cases,
@@ -215,8 +219,9 @@ class DistributedTrainer(Trainer):
         return float(all_reduce_mean(torch.tensor(loss, dtype=torch.float64)))
 
     def validate(self, epoch: int) -> dict[str, float] | None:
-        """Rank 0 validates; every rank gets its scores (so all agree on the best epoch)."""
-        scores = super().validate(epoch) if is_main() else None
+        """Every rank validates (MONAI's metrics gather over ranks, so all must take part);
+        every rank then keeps rank 0's scores, so all agree on the best epoch."""
+        scores = super().validate(epoch)
         shared: dict[str, float] | None = broadcast_object(scores)
         return shared
 
