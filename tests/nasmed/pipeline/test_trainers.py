@@ -33,12 +33,19 @@ DDP_WEIGHT_ATOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+def task_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[str]]:
+    """The cache of a 3-case task, fold 0's training cases and its validation case."""
     root = tmp_path_factory.mktemp("pipe_task")
     task = write_synthetic_task(root / "task", cases=3, shape=(24, 24, 16), classes=2, test_cases=0)
     run_preprocess(task, root / "work", workers=1, folds=3, seed=0, progress=False)
-    cases = load_splits(root / "work" / "splits.json")[0]["train"]
-    return root / "work" / "cache", list(cases)
+    split = load_splits(root / "work" / "splits.json")[0]
+    return root / "work" / "cache", list(split["train"]), list(split["val"])
+
+
+@pytest.fixture(scope="module")
+def cache(task_cache: tuple[Path, list[str], list[str]]) -> tuple[Path, list[str]]:
+    """The cache and fold 0's training cases."""
+    return task_cache[0], task_cache[1]
 
 
 def _losses(run: Path) -> list[float]:
@@ -119,30 +126,36 @@ def _torchrun(*args: object) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_on_two_processes_matches_one(cache: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_ddp_on_two_processes_matches_one(
+    task_cache: tuple[Path, list[str], list[str]], tmp_path: Path
+) -> None:
     """Global batch 4 on 2 gloo ranks = batch 4 alone (to DDP_LOSS_RTOL); one set of outputs."""
-    cache_dir, cases = cache
-    single = ddp_worker.build(cache_dir, cases, tmp_path / "single", 4, 2)
+    cache_dir, cases, val = task_cache
+    single = ddp_worker.build(cache_dir, cases, val, tmp_path / "single", 4, 2)
     assert isinstance(single, DistributedTrainer)
     single.fit()
     run = tmp_path / "ddp"
-    _torchrun(cache_dir, ",".join(cases), run, 4, 2)
+    _torchrun(cache_dir, ",".join(cases), ",".join(val), run, 4, 2)
     assert _losses(run) == pytest.approx(_losses(tmp_path / "single"), rel=DDP_LOSS_RTOL)
     weights = torch.load(run / "final.pt", weights_only=True)
     for name, value in single.model.state_dict().items():
         torch.testing.assert_close(weights[name], value, rtol=0, atol=DDP_WEIGHT_ATOL)
     # one set of outputs, written by rank 0
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
-    assert len(files) == 4 and files[:3] == ["checkpoints/last.pt", "final.pt", "history.csv"]
-    assert files[3].startswith("tensorboard/events.out.tfevents")
-    assert len(read_history(run / "history.csv")) == 2
+    assert files[:4] == ["checkpoints/best.pt", "checkpoints/last.pt", "final.pt", "history.csv"]
+    assert len(files) == 5 and files[4].startswith("tensorboard/events.out.tfevents")
+    rows = read_history(run / "history.csv")
+    assert len(rows) == 2
+    assert [r["val_dice"] for r in rows] == pytest.approx(
+        [r["val_dice"] for r in read_history(tmp_path / "single" / "history.csv")], abs=1e-5
+    )
 
     # resume on the same world size continues; on another one it is refused
-    _torchrun(cache_dir, ",".join(cases), run, 4, 3, "resume")
+    _torchrun(cache_dir, ",".join(cases), ",".join(val), run, 4, 3, "resume")
     history = _losses(run)
     assert len(history) == 3 and history[:2] == pytest.approx(
         _losses(tmp_path / "single")[:2], rel=DDP_LOSS_RTOL
     )
-    alone = ddp_worker.build(cache_dir, cases, run, 4, 4)
+    alone = ddp_worker.build(cache_dir, cases, val, run, 4, 4)
     with pytest.raises(RunDirError, match=r"trained by 2 process\(es\), this resume has 1"):
         alone.fit(resume=True)
