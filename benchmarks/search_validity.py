@@ -14,7 +14,7 @@ On synthetic tasks, with the same training budget (epochs x steps x batch) for e
    epochs (one run each, validated at those epochs; the poly schedule spans the whole budget).
    Target: transfer ahead at 25 % and not behind at 100 %.
 
-    .venv/bin/python benchmarks/search_validity.py                 # ~15-20 min on 2 CPU cores
+    .venv/bin/python benchmarks/search_validity.py                 # ~45 min on 2 busy CPU cores
     .venv/bin/python benchmarks/search_validity.py --quick         # smoke run, ~3 min
 
 Prints markdown tables and writes ``OUT/results.json``.
@@ -95,10 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=Path("bench_out/search_validity"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--transfer-epochs", type=int, default=8)
-    p.add_argument("--transfer-steps", type=int, default=4)
+    p.add_argument("--transfer-epochs", type=int, default=4)
+    p.add_argument("--transfer-steps", type=int, default=6)
+    p.add_argument("--optimizer", default="adamw", help="for every network (default adamw)")
+    p.add_argument("--lr", type=float, default=3e-3, help="for every network (default 3e-3)")
     p.add_argument("--patch", type=int, nargs=3, default=[32, 32, 16])
     p.add_argument("--random", type=int, default=5)
     p.add_argument("--search-epochs", type=int, default=4)
@@ -152,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     archs["unet"] = "unet"
 
     common: dict[str, Any] = dict(
-        patch=patch, device="cpu", progress=False, folds=4, batch_size=2, optimizer="sgd"
+        patch=patch,
+        device="cpu",
+        progress=False,
+        folds=4,
+        batch_size=2,
+        optimizer=args.optimizer,
+        lr=args.lr,
     )
     results: dict[str, Any] = {"search": how, "candidates": {}, "transfer": {}}
     for name, arch in archs.items():
@@ -226,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         "transfer_epochs": te,
         "transfer_steps": args.transfer_steps,
         "unet_width": unet_width,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
         "threads": args.threads,
         "source_arch": src_name,
     }
