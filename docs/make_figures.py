@@ -32,7 +32,7 @@ GALLERY = ROOT / "docs" / "gallery"
 CAPTIONS = {
     "01_decathlon_tour": (
         "A synthetic CT case in RAS orientation: sagittal, coronal and axial slices through the "
-        "foreground's centre, abdominal soft-tissue window W400/L40, organ (red) and lesion "
+        "lesion, abdominal soft-tissue window W400/L40, organ (red) and lesion "
         "(green) overlaid; the crosshairs mark the other two cuts, the letters the patient's "
         "sides (radiological view: the patient's right on the left)."
     ),

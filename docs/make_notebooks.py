@@ -335,8 +335,8 @@ same architecture on the target from scratch: learning curves and validation Dic
         + """SOURCE_TASK = None  # None: a small synthetic CT task
 TARGET_TASK = None  # None: another synthetic task (other organ shapes and intensities)
 GENOTYPE = None  # None: an architecture drawn from scnas-small (use 02's genotype.json)
-EPOCHS = 2 if QUICK else 8
-STEPS = 1 if QUICK else 8
+EPOCHS = 2 if QUICK else 6
+STEPS = 1 if QUICK else 6
 PATCH = (32, 32, 16)
 CASES = 4 if QUICK else 6
 SHAPE = (32, 32, 20) if QUICK else (48, 48, 32)
@@ -455,6 +455,7 @@ CHUNKS = 4
     (
         "code",
         """%matplotlib inline
+import importlib.util
 import subprocess
 import sys
 
@@ -556,11 +557,14 @@ def step_peak_mb(mode):
     return float(run.stdout.split()[-1])
 
 
-peaks = {"plain": step_peak_mb("plain"), "GPipe, checkpoint always": step_peak_mb("always")}
-if not QUICK:
-    peaks["GPipe, no checkpoint"] = step_peak_mb("never")
-print({k: round(v, 1) for k, v in peaks.items()})
-plot_memory_comparison(peaks, title=f"peak memory of a step, batch {BATCH}, patch {PATCH}")''',
+if importlib.util.find_spec("psutil") is None:
+    print("psutil is not installed (pip install psutil): memory not measured")
+else:
+    peaks = {"plain": step_peak_mb("plain"), "GPipe, checkpoint always": step_peak_mb("always")}
+    if not QUICK:
+        peaks["GPipe, no checkpoint"] = step_peak_mb("never")
+    print({k: round(v, 1) for k, v in peaks.items()})
+    display(plot_memory_comparison(peaks, title=f"peak memory, batch {BATCH}, patch {PATCH}"))''',
     ),
 ]
 
@@ -585,13 +589,14 @@ searches an augmentation policy for the slices.""",
         )
         + """TASK_DIR = None  # None: a small synthetic CT task (organ + lesion)
 BUDGET = 20.0 if QUICK else 90.0  # seconds for the whole run, data preparation included
-CASES = 5 if QUICK else 10
-SHAPE = (32, 32, 24) if QUICK else (48, 48, 32)
+CASES = 5 if QUICK else 8
+SHAPE = (32, 32, 24) if QUICK else (40, 40, 32)
 HEAD = "saol"
 WIDTH = 16
-# Fast AutoAugment ("full"): a TPE search on a held-out fold, 30% of the budget
-AUTOAUGMENT = "none" if QUICK else "full"
-INPUT_SIZE = 32
+# "full": Fast AutoAugment, a TPE search on a held-out fold with 30% of the budget (give it
+# a few minutes); "light": AutoCLINT's, once training saturates with > 120 s left
+AUTOAUGMENT = "none"
+INPUT_SIZE = 32 if QUICK else 64  # the attention map is 1/8 of it (4x4 at 32, 8x8 at 64)
 DEVICE = "cpu"
 """,
         ["parameters"],
@@ -605,6 +610,7 @@ import numpy as np
 import torch
 
 from decathlon import load_task, write_synthetic_task
+from decathlon.slices import build_slices
 from nasmed.classify.api import ClassifyConfig, classify, prepare_slices
 from nasmed.classify.autoaugment.policy import Policy, random_subpolicy
 from nasmed.classify.backbones import BackboneSpec
@@ -648,8 +654,8 @@ plot_alc([a["seconds"] for a in anytime], [a["score"] for a in anytime], BUDGET,
         """## Where SAOL looks
 
 The trained classifier (`model.pt`) on test slices that show a structure: the attention map
-(red: where the pooled score comes from) over the slice, titled with each class's probability
-and target.""",
+(red: where the pooled score comes from; it fades where the attention is low) over the slice,
+the labelled structures outlined in white, titled with each class's probability / target.""",
     ),
     (
         "code",
@@ -669,7 +675,18 @@ titles = [
     "\\n".join(f"{c} {p:.2f}/{t}" for c, p, t in zip(state["classes"], probs[i], targets[i]))
     for i in range(len(shown))
 ]
-plot_attention(data.test.images[shown], out.attention.numpy(), titles=titles)""",
+# the label outlines: the same slices cut again with their masks
+masked = build_slices(
+    task, cases=list(data.test.case_names), axis=config.axis, size=data.input_size,
+    min_area=config.min_area, masks=True, cache_dir=OUT / "slices",
+)
+where = {
+    (masked.case_names[c], int(k)): i
+    for i, (c, k) in enumerate(zip(masked.case_index, masked.slice_index))
+}
+cases = data.test.slice_cases
+masks = np.stack([masked.masks[where[cases[s], int(data.test.slice_index[s])]] for s in shown])
+plot_attention(data.test.images[shown], out.attention.numpy(), titles=titles, masks=masks)""",
         ["gallery"],
     ),
     (
@@ -677,9 +694,9 @@ plot_attention(data.test.images[shown], out.attention.numpy(), titles=titles)"""
         """## The augmentation policy
 
 Each row is one sub-policy of the policy the run trained with (two operations, each applied
-with its probability at its magnitude), applied four times to the same slice. When the budget
-left no time for a search, the policy is empty and the rows show sub-policies drawn from the
-pool the search draws from.""",
+with its probability at its magnitude), applied four times to the same slice. Without a search
+(`AUTOAUGMENT = "none"`, or no time left for one) the policy is empty, and the rows show
+sub-policies drawn at random from the pool the searches draw from.""",
     ),
     (
         "code",

@@ -91,8 +91,8 @@ def plot_attention(
         titles: one per slice (e.g. the target and the predicted probability).
         masks: optional ``(N, H, W)`` label masks, outlined in white.
         ncols: slices per row.
-        alpha: opacity of the attention overlay where the attention peaks (it fades to
-            transparent where the attention is low).
+        alpha: opacity of the attention overlay where the attention peaks; it fades to
+            transparent at the map's minimum (a uniform map draws nothing).
 
     Returns:
         A figure with one axes per slice.
@@ -115,8 +115,11 @@ def plot_attention(
         h, w = imgs[i].shape
         ax.imshow(imgs[i].T, cmap="gray", origin="lower")
         up = upsample_attention(att[i], (h, w)).T
-        # opacity follows the attention: the slice stays visible where the network did not look
-        ax.imshow(up, cmap="jet", alpha=alpha * up, vmin=0, vmax=1, origin="lower")
+        # colour and opacity follow the attention from its lowest to its highest value, so the
+        # slice stays visible where the network did not look, and a uniform map shows nothing
+        spread = float(up.max() - up.min())
+        rel = (up - up.min()) / spread if spread > 1e-3 else np.zeros_like(up)
+        ax.imshow(rel, cmap="jet", alpha=alpha * rel, vmin=0, vmax=1, origin="lower")
         if masks is not None and np.any(masks[i] > 0):
             ax.contour((masks[i] > 0).T.astype(float), levels=[0.5], colors="white", linewidths=0.8)
         if titles is not None:

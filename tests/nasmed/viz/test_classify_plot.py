@@ -42,6 +42,10 @@ def test_attention_maps(tmp_path: Path) -> None:
     visible = [ax for ax in fig.get_axes() if ax.get_visible()]
     assert len(visible) == 5 and len(fig.get_axes()) == 6
     assert [len(ax.get_images()) for ax in visible] == [2] * 5
+    overlay = np.asarray(visible[0].get_images()[1].get_array())
+    assert overlay.min() == 0.0 and overlay.max() == pytest.approx(1.0)  # lowest .. highest
+    flat = plot_attention(images[:1], np.full((1, 8, 8), 1 / 64))
+    assert not np.asarray(flat.get_axes()[0].get_images()[1].get_array()).any()  # uniform: none
     assert_png(save_png(fig, tmp_path / "att.png"))
     up = upsample_attention(attention[0], (32, 32))
     assert up.shape == (32, 32) and up.max() == pytest.approx(1.0)
