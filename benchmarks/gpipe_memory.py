@@ -11,9 +11,10 @@ configuration runs in its own subprocess:
   the same split.
 
 Each child trains at up to three batch sizes in increasing order: a quarter and half of
-``--batch`` where they fill every chunk (one step each), then ``--batch`` (two steps, the second
-timed). The peak RSS of the process (``ru_maxrss``: Python, torch, the network and everything a
-step allocated) is read before the first step (the baseline, at batch 0) and after each size.
+``--batch`` where they fill every chunk (one step each), then ``--batch`` (one untimed step,
+then ``--repeat`` timed steps, their median reported). The peak RSS of the process
+(``ru_maxrss``: Python, torch, the network and everything a step allocated) is read before the
+first step (the baseline, at batch 0) and after each size.
 "peak" is the process' peak at ``--batch``; "step" is that peak minus the baseline (what the
 training step itself added). The largest batch that fits ``--limit-gib`` is an estimate, not
 measured: the least-squares line through those peaks (2 to 4 points), extrapolated. On CPU
@@ -32,6 +33,7 @@ import argparse
 import json
 import math
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -117,8 +119,8 @@ def _child_run(cfg: dict[str, Any]) -> dict[str, Any]:
     seconds = math.nan
     for batch in sorted(cfg["batches"]):  # increasing, so each peak is that batch's own
         step(batch)
-        if batch == cfg["batch"]:
-            seconds = step(batch)  # the second step at the main batch is the timed one
+        if batch == cfg["batch"]:  # the steps after the first at the main batch are timed
+            seconds = statistics.median(step(batch) for _ in range(cfg["repeat"]))
         peaks[str(batch)] = _peak_bytes()
     return {"peaks": peaks, "step_s": seconds}
 
@@ -171,6 +173,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per child")
     parser.add_argument("--limit-gib", type=float, default=16.0, help="memory for the max batch")
     parser.add_argument("--only", default=None, help="e.g. plain,4:always (default: all)")
+    parser.add_argument("--repeat", type=int, default=1, help="timed steps (median; default 1)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per child")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -181,7 +184,7 @@ def main() -> None:
         return
 
     patch = args.patch or (48 if args.quick else 96)
-    base = {"space": args.space, "threads": args.threads, "patch": patch}
+    base = {"space": args.space, "threads": args.threads, "patch": patch, "repeat": args.repeat}
     only = set(args.only.split(",")) if args.only else None
     started = time.perf_counter()
     prof = _spawn({**base, "kind": "profile"}, args.timeout)
