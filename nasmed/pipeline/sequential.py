@@ -39,12 +39,12 @@ from nasmed.supernet.cell import Cell, CellPlan
 from searchspaces import CellType
 
 __all__ = [
-    "AuxHead",
-    "Head",
     "Merge",
     "MergeMode",
     "PlannedCell",
     "Stash",
+    "aux_head_layer",
+    "head_layer",
     "to_sequential",
 ]
 
@@ -123,7 +123,7 @@ _AUX_CLASSES: dict[int, type[nn.Module]] = {}
 _HEAD_CLASSES: dict[tuple[int, ...], type[nn.Module]] = {}
 
 
-def AuxHead(head: nn.Module, level: int) -> nn.Module:
+def aux_head_layer(head: nn.Module, level: int) -> nn.Module:
     """A layer that passes its input on and stashes ``head(input)`` as ``aux<level>``."""
     if level not in _AUX_CLASSES:
         name = _aux_name(level)
@@ -142,11 +142,11 @@ def AuxHead(head: nn.Module, level: int) -> nn.Module:
     return _AUX_CLASSES[level](head)
 
 
-def Head(head: nn.Module, aux_levels: Sequence[int] = ()) -> nn.Module:
+def head_layer(head: nn.Module, aux_levels: Sequence[int] = ()) -> nn.Module:
     """The final layer: ``head(x)``, or with ``aux_levels`` ``(head(x), aux 1, ...)`` in training.
 
-    The auxiliary logits stashed by :func:`AuxHead` are popped in both modes (torchgpipe needs
-    every declared skip popped) and dropped in evaluation mode, as the network does.
+    The auxiliary logits stashed by :func:`aux_head_layer` are popped in both modes (torchgpipe
+    needs every declared skip popped) and dropped in evaluation mode, as the network does.
     """
     levels = tuple(sorted(aux_levels))
     if not levels:
@@ -206,13 +206,12 @@ def _derived_layers(model: DerivedNet) -> list[tuple[str, nn.Module]]:
         if layer.cell_type is CellType.EXPANSION:
             layers.append((f"merge_l{layer.level}", merges.pop(layer.level)))
         if layer.level in aux_levels and last_decoder.get(layer.level) == layer.name:
-            layers.append(
-                (f"aux_l{layer.level}", AuxHead(net.aux_heads[str(layer.level)], layer.level))
-            )
+            aux = aux_head_layer(net.aux_heads[str(layer.level)], layer.level)
+            layers.append((f"aux_l{layer.level}", aux))
     if net.up is not None:
         assert full_link is not None
         layers += [("up", net.up), ("merge_full", full_link[1])]
-    layers.append(("head", Head(net.head, aux_levels)))
+    layers.append(("head", head_layer(net.head, aux_levels)))
     return layers
 
 
