@@ -12,10 +12,10 @@ batches of a one-process search with the same global batch, and the batch Dice i
 the global batch (:class:`~nasmed.pipeline.ddp_loss.GlobalBatchDiceCELoss`). Every rank
 validates (MONAI's metrics gather over ranks) and keeps rank 0's scores; rank 0 writes.
 
-The update equals the one-process update computed on the ranks' parts of the batch (tested to
-1e-6). It is not bit-for-bit the update of one forward over the whole batch: float kernels
+The update equals the one-process update computed on the ranks' parts of the batch (measured:
+7e-7 relative). It is not bit-for-bit the update of one forward over the whole batch: float kernels
 depend on the batch size, and a small supernet at a small patch (instance norm over a few
-voxels at the bottom level) amplifies those 1e-5 differences in its gradients, and Adam's
+voxels at the bottom level) amplifies those 1e-5 differences to 1% in its gradients, and Adam's
 normalised steps amplify them again in the logits, so a short search may decode another argmax
 architecture.
 """
