@@ -16,6 +16,7 @@ have one entry per device, more partitions than layers, more chunks than the bat
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -164,6 +165,16 @@ class PipelineConfig:
             raise ConfigError(
                 f"--chunks {self.chunks} is larger than the batch ({batch_size}): every "
                 f"micro-batch needs a sample; use --chunks <= {batch_size} or a larger --batch"
+            )
+
+    def check_alone(self) -> None:
+        """Raise :class:`ConfigError` under ``torchrun`` with several processes (GPipe in DDP)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1:
+            raise ConfigError(
+                f"--pipeline-devices: GPipe does not run inside DDP ({world} torchrun processes); "
+                "start one process per machine without --pipeline-devices, or a pipelined run "
+                "without torchrun"
             )
 
     def to_json(self) -> dict[str, Any]:

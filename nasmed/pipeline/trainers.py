@@ -58,11 +58,9 @@ class PipelineTrainer(DistributedTrainer):
     def __init__(
         self, model: nn.Module, config: TrainConfig, *, pipeline: PipelineConfig, **kwargs: Any
     ) -> None:
-        if world_size() > 1:
-            raise ConfigError(
-                "--pipeline-devices: GPipe does not run inside DDP; start one process per machine "
-                "without --pipeline-devices, or a pipelined run without torchrun"
-            )
+        pipeline.check_alone()
+        if world_size() > 1:  # a process group without torchrun's environment
+            raise ConfigError("--pipeline-devices: GPipe does not run inside DDP")
         pipeline.check_batch(config.batch_size)
         self.pipeline = pipeline
         kwargs["device"] = pipeline.torch_devices[-1]

@@ -179,3 +179,13 @@ def test_pipelined_net_is_a_module(make_net: Callable[[str], nn.Module]) -> None
     piped = build_pipeline(net, PipelineConfig(("cpu",), chunks=1, balance=(11,)))
     assert isinstance(piped, PipelinedNet)
     assert {id(p) for p in piped.parameters()} == {id(p) for p in net.parameters()}
+
+
+def test_pipeline_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = PipelineConfig(("cpu", "cpu"))
+    config.check_alone()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(
+        ConfigError, match=r"GPipe does not run inside DDP \(2 torchrun processes\)"
+    ):
+        config.check_alone()
