@@ -203,13 +203,17 @@ def _declared_act_gb(space_name: str, patch: int, config: str) -> float:
 
 def _bytes_factor(config: str, space: str, measured: dict[tuple[str, int], float]) -> float:
     """Measured GB of RSS per declared GB of activations for ``config``: the slope between its
-    two largest measured patches (mixed: also against the sampled step at the same patch), else
-    :data:`DEFAULT_BYTES_FACTOR`."""
+    two largest measured patches (sampled: else the child's, which runs the same networks;
+    mixed: else against the sampled step at the same patch), else :data:`DEFAULT_BYTES_FACTOR`."""
     sides = sorted(p for c, p in measured if c == config)
     if len(sides) >= 2:
         a, b = sides[-2:]
         act_a, act_b = (_declared_act_gb(space, p, config) for p in (a, b))
         return (measured[(config, b)] - measured[(config, a)]) / (act_b - act_a)
+    if config == "sampled":
+        child = sorted(p for c, p in measured if c == "child")
+        if len(child) >= 2:
+            return _bytes_factor("child", space, measured)
     if config == "mixed":
         for p in sides:
             if ("sampled", p) in measured:
@@ -262,6 +266,8 @@ def _run_child(args: argparse.Namespace, config: str, patch: int) -> dict[str, A
     ]
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep instead of spinning
+    if args.mmap_threshold:  # glibc: tensors above this size always mmapped, returned on free
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, stdout=out, env=env)
@@ -421,6 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-gb", type=float, default=18.0)
     parser.add_argument(
         "--timeout", type=float, default=240.0, help="seconds per configuration (default 240)"
+    )
+    parser.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="run every configuration with glibc's MALLOC_MMAP_THRESHOLD_ pinned to this "
+        "(e.g. 131072); default: the allocator's dynamic threshold",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
