@@ -60,7 +60,7 @@ def _search(task: Path, out: Path, work: Path, args: argparse.Namespace) -> tupl
     config = SearchConfig(  # the demo's settings for a short search (nasmed.demo.DEMO_SEARCH)
         space=SPACE,
         epochs=args.search_epochs,
-        warmup_epochs=1,
+        warmup_epochs=args.search_warmup,
         steps_per_epoch=args.search_steps,
         patch=tuple(args.patch),
         batch_size=2,
@@ -76,7 +76,7 @@ def _search(task: Path, out: Path, work: Path, args: argparse.Namespace) -> tupl
     run_search(task, out, config, device="cpu", work_dir=work, progress=False)
     took = time.perf_counter() - start
     return out / "genotype.json", (
-        f"run_search({SPACE}, {args.search_epochs} epochs incl. 1 warm-up, "
+        f"run_search({SPACE}, {args.search_epochs} epochs incl. {args.search_warmup} warm-up, "
         f"{args.search_steps} steps, patch {tuple(args.patch)}, seed 0): {took:.0f} s"
     )
 
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random", type=int, default=5)
     p.add_argument("--search-epochs", type=int, default=4)
     p.add_argument("--search-steps", type=int, default=6)
+    p.add_argument("--search-warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
     args = p.parse_args(argv)
