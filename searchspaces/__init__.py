@@ -2,7 +2,7 @@
 
 >>> import searchspaces
 >>> searchspaces.list()                       # the shipped spaces
-['scnas', 'scnas-layer', 'scnas-small']
+['scnas', 'scnas-shared', 'scnas-small']
 >>> space = searchspaces.load("scnas-small")  # or a path to a YAML file
 >>> space.size() > 10**6
 True

@@ -93,12 +93,12 @@ def test_bad_input_exits_2(
     assert not run.exists()
 
     other = geno.with_name("other.json")
-    other.write_text(json.dumps({**data, "space": "scnas-layer"}))
+    other.write_text(json.dumps({**data, "space": "scnas-shared"}))
     assert (
         main(["train", str(easy_task), "--arch", str(other), "--out", str(run), "--device", "cpu"])
         == 2
     )
-    assert "scnas-layer" in _err(capsys)
+    assert "scnas-shared" in _err(capsys)
     assert not run.exists()
 
     image = np.zeros((3, 24, 24, 16), np.float32)

@@ -34,7 +34,7 @@ def test_rebuilt_from_saved_json_is_the_same(tmp_path: Path) -> None:
     assert torch.equal(y, again(x))
 
 
-@pytest.mark.parametrize("name", ["scnas-small", "scnas", "scnas-layer"])
+@pytest.mark.parametrize("name", ["scnas-small", "scnas", "scnas-shared"])
 def test_declared_params_match(name: str) -> None:
     space = searchspaces.load(name)
     g = sample_genotype(space, 0)

@@ -79,7 +79,7 @@ def test_check_space() -> None:
     changed = searchspaces.SearchSpace.from_dict({**SPACE.to_dict(), "base_channels": 4})
     with pytest.raises(GenotypeError, match="changed since the genotype was made"):
         check_space(g, changed)
-    other = sample_genotype(searchspaces.load("scnas"), 0)
+    other = sample_genotype(searchspaces.load("scnas-shared"), 0)
     forged = Genotype(SPACE.name, SPACE.content_hash(), other.cells)
     with pytest.raises(GenotypeError, match="nodes"):
         check_space(forged, SPACE)

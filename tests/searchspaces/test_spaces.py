@@ -29,7 +29,7 @@ def _write(tmp_path: Path, **changes: object) -> Path:
 
 def test_list_and_load_shipped() -> None:
     names = searchspaces.list()
-    assert {"scnas", "scnas-small", "scnas-layer"} <= set(names)
+    assert {"scnas", "scnas-small", "scnas-shared"} <= set(names)
     for name in names:
         space = searchspaces.load(name)
         assert space.name == name
@@ -46,7 +46,7 @@ def test_no_torch_import() -> None:
 
 
 def test_scnas_is_at_least_as_large_as_dints() -> None:
-    shared, layer = searchspaces.load("scnas"), searchspaces.load("scnas-layer")
+    shared, layer = searchspaces.load("scnas-shared"), searchspaces.load("scnas")
     assert math.log10(shared.size()) >= DINTS_SIZE_LOG10
     assert layer.size() > shared.size()
     assert shared.channels() == layer.channels()
@@ -74,7 +74,7 @@ def test_layers_and_keys() -> None:
         "decoder_l0_c0",
     ]
     assert space.arch_keys() == ("encoder", "reduction", "expansion", "decoder")
-    layer = searchspaces.load("scnas-layer")
+    layer = searchspaces.load("scnas")
     assert layer.arch_keys() == tuple(lay.name for lay in layer.layers())
     assert {lay.cell_type for lay in layer.layers()} == set(CellType)
 
@@ -157,6 +157,6 @@ def test_unreadable_and_unknown(tmp_path: Path) -> None:
 
 
 def test_round_trip_dict() -> None:
-    space = searchspaces.load("scnas-layer")
+    space = searchspaces.load("scnas")
     again = SearchSpace.from_dict(space.to_dict())
     assert again == space and again.content_hash() == space.content_hash()
