@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nasmed.cli.common import add_common, add_device, add_seed
+from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
 
 __all__ = ["register"]
@@ -89,6 +90,7 @@ def register(sub: Any) -> None:
     p.add_argument("task_dir", metavar="TASK_DIR", help="MSD or nnU-Net raw task folder")
     p.add_argument("--arch", required=True, help="genotype.json (or its folder), unet, or dynunet")
     _add_training(p)
+    add_pipeline_args(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -173,7 +175,8 @@ def _summary(run: Path) -> str:
 def _train(args: argparse.Namespace) -> int:
     from nasmed.train.api import train
 
-    run = train(args.task_dir, args.arch, args.out, **_training_kwargs(args))
+    pipeline = pipeline_config_from_args(args)
+    run = train(args.task_dir, args.arch, args.out, pipeline=pipeline, **_training_kwargs(args))
     print(_summary(run))
     return 0
 

@@ -25,7 +25,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -35,14 +35,17 @@ from decathlon.fsutil import atomic_open
 from decathlon.plan import Plan
 from decathlon.preprocess import run_preprocess
 from decathlon.splits import load_splits
-from nasmed.distributed import is_main
+from nasmed.distributed import barrier, init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype, check_space
 from nasmed.models.factory import build_model, check_patch, load_arch, patch_divisor
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
 from nasmed.rundir import prepare_run_dir
 from nasmed.runtime import resolve_device, seed_everything
-from nasmed.train.trainer import TrainConfig, Trainer
+from nasmed.train.trainer import TrainConfig
+
+if TYPE_CHECKING:
+    from nasmed.pipeline.gpipe import PipelineConfig
 
 __all__ = ["default_patch", "dice_score", "train"]
 
@@ -147,6 +150,7 @@ def train(
     folds: int = 5,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    pipeline: PipelineConfig | None = None,
 ) -> Path:
     """Train ``arch`` on ``task_dir`` into ``run_dir`` (see the module docstring for the files).
 
@@ -172,6 +176,9 @@ def train(
         folds: number of folds of the splits (at most the number of training cases).
         progress: progress bars.
         on_epoch_end: test seam, see :class:`~nasmed.train.trainer.Trainer`.
+        pipeline: train the network as a torchgpipe pipeline over these devices (docs/scale.md);
+            ``device`` is then the pipeline's last device. Under ``torchrun`` the run is
+            data-parallel instead (see :mod:`nasmed.pipeline.ddp`).
 
     Returns:
         ``run_dir``.
@@ -203,6 +210,7 @@ def train(
         folds=folds,
         progress=progress,
         on_epoch_end=on_epoch_end,
+        pipeline=pipeline,
     )
 
 
@@ -233,8 +241,14 @@ def _run(
     freeze_epochs: int = 0,
     prepare: PrepareFn | None = None,
     extra_settings: dict[str, Any] | None = None,
+    pipeline: PipelineConfig | None = None,
 ) -> Path:
     dev = resolve_device(device)
+    if pipeline is not None:
+        pipeline.check_alone()
+        pipeline.check_batch(batch_size)
+        dev = pipeline.torch_devices[-1]
+    init_distributed(dev)
     resolved = _check_arch(arch)
     if deep_supervision and resolved == "unet":
         raise ConfigError("--arch unet has no deep supervision; use dynunet or a genotype")
@@ -277,22 +291,27 @@ def _run(
         "width": width,
         "deep_supervision": deep_supervision,
         **(extra_settings or {}),
+        "pipeline": pipeline.to_json() if pipeline is not None else None,
     }
     settings.pop("workers")
-    run, resumed = prepare_run_dir(run, kind, settings, resume=resume, immutable=tuple(settings))
+    run, resumed = run_on_main(
+        lambda: prepare_run_dir(run, kind, settings, resume=resume, immutable=tuple(settings))
+    )
     if resumed and (run / MODEL_FILE).is_file() and (run / WEIGHTS_FILE).is_file():
         log.info("%s: the run is already complete", run)
         return run
     started = False
     try:
         work = Path(work_dir) if work_dir is not None else run / "work"
-        plan = run_preprocess(
-            task.root,
-            work,
-            workers=max(1, workers),
-            folds=n_folds,
-            seed=SPLIT_SEED,
-            progress=progress,
+        plan = run_on_main(
+            lambda: run_preprocess(
+                task.root,
+                work,
+                workers=max(1, workers),
+                folds=n_folds,
+                seed=SPLIT_SEED,
+                progress=progress,
+            )
         )
         split = load_splits(work / "splits.json")[fold]
         if patch is None:
@@ -312,9 +331,12 @@ def _run(
         )
         frozen = prepare(model, run) if prepare is not None else []
         validate = _make_validate(work / "cache", split["val"], patch, dev, plan.num_classes)
-        trainer = Trainer(
+        from nasmed.pipeline.trainers import make_trainer
+
+        trainer = make_trainer(
             model,
             config,
+            pipeline=pipeline,
             cache_dir=work / "cache",
             train_cases=split["train"],
             run_dir=run,
@@ -327,7 +349,7 @@ def _run(
         started = True
         result = trainer.fit(resume=resumed)
     except BaseException:
-        if not resumed and not started:
+        if not resumed and not started and is_main():
             _clear_fresh_run(run, existed)
         raise
     if is_main():
@@ -359,4 +381,5 @@ def _run(
         with atomic_open(run / WEIGHTS_FILE, "wb") as f:
             torch.save(model.state_dict(), f)
         spec.save(run / MODEL_FILE)
+    barrier()  # under torchrun, every rank returns once rank 0 has written the model
     return run
