@@ -22,7 +22,14 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from decathlon.errors import DatasetError
 from decathlon.patches import PatchSampler, is_forced_foreground
 
-__all__ = ["PatchDataset", "PatchLoader", "PatchSampler", "is_forced_foreground", "make_loader"]
+__all__ = [
+    "BatchShards",
+    "PatchDataset",
+    "PatchLoader",
+    "PatchSampler",
+    "is_forced_foreground",
+    "make_loader",
+]
 
 
 def _npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
@@ -172,12 +179,31 @@ class PatchDataset(Dataset[dict[str, Any]]):
         return {"image": item["image"][0], "label": item["label"][0], "case": item["case"][0]}
 
 
-class _Batches(Dataset[dict[str, Any]]):
-    """Batch ``b`` of a :class:`PatchDataset`: its items ``b * size`` to ``(b + 1) * size - 1``."""
+class BatchShards(Dataset[dict[str, Any]]):
+    """Batch ``b`` of a :class:`PatchDataset` (items ``b * batch_size`` on), or one shard of it.
 
-    def __init__(self, patches: PatchDataset, batch_size: int) -> None:
+    With ``world`` > 1 (data-parallel training) every rank takes its contiguous
+    ``batch_size // world`` items of the same global batch, so the ranks together see exactly the
+    patches one process would.
+
+    Args:
+        patches: the epoch's patches.
+        batch_size: patches per (global) batch.
+        rank: this shard's index.
+        world: number of shards; must divide ``batch_size``.
+    """
+
+    def __init__(
+        self, patches: PatchDataset, batch_size: int, rank: int = 0, world: int = 1
+    ) -> None:
+        if world < 1 or not 0 <= rank < world or batch_size % world:
+            raise ValueError(
+                f"batch {batch_size} cannot be split into {world} shards (rank {rank})"
+            )
         self.patches = patches
         self.batch_size = batch_size
+        self.local = batch_size // world
+        self.rank = rank
 
     def set_epoch(self, epoch: int) -> None:
         """See :meth:`PatchDataset.set_epoch`."""
@@ -187,8 +213,9 @@ class _Batches(Dataset[dict[str, Any]]):
         return math.ceil(len(self.patches) / self.batch_size)
 
     def __getitem__(self, b: int) -> dict[str, Any]:
-        stop = min((b + 1) * self.batch_size, len(self.patches))
-        return self.patches.batch(range(b * self.batch_size, stop), long_labels=False)
+        start = b * self.batch_size + self.rank * self.local
+        stop = min(start + self.local, len(self.patches))
+        return self.patches.batch(range(start, stop), long_labels=False)
 
 
 class PatchLoader(DataLoader[dict[str, Any]]):
@@ -221,13 +248,16 @@ def make_loader(
     foreground_fraction: float = 1 / 3,
     class_balanced: bool = True,
     pin_memory: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> PatchLoader:
     """A DataLoader of ``{"image", "label", "case"}`` batches from the cache.
 
     Each worker builds whole batches (no collation copy) from item indices, so the batches are
     the same, in order, for any ``workers``: batch ``b`` holds
     ``PatchDataset.__getitem__(i)`` for ``i`` in ``b * batch_size ...``. Call
-    ``loader.dataset.set_epoch(e)`` before each epoch to draw new patches.
+    ``loader.dataset.set_epoch(e)`` before each epoch to draw new patches. With ``world`` > 1,
+    ``batch_size`` is the global batch and this loader yields rank ``rank``'s share of it.
     """
     patches = PatchDataset(
         cache_dir,
@@ -239,7 +269,7 @@ def make_loader(
         class_balanced=class_balanced,
     )
     return PatchLoader(
-        _Batches(patches, batch_size),
+        BatchShards(patches, batch_size, rank, world),
         batch_size=None,
         shuffle=False,
         num_workers=workers,

@@ -18,19 +18,15 @@ checkpoint records the world size, and resuming with another one is a
 from __future__ import annotations
 
 import logging
-import math
 import os
-import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from decathlon.sampling import PatchDataset, PatchLoader
+from decathlon.sampling import BatchShards, PatchLoader, make_loader
 from nasmed.distributed import (
     all_reduce_mean,
     broadcast_object,
@@ -69,40 +65,8 @@ def local_batch(global_batch: int, world: int) -> int:
     return global_batch // world
 
 
-class RankBatches(Dataset[dict[str, Any]]):
-    """Rank ``rank``'s part of global batch ``b`` of a :class:`PatchDataset`.
-
-    Args:
-        patches: the epoch's patches.
-        global_batch: patches per global batch.
-        rank: this rank.
-        world: number of ranks.
-    """
-
-    def __init__(self, patches: PatchDataset, global_batch: int, rank: int, world: int) -> None:
-        self.patches = patches
-        self.global_batch = global_batch
-        self.local = local_batch(global_batch, world)
-        self.rank = rank
-
-    def set_epoch(self, epoch: int) -> None:
-        """See :meth:`PatchDataset.set_epoch`."""
-        self.patches.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.patches) / self.global_batch)
-
-    def __getitem__(self, b: int) -> dict[str, Any]:
-        start = b * self.global_batch + self.rank * self.local
-        stop = min(start + self.local, len(self.patches))
-        return self.patches.batch(range(start, stop), long_labels=False)
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-    torch.set_num_threads(1)
+# Rank ``rank``'s part of global batch ``b``: the data layer's batch shards.
+RankBatches = BatchShards
 
 
 def make_rank_loader(
@@ -120,23 +84,22 @@ def make_rank_loader(
 ) -> PatchLoader:
     """Rank ``rank``'s patch loader: its share of the batches of
     :func:`decathlon.sampling.make_loader` with ``batch_size=global_batch`` (same patches).
+
+    Raises:
+        ConfigError: the global batch does not split evenly over the ranks.
     """
-    patches = PatchDataset(
+    local_batch(global_batch, world)
+    return make_loader(
         cache_dir,
         list(cases),
         patch,
+        batch_size=global_batch,
+        workers=workers,
         samples_per_epoch=steps_per_epoch * global_batch,
         seed=seed,
-    )
-    return PatchLoader(
-        RankBatches(patches, global_batch, rank, world),
-        batch_size=None,
-        shuffle=False,
-        num_workers=workers,
-        worker_init_fn=_seed_worker if workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed),
         pin_memory=pin_memory,
-        persistent_workers=False,
+        rank=rank,
+        world=world,
     )
 
 
