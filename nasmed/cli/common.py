@@ -9,7 +9,7 @@ from decathlon.errors import DecathlonError
 from nasmed.errors import NasmedError
 from searchspaces.errors import SpaceError
 
-__all__ = ["USER_ERRORS", "add_common", "add_device", "add_seed", "setup_logging"]
+__all__ = ["USER_ERRORS", "add_common", "add_device", "add_patch", "add_seed", "setup_logging"]
 
 USER_ERRORS: tuple[type[Exception], ...] = (DecathlonError, NasmedError, SpaceError)
 
@@ -31,6 +31,13 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     """Add ``--device`` for verbs that run torch."""
     parser.add_argument(
         "--device", default="auto", help="torch device: auto (cuda if present), cpu, cuda, cuda:1"
+    )
+
+
+def add_patch(parser: argparse.ArgumentParser, help: str) -> None:
+    """Add ``--patch X Y Z`` (three integers, default None) with the verb's own ``help``."""
+    parser.add_argument(
+        "--patch", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"), help=help
     )
 
 

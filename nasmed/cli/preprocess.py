@@ -14,7 +14,7 @@ from typing import Any
 
 from decathlon.plan import DEFAULT_MEMORY_BUDGET_MB, Plan
 from decathlon.preprocess import run_preprocess
-from nasmed.cli.common import add_common, add_seed
+from nasmed.cli.common import add_common, add_patch, add_seed
 
 __all__ = ["format_plan", "register"]
 
@@ -31,14 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("task_dir", metavar="TASK_DIR", help="folder holding dataset.json")
     p.add_argument("--out", required=True, metavar="WORK_DIR", help="work folder to write")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
-    p.add_argument(
-        "--patch",
-        type=int,
-        nargs=3,
-        default=None,
-        metavar=("X", "Y", "Z"),
-        help="patch size, multiples of 16 (default: chosen to fit the memory budget)",
-    )
+    add_patch(p, "patch size, multiples of 16 (default: chosen to fit the memory budget)")
     p.add_argument(
         "--memory-mb",
         type=float,

@@ -12,7 +12,7 @@ import argparse
 import logging
 from typing import Any
 
-from nasmed.cli.common import add_common, add_device, add_seed
+from nasmed.cli.common import add_common, add_device, add_patch, add_seed
 from nasmed.errors import ConfigError
 
 __all__ = ["register"]
@@ -50,14 +50,7 @@ def register(sub: Any) -> None:
         help="weights-only epochs at the start (default: a fifth of --epochs)",
     )
     p.add_argument("--steps", type=int, default=100, help="steps per epoch (default 100)")
-    p.add_argument(
-        "--patch",
-        type=int,
-        nargs=3,
-        default=None,
-        metavar=("X", "Y", "Z"),
-        help="training patch (default: the space's default patch)",
-    )
+    add_patch(p, "training patch (default: the space's default patch)")
     p.add_argument("--batch", type=int, default=2, help="patches per step (default 2)")
     p.add_argument(
         "--mode",

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nasmed.cli.common import add_common, add_device, add_seed
+from nasmed.cli.common import add_common, add_device, add_patch, add_seed
 from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
 
@@ -27,14 +27,7 @@ def _progress(args: argparse.Namespace) -> bool:
 def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--epochs", type=int, default=50, help="epochs (default 50)")
-    p.add_argument(
-        "--patch",
-        type=int,
-        nargs=3,
-        default=None,
-        metavar=("X", "Y", "Z"),
-        help="training patch and sliding window (default: the plan's, fitted to the network)",
-    )
+    add_patch(p, "training patch and sliding window (default: the plan's, fitted to the network)")
     p.add_argument("--fold", type=int, default=0, help="cross-validation fold (default 0)")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
