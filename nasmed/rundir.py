@@ -15,14 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from decathlon.fsutil import atomic_write_json
+from decathlon.plan import Plan
+from decathlon.preprocess import run_preprocess
+from decathlon.splits import load_splits
 from nasmed import __version__
+from nasmed.distributed import is_main, run_on_main
 from nasmed.errors import RunDirError
 
-__all__ = ["RUN_FILE", "prepare_run_dir", "read_run_info"]
+__all__ = ["RUN_FILE", "SPLIT_SEED", "prepare_run_dir", "prepare_work", "read_run_info"]
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+
+# Folds (and the bilevel halves) never change with a run's seed: only weights and patches do.
+SPLIT_SEED = 0
 
 
 def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -96,3 +103,39 @@ def prepare_run_dir(
                 f"the run was started with {key}={old.get(key)!r}"
             )
     return path, True
+
+
+def prepare_work(
+    task_root: str | os.PathLike[str],
+    run: Path,
+    work_dir: str | os.PathLike[str] | None,
+    *,
+    workers: int,
+    folds: int,
+    fold: int,
+    progress: bool,
+) -> tuple[Path, Plan, dict[str, list[str]]]:
+    """Preprocess a task for a run and pick its fold.
+
+    Rank 0 runs :func:`decathlon.preprocess.run_preprocess` into ``work_dir`` (default
+    ``RUN_DIR/work``; unchanged cases are reused) with the fixed :data:`SPLIT_SEED`, and copies
+    ``plan.json`` into the run; every rank then reads the same splits.
+
+    Returns:
+        The work folder, the plan and fold ``fold``'s ``{"train": [...], "val": [...]}``.
+    """
+    work = Path(work_dir) if work_dir is not None else run / "work"
+    plan = run_on_main(
+        lambda: run_preprocess(
+            task_root,
+            work,
+            workers=max(1, workers),
+            folds=folds,
+            seed=SPLIT_SEED,
+            progress=progress,
+        )
+    )
+    split = load_splits(work / "splits.json")[fold]
+    if is_main():
+        plan.save(run / "plan.json")
+    return work, plan, split

@@ -33,13 +33,12 @@ from typing import Any
 import searchspaces
 from decathlon.datalist import load_task
 from decathlon.errors import DatasetError
-from decathlon.preprocess import run_preprocess
-from decathlon.splits import bilevel_halves, load_splits
+from decathlon.splits import bilevel_halves
 from decathlon.synthetic import embedded_task
 from nasmed.distributed import init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype
-from nasmed.rundir import prepare_run_dir
+from nasmed.rundir import SPLIT_SEED, prepare_run_dir, prepare_work
 from nasmed.runtime import resolve_device, seed_everything
 from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
 from nasmed.search.searcher import CHECKPOINT_FILE
@@ -64,7 +63,6 @@ GENOTYPE_FILE = "genotype.json"
 #: One validation case, one for the weights half, one for the architecture half.
 MIN_CASES = 3
 MAX_FOLDS = 5
-SPLIT_SEED = 0  # the folds and halves do not change with the search seed
 #: Settings that may change on resume.
 MUTABLE = ("workers", "val_every", "device")
 
@@ -206,21 +204,10 @@ def run_search(
     limit_heap_fragmentation()
     started = False
     try:
-        work = Path(work_dir) if work_dir is not None else run / "work"
-        plan = run_on_main(
-            lambda: run_preprocess(
-                task.root,
-                work,
-                workers=max(1, config.workers),
-                folds=folds,
-                seed=SPLIT_SEED,
-                progress=progress,
-            )
+        work, plan, split = prepare_work(
+            task.root, run, work_dir, workers=config.workers, folds=folds, fold=0, progress=progress
         )
-        split = load_splits(work / "splits.json")[0]
         weight_cases, arch_cases = bilevel_halves(split["train"], seed=SPLIT_SEED)
-        if is_main():
-            plan.save(run / "plan.json")
         generator = seed_everything(config.seed)
         supernet = Supernet(
             space,

@@ -33,14 +33,12 @@ from torch import nn
 from decathlon.datalist import load_task
 from decathlon.fsutil import atomic_open
 from decathlon.plan import Plan
-from decathlon.preprocess import run_preprocess
-from decathlon.splits import load_splits
 from nasmed.distributed import barrier, init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype, check_space
 from nasmed.models.factory import build_model, check_patch, load_arch, patch_divisor
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
-from nasmed.rundir import prepare_run_dir
+from nasmed.rundir import prepare_run_dir, prepare_work
 from nasmed.runtime import resolve_device, seed_everything
 from nasmed.train.trainer import TrainConfig
 
@@ -53,8 +51,6 @@ log = logging.getLogger(__name__)
 
 #: Called with the freshly built network; returns the names of the parameters to freeze.
 PrepareFn = Callable[[nn.Module, Path], list[str]]
-
-SPLIT_SEED = 0  # the folds do not change with the training seed
 
 
 def default_patch(plan: Plan, arch: str | Genotype) -> tuple[int, int, int]:
@@ -302,23 +298,12 @@ def _run(
         return run
     started = False
     try:
-        work = Path(work_dir) if work_dir is not None else run / "work"
-        plan = run_on_main(
-            lambda: run_preprocess(
-                task.root,
-                work,
-                workers=max(1, workers),
-                folds=n_folds,
-                seed=SPLIT_SEED,
-                progress=progress,
-            )
+        work, plan, split = prepare_work(
+            task.root, run, work_dir, workers=workers, folds=n_folds, fold=fold, progress=progress
         )
-        split = load_splits(work / "splits.json")[fold]
         if patch is None:
             patch = default_patch(plan, resolved)
             config = TrainConfig(**{**config.to_json(), "patch": patch})
-        if is_main():
-            plan.save(run / "plan.json")
         seed_everything(seed)
         model = build_model(
             resolved,
