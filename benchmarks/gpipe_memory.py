@@ -19,6 +19,9 @@ first step (the baseline, at batch 0) and after each size.
 training step itself added). The largest batch that fits ``--limit-gib`` is an estimate, not
 measured: the least-squares line through those peaks (2 to 4 points), extrapolated. On CPU
 every partition runs in the same worker thread: the pipeline can only save memory, not time.
+Every child runs with glibc's mmap threshold pinned at 128 KiB, as ``nasmed train`` runs
+(``--mmap-threshold 0``: glibc's dynamic threshold, under which freed activations of up to
+32 MB stay in the heap and the peaks read a quarter to a third higher).
 
 Usage::
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -128,12 +132,16 @@ def _child_run(cfg: dict[str, Any]) -> dict[str, Any]:
 # --- parent -----------------------------------------------------------------------------------
 
 
-def _spawn(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _spawn(cfg: dict[str, Any], timeout: float, mmap_threshold: int) -> dict[str, Any]:
+    env = dict(os.environ)
+    if mmap_threshold:  # what nasmed train does (nasmed.runtime.limit_heap_fragmentation)
+        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
     done = subprocess.run(
         [sys.executable, str(HERE), "--child", json.dumps(cfg)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     if done.returncode != 0:
         raise RuntimeError(f"child {cfg} failed:\n{done.stderr[-2000:]}")
@@ -175,6 +183,14 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="e.g. plain,4:always (default: all)")
     parser.add_argument("--repeat", type=int, default=1, help="timed steps (median; default 1)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per child")
+    parser.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=131072,
+        metavar="BYTES",
+        help="glibc's MALLOC_MMAP_THRESHOLD_ in every child (default 131072, as nasmed train "
+        "pins it); 0: the allocator's dynamic threshold",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.child is not None:
@@ -187,7 +203,7 @@ def main() -> None:
     base = {"space": args.space, "threads": args.threads, "patch": patch, "repeat": args.repeat}
     only = set(args.only.split(",")) if args.only else None
     started = time.perf_counter()
-    prof = _spawn({**base, "kind": "profile"}, args.timeout)
+    prof = _spawn({**base, "kind": "profile"}, args.timeout, args.mmap_threshold)
     print(
         f"# {args.space} genotype (seed 0), {prof['params']:,} parameters, {prof['layers']} layers"
     )
@@ -207,7 +223,7 @@ def main() -> None:
             "batch": args.batch,
             "batches": [*sizes, args.batch],
         }
-        result = _spawn(cfg, args.timeout)
+        result = _spawn(cfg, args.timeout, args.mmap_threshold)
         peak = result["peaks"][str(args.batch)]
         rows.append(
             {

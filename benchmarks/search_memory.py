@@ -13,11 +13,14 @@ Configurations, each in its own subprocess (batch 1, ``torch.set_num_threads(2)`
   num_blocks=12, num_depths=4, use_downsample=True)`` (every path and op runs).
 
 Peak memory is the child process' peak RSS (``os.wait4`` -> ``ru_maxrss``: imports, model,
-optimiser state, activations). Seconds per step are the median of ``--steps`` steps after one
+optimiser state, activations); "step" memory is that peak minus the peak before the first step
+(imports, the network and its parameters), i.e. what the step itself added. Every configuration
+runs with glibc's mmap threshold pinned at 128 KiB, as ``nasmed search`` runs (``--mmap-threshold
+0``: glibc's dynamic threshold). Seconds per step are the median of ``--steps`` steps after one
 warm-up step. A configuration predicted to exceed ``--max-gb`` (or 90% of the memory available
 when it starts) is skipped: DiNTS from its measured figures (REFERENCE.md §2), mixed and larger
-patches from the declared activation bytes of the ops (:mod:`nasmed.supernet.cost`) scaled by
-the ratio measured at a smaller patch. Prints a markdown table and writes JSON with ``--json``.
+patches from the declared activation bytes of the ops (:mod:`nasmed.supernet.cost`) scaled by the
+ratio measured at a smaller patch. Prints a markdown table and writes JSON with ``--json``.
 
 Usage::
 
@@ -32,6 +35,7 @@ import itertools
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -147,7 +151,9 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
 
         info["params"] = sum(p.numel() for p in weights)
     net.train()
-    print(json.dumps({"params": info["params"]}), flush=True)
+    # the process' peak before the first step: imports, the network, its parameters
+    base_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps({"params": info["params"], "base_gb": base_gb}), flush=True)
     seconds = []
     for _ in range(1 + args.steps):
         start = time.perf_counter()
@@ -291,6 +297,7 @@ def _run_child(args: argparse.Namespace, config: str, patch: int) -> dict[str, A
     for line in lines:
         if "params" in line:
             result["params"] = line["params"]
+            result["step_gb"] = result["peak_rss_gb"] - line["base_gb"]
     if steps:
         result["warmup_s"] = steps[0]
     if len(steps) > 1:
@@ -350,8 +357,8 @@ def dints_space_size(num_blocks: int = 12, num_depths: int = 4, num_ops: int = 5
 
 def _table(rows: list[dict[str, Any]], sizes: dict[str, str], space: str) -> str:
     lines = [
-        "| config | space (size) | patch | params (M) | s/step | peak RSS GB | note |",
-        "|---|---|---|---|---|---|---|",
+        "| config | space (size) | patch | params (M) | s/step | peak RSS GB | step GB | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         name = "dints" if r["config"] == "dints" else space
@@ -363,10 +370,11 @@ def _table(rows: list[dict[str, Any]], sizes: dict[str, str], space: str) -> str
                 f"{r['params'] / 1e6:.1f}",
                 f"{r['s_per_step']:.2f}",
                 f"{r['peak_rss_gb']:.2f}",
+                f"{r['step_gb']:.2f}",
                 note,
             ]
         else:
-            cells = ["", "", "", r.get("note", r.get("error", ""))]
+            cells = ["", "", "", "", r.get("note", r.get("error", ""))]
         lines.append(
             f"| {r['config']} | {name} ({sizes[name]}) | {r['patch']}^3 | "
             + " | ".join(cells)
@@ -402,6 +410,11 @@ def _targets(rows: list[dict[str, Any]]) -> list[str]:
             ratio(("sampled", patch), ("mixed", patch), "peak_rss_gb"),
             0.25,
         )
+        check(
+            f"{patch}^3 sampled / mixed step memory (peak minus the RSS before the first step)",
+            ratio(("sampled", patch), ("mixed", patch), "step_gb"),
+            0.25,
+        )
     check(
         "64^3 sampled / DiNTS peak RSS", ratio(("sampled", 64), ("dints", 64), "peak_rss_gb"), 0.25
     )
@@ -431,10 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mmap-threshold",
         type=int,
-        default=0,
+        default=131072,
         metavar="BYTES",
         help="run every configuration with glibc's MALLOC_MMAP_THRESHOLD_ pinned to this "
-        "(e.g. 131072); default: the allocator's dynamic threshold",
+        "(default 131072, as nasmed search pins it); 0: the allocator's dynamic threshold",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)

@@ -19,11 +19,9 @@ ends with the same logits and genotype as an uninterrupted run with the same see
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +37,7 @@ from nasmed.distributed import init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype
 from nasmed.rundir import SPLIT_SEED, prepare_run_dir, prepare_work
-from nasmed.runtime import resolve_device, seed_everything
+from nasmed.runtime import limit_heap_fragmentation, resolve_device, seed_everything
 from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
 from nasmed.search.searcher import CHECKPOINT_FILE
 from nasmed.supernet import Supernet
@@ -86,29 +84,6 @@ class SearchResult:
     history_path: Path
     val_dice: float | None
     seconds: float
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-def limit_heap_fragmentation(threshold: int = 128 * 1024) -> bool:
-    """Pin glibc's mmap threshold so large tensors are mmapped and handed back when freed.
-
-    Consecutive search steps run different children whose tensors differ in size; with glibc's
-    dynamic threshold, freed blocks of up to 32 MB stay in the heap and the peak RSS of a search
-    grows by about a third (``docs/benchmarks.md``). Does nothing when not on glibc or when the
-    user set ``MALLOC_MMAP_THRESHOLD_``.
-
-    Returns:
-        Whether the threshold was set.
-    """
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
-    except (OSError, AttributeError):
-        return False
 
 
 def _check_patch(space: SearchSpace, config: SearchConfig) -> tuple[int, int, int]:

@@ -220,14 +220,3 @@ def test_folder_of_another_run_is_refused(
 def test_bad_settings_raise_config_errors(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         replace(TINY, **changes)
-
-
-def test_heap_fragmentation_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    from nasmed.search.loop import limit_heap_fragmentation
-
-    if sys.platform.startswith("linux"):
-        assert limit_heap_fragmentation() is True  # glibc accepts the threshold
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert limit_heap_fragmentation() is False  # the user's setting wins
