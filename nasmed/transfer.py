@@ -1,11 +1,15 @@
 """``transfer(arch, target_task_dir, run_dir, weights=...)``: reuse an architecture and its weights.
 
 The network is rebuilt for the target task's channels and classes; every tensor of ``weights``
-whose name and shape match the new network is loaded, the rest keeps its fresh initialisation
-(the stem sees another number of modalities and the head another number of classes, so they are
-re-initialised). ``RUN_DIR/transfer.json`` lists the transferred, skipped (shape differs, or not in
-the new network) and new tensors. The encoder can be frozen for the first epochs; then the whole
-network is fine-tuned with the trainer (``nasmed train``'s files and resume apply).
+whose name and shape match the new network is loaded. Convolution kernels that differ only in their
+number of input channels (the layers that read the image, when the target has another number of
+modalities) are adapted, as timm adapts pretrained stems: the source kernel's channels repeated
+over the target's and scaled (or summed, for fewer target channels), so a target image whose
+modalities all show the source's image gives the source's response. The rest keeps its fresh
+initialisation (the head, which predicts another number of classes). ``RUN_DIR/transfer.json``
+lists the transferred, adapted, skipped (shape differs, or not in the new network) and new tensors.
+The encoder can be frozen for the first epochs; then the whole network is fine-tuned with the
+trainer (``nasmed train``'s files and resume apply).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from nasmed.models.baselines import encoder_parameter_names
 from nasmed.models.spec import WEIGHTS_FILE
 from nasmed.train.api import _run
 
-__all__ = ["load_weights", "match_state", "transfer"]
+__all__ = ["adapt_input_channels", "load_weights", "match_state", "transfer"]
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +57,66 @@ def load_weights(weights: str | os.PathLike[str]) -> tuple[Path, dict[str, torch
     return p, state
 
 
+def adapt_input_channels(source: torch.Tensor, channels: int) -> torch.Tensor:
+    """A conv kernel ``(out, c, *k)`` for ``channels`` input channels instead of ``c``.
+
+    More target channels: source channel ``t mod c`` for target channel ``t``, divided by the
+    number of target channels that share it. Fewer: target channel ``t`` sums the source channels
+    ``s`` with ``s mod channels == t``. Either way, a target image whose channels all show the
+    same image gets exactly the source kernel's response to that image in all its channels.
+    """
+    if source.dim() < 3:
+        raise ValueError(f"not a conv kernel: shape {tuple(source.shape)}")
+    c = source.shape[1]
+    if channels >= c:
+        index = torch.arange(channels) % c
+        shares = torch.bincount(index, minlength=c).to(source.dtype)[index]
+        view = (1, channels) + (1,) * (source.dim() - 2)
+        return source[:, index] / shares.view(view)
+    out = source.new_zeros((source.shape[0], channels, *source.shape[2:]))
+    for s in range(c):
+        out[:, s % channels] += source[:, s]
+    return out
+
+
+def _input_adaptable(source: torch.Tensor, target: torch.Tensor) -> bool:
+    """Conv kernels that differ in their number of input channels only."""
+    return (
+        source.dim() >= 3
+        and source.dim() == target.dim()
+        and source.shape[0] == target.shape[0]
+        and source.shape[2:] == target.shape[2:]
+        and source.shape[1] != target.shape[1]
+    )
+
+
 def match_state(
-    model: nn.Module, state: dict[str, torch.Tensor]
+    model: nn.Module, state: dict[str, torch.Tensor], *, adapt_inputs: bool = True
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split ``state`` into what loads into ``model`` (same name and shape) and a report."""
+    """Split ``state`` into what loads into ``model`` and a report.
+
+    Tensors of the same name and shape load as they are ("transferred"); with ``adapt_inputs``,
+    conv kernels that differ only in input channels load through :func:`adapt_input_channels`
+    ("adapted"); every other tensor of another shape is left out ("skipped_shape").
+    """
     own = model.state_dict()
-    loadable = {
-        k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)
-    }
+    loadable: dict[str, torch.Tensor] = {}
+    adapted: list[str] = []
+    skipped: list[str] = []
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if tuple(v.shape) == tuple(own[k].shape):
+            loadable[k] = v
+        elif adapt_inputs and _input_adaptable(v, own[k]):
+            loadable[k] = adapt_input_channels(v, own[k].shape[1]).to(own[k].dtype)
+            adapted.append(k)
+        else:
+            skipped.append(k)
     report = {
-        "transferred": sorted(loadable),
-        "skipped_shape": sorted(
-            k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)
-        ),
+        "transferred": sorted(k for k in loadable if k not in adapted),
+        "adapted": sorted(adapted),
+        "skipped_shape": sorted(skipped),
         "skipped_missing": sorted(k for k in state if k not in own),
         "initialised": sorted(k for k in own if k not in loadable),
     }
@@ -79,6 +130,7 @@ def transfer(
     *,
     weights: str | os.PathLike[str] | None = None,
     freeze_encoder_epochs: int = 0,
+    adapt_inputs: bool = True,
     epochs: int,
     **train_kwargs: Any,
 ) -> Path:
@@ -89,7 +141,11 @@ def transfer(
         target_task_dir: the target task.
         run_dir: the new run folder.
         weights: a ``model.pt`` or a run folder (none: train from scratch, nothing transferred).
-        freeze_encoder_epochs: keep the transferred encoder fixed for this many epochs.
+        freeze_encoder_epochs: keep the transferred encoder fixed for this many epochs (adapted
+            input kernels are not frozen).
+        adapt_inputs: load the kernels that read the image through
+            :func:`adapt_input_channels` when the target has another number of modalities
+            (``False``: re-initialise them).
         epochs: fine-tuning epochs.
         **train_kwargs: the other settings of :func:`nasmed.train.api.train`.
 
@@ -111,7 +167,7 @@ def transfer(
         frozen: list[str] = []
         report: dict[str, Any] = {"weights": str(source) if source else None}
         if state:
-            loadable, matched = match_state(model, state)
+            loadable, matched = match_state(model, state, adapt_inputs=adapt_inputs)
             if not loadable:
                 raise ConfigError(
                     f"{source}: no tensor matches the network of {arch_genotype} by name and "
@@ -120,11 +176,13 @@ def transfer(
             model.load_state_dict(loadable, strict=False)
             report.update(matched)
             encoder = set(encoder_parameter_names(model))
-            frozen = [n for n in loadable if n in encoder]
+            frozen = [n for n in matched["transferred"] if n in encoder]
             log.info(
-                "transferred %d of %d tensors (%d skipped: shape, %d not in the network)",
-                len(loadable),
+                "transferred %d of %d tensors, adapted %d to the input channels "
+                "(%d skipped: shape, %d not in the network)",
+                len(matched["transferred"]),
                 len(state),
+                len(matched["adapted"]),
                 len(matched["skipped_shape"]),
                 len(matched["skipped_missing"]),
             )
@@ -142,7 +200,7 @@ def transfer(
         epochs=epochs,
         freeze_epochs=freeze_encoder_epochs,
         prepare=prep,
-        extra_settings={"weights": str(source) if source else None},
+        extra_settings={"weights": str(source) if source else None, "adapt_inputs": adapt_inputs},
         **_train_defaults(train_kwargs),
     )
 

@@ -136,9 +136,10 @@ def register(sub: Any) -> None:
         "transfer",
         help="fine-tune an architecture (and its weights) on another task",
         description="Rebuild the architecture for TARGET_TASK_DIR's channels and classes, load "
-        "every tensor of --weights whose name and shape match (the rest, e.g. stem and head, is "
-        "re-initialised; RUN_DIR/transfer.json lists them), optionally freeze the encoder for "
-        "the first epochs, and fine-tune like `nasmed train`.",
+        "every tensor of --weights whose name and shape match, adapt the kernels that read the "
+        "image to another number of modalities (source kernel repeated over the channels and "
+        "scaled), re-initialise the rest (the head; RUN_DIR/transfer.json lists every tensor), "
+        "optionally freeze the encoder for the first epochs, and fine-tune like `nasmed train`.",
     )
     p.add_argument("task_dir", metavar="TARGET_TASK_DIR", help="the target task folder")
     p.add_argument("--arch", required=True, help="genotype.json (or unet / dynunet)")
@@ -148,6 +149,13 @@ def register(sub: Any) -> None:
         type=int,
         default=0,
         help="keep the transferred encoder fixed for this many epochs (default 0)",
+    )
+    p.add_argument(
+        "--no-adapt-inputs",
+        dest="adapt_inputs",
+        action="store_false",
+        help="re-initialise the kernels that read the image when the number of modalities "
+        "differs, instead of adapting the source's",
     )
     _add_training(p)
     p.set_defaults(func=_transfer)
@@ -185,13 +193,15 @@ def _transfer(args: argparse.Namespace) -> int:
         args.out,
         weights=args.weights,
         freeze_encoder_epochs=args.freeze_encoder_epochs,
+        adapt_inputs=args.adapt_inputs,
         epochs=epochs,
         **kw,
     )
     report = json.loads((run / "transfer.json").read_text(encoding="utf-8"))
     if report.get("weights"):
         print(
-            f"transferred {len(report['transferred'])} tensors from {report['weights']}; "
+            f"transferred {len(report['transferred'])} tensors from {report['weights']}, "
+            f"adapted {len(report['adapted'])} to the input channels; "
             f"re-initialised {len(report['initialised'])} "
             f"({len(report['skipped_shape'])} of other shape); list: {run / 'transfer.json'}"
         )

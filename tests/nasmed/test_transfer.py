@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import searchspaces
 from decathlon.synthetic import write_synthetic_task
@@ -17,7 +18,7 @@ from nasmed.models.baselines import encoder_parameter_names
 from nasmed.models.factory import build_model
 from nasmed.supernet import sample_genotype
 from nasmed.train.api import train
-from nasmed.transfer import transfer
+from nasmed.transfer import adapt_input_channels, match_state, transfer
 
 COMMON = dict(patch=(16, 16, 8), steps_per_epoch=1, device="cpu", progress=False, folds=2)
 
@@ -54,19 +55,47 @@ def test_transfer_loads_exactly_the_matching_tensors(
     )
     report = json.loads((run / "transfer.json").read_text())
     assert report["transferred"] == expected
-    assert "net.stem.conv.weight" in report["skipped_shape"]  # 1 -> 2 input channels
-    assert {"net.head.conv.weight", "net.head.conv.bias"} <= set(report["skipped_shape"])
-    assert set(report["initialised"]) == set(own) - set(expected)
+    assert report["adapted"] == ["net.stem.conv.weight"]  # 1 -> 2 input channels
+    assert set(report["skipped_shape"]) == {"net.head.conv.weight", "net.head.conv.bias"}
+    assert set(report["initialised"]) == set(own) - set(expected) - {"net.stem.conv.weight"}
     assert report["skipped_missing"] == []
 
     final = torch.load(run / "model.pt", weights_only=True)
     encoder = set(encoder_parameter_names(target))
     frozen = set(report["frozen"])
     assert frozen == encoder & set(expected) and frozen
+    assert "net.stem.conv.weight" not in frozen  # adapted kernels are fine-tuned
     for name in frozen:  # frozen for every epoch: still the source's values
         assert torch.equal(final[name], source_state[name]), name
     moved = [n for n in expected if n not in encoder and not torch.equal(final[n], source_state[n])]
     assert moved  # the decoder was fine-tuned
+
+
+def test_no_adapt_inputs_reinitialises_the_stem(setup: dict[str, Path], tmp_path: Path) -> None:
+    target = build_model(setup["genotype"], 2, 3)
+    state = torch.load(setup["source"] / "model.pt", weights_only=True)
+    loadable, report = match_state(target, state, adapt_inputs=False)
+    assert report["adapted"] == [] and "net.stem.conv.weight" in report["skipped_shape"]
+    assert "net.stem.conv.weight" not in loadable
+    assert "net.stem.conv.weight" in report["initialised"]
+
+
+@pytest.mark.parametrize(
+    ("source_channels", "target_channels"), [(1, 2), (1, 4), (2, 3), (2, 4), (3, 2), (3, 1)]
+)
+def test_adapted_kernel_gives_the_source_response(
+    source_channels: int, target_channels: int
+) -> None:
+    torch.manual_seed(0)
+    source = torch.nn.Conv3d(source_channels, 5, 3, padding=1)
+    weight = adapt_input_channels(source.weight.detach(), target_channels)
+    assert weight.shape == (5, target_channels, 3, 3, 3)
+    image = torch.randn(2, 1, 6, 6, 6)  # every modality shows the same image
+    expected = F.conv3d(image.expand(-1, source_channels, -1, -1, -1), source.weight, padding=1)
+    got = F.conv3d(image.expand(-1, target_channels, -1, -1, -1), weight, padding=1)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="not a conv kernel"):
+        adapt_input_channels(torch.zeros(5, 2), 3)
 
 
 def test_bad_weights_leave_nothing(
