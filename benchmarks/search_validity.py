@@ -99,6 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--transfer-epochs", type=int, default=4)
     p.add_argument("--transfer-steps", type=int, default=6)
+    p.add_argument(
+        "--source-epochs",
+        type=int,
+        default=None,
+        help="train the transferred weights on task A for this many epochs (default: the "
+        "candidates' run of --epochs is reused)",
+    )
+    p.add_argument(
+        "--no-adapt-inputs",
+        dest="adapt_inputs",
+        action="store_false",
+        help="transfer with the stem re-initialised instead of adapted to B's modalities",
+    )
     p.add_argument("--optimizer", default="adamw", help="for every network (default adamw)")
     p.add_argument("--lr", type=float, default=3e-3, help="for every network (default 3e-3)")
     p.add_argument("--patch", type=int, nargs=3, default=[32, 32, 16])
@@ -197,11 +210,31 @@ def main(argv: list[str] | None = None) -> int:
 
     # transfer A -> B, the searched (or first random) architecture
     src_name = "searched" if "searched" in archs else "random_0"
+    sources = {seed: out / "runs" / f"{src_name}_s{seed}" for seed in args.seeds}
+    if args.source_epochs is not None and args.source_epochs != args.epochs:
+        for seed in args.seeds:  # a longer-trained source, as users transfer converged models
+            sources[seed] = out / "runs" / f"source_e{args.source_epochs}_s{seed}"
+            if not (sources[seed] / "model.json").is_file():
+                train(
+                    task_a,
+                    archs[src_name],
+                    sources[seed],
+                    epochs=args.source_epochs,
+                    steps_per_epoch=args.steps,
+                    val_every=args.source_epochs,
+                    seed=seed,
+                    work_dir=out / "workA",
+                    **common,
+                )
     te = args.transfer_epochs
+    tag = "" if args.adapt_inputs else "_reinit"
+    if args.source_epochs is not None and args.source_epochs != args.epochs:
+        tag += f"_e{args.source_epochs}"
     marks = {25: max(1, te // 4), 50: max(1, te // 2), 100: te}
     for seed in args.seeds:
         for mode in ("transfer", "scratch"):
-            run = out / "runs" / f"B_{mode}_s{seed}"
+            name = f"B_{mode}{tag if mode == 'transfer' else ''}_s{seed}"
+            run = out / "runs" / name
             kw = dict(
                 epochs=te,
                 steps_per_epoch=args.transfer_steps,
@@ -216,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                         archs[src_name],
                         task_b,
                         run,
-                        weights=out / "runs" / f"{src_name}_s{seed}",
+                        weights=sources[seed],
+                        adapt_inputs=args.adapt_inputs,
                         **kw,
                     )
                 else:
@@ -239,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "lr": args.lr,
         "threads": args.threads,
         "source_arch": src_name,
+        "source_epochs": args.source_epochs or args.epochs,
+        "adapt_inputs": args.adapt_inputs,
     }
     results["seconds"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=2))
