@@ -8,13 +8,16 @@ On synthetic tasks, with the same training budget (epochs x steps x batch) for e
    searched network's: validation Dice (fold 0, sliding window, after the last epoch) mean ± sd
    over seeds, parameters, seconds per epoch. Target: searched >= median random + 2 Dice points
    and >= the UNet.
-2. transfer: the searched architecture's weights from task A fine-tuned on task B (another shape,
-   2 MR-like modalities instead of 1 CT-like, another class count) against the same architecture
-   trained from scratch on B, same budget: validation Dice after 25 %, 50 % and 100 % of the
-   epochs (one run each, validated at those epochs; the poly schedule spans the whole budget).
-   Target: transfer ahead at 25 % and not behind at 100 %.
+2. transfer: the searched architecture trained on task A (``--source-epochs``, default 40
+   epochs) and fine-tuned on task B (another shape, 2 MR-like modalities instead of 1 CT-like,
+   another class count; the stem adapted to the modalities unless ``--no-adapt-inputs``)
+   against the same architecture trained from scratch on B, same budget: validation Dice after
+   25 %, 50 % and 100 % of the epochs (one run per seed, validated at those epochs; the poly
+   schedule spans the whole budget). Target: transfer ahead at 25 % and not behind at 100 %.
 
-    .venv/bin/python benchmarks/search_validity.py                 # ~45 min on 2 busy CPU cores
+Finished runs in ``--out`` are reused, so a variant re-runs only what differs.
+
+    .venv/bin/python benchmarks/search_validity.py                 # ~20 min on 2 idle CPU cores
     .venv/bin/python benchmarks/search_validity.py --quick         # smoke run, ~3 min
 
 Prints markdown tables and writes ``OUT/results.json``.
@@ -94,17 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", type=Path, default=Path("bench_out/search_validity"))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--transfer-epochs", type=int, default=4)
-    p.add_argument("--transfer-steps", type=int, default=6)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--transfer-epochs", type=int, default=8)
+    p.add_argument("--transfer-steps", type=int, default=15)
     p.add_argument(
         "--source-epochs",
         type=int,
-        default=None,
-        help="train the transferred weights on task A for this many epochs (default: the "
-        "candidates' run of --epochs is reused)",
+        default=40,
+        help="train the transferred weights on task A for this many epochs (default 40; "
+        "equal to --epochs: the candidates' runs are reused)",
     )
     p.add_argument(
         "--no-adapt-inputs",
@@ -116,14 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-3, help="for every network (default 3e-3)")
     p.add_argument("--patch", type=int, nargs=3, default=[32, 32, 16])
     p.add_argument("--random", type=int, default=5)
-    p.add_argument("--search-epochs", type=int, default=4)
-    p.add_argument("--search-steps", type=int, default=6)
-    p.add_argument("--search-warmup", type=int, default=1)
+    p.add_argument("--search-epochs", type=int, default=40)
+    p.add_argument("--search-steps", type=int, default=20)
+    p.add_argument("--search-warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.steps, args.random = [0, 1], 2, 2, 2
+        args.search_warmup, args.source_epochs = 1, 2
         args.transfer_epochs, args.transfer_steps, args.search_epochs, args.search_steps = (
             4,
             1,
