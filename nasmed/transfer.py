@@ -96,10 +96,18 @@ def match_state(
     """Split ``state`` into what loads into ``model`` and a report.
 
     Tensors of the same name and shape load as they are ("transferred"); with ``adapt_inputs``,
-    conv kernels that differ only in input channels load through :func:`adapt_input_channels`
-    ("adapted"); every other tensor of another shape is left out ("skipped_shape").
+    kernels of (non-transposed) convolutions that differ only in input channels load through
+    :func:`adapt_input_channels` ("adapted"); every other tensor of another shape is left out
+    ("skipped_shape").
     """
     own = model.state_dict()
+    # dimension 1 of a (non-transposed) convolution's kernel is its input channels; that of a
+    # transposed one is its output channels (a head's classes), which are never adapted
+    kernels = {
+        f"{name}.weight"
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed
+    }
     loadable: dict[str, torch.Tensor] = {}
     adapted: list[str] = []
     skipped: list[str] = []
@@ -108,7 +116,7 @@ def match_state(
             continue
         if tuple(v.shape) == tuple(own[k].shape):
             loadable[k] = v
-        elif adapt_inputs and _input_adaptable(v, own[k]):
+        elif adapt_inputs and k in kernels and _input_adaptable(v, own[k]):
             loadable[k] = adapt_input_channels(v, own[k].shape[1]).to(own[k].dtype)
             adapted.append(k)
         else:

@@ -80,6 +80,25 @@ def test_no_adapt_inputs_reinitialises_the_stem(setup: dict[str, Path], tmp_path
     assert "net.stem.conv.weight" in report["initialised"]
 
 
+def test_unet_adapts_its_input_convolutions_only() -> None:
+    source = build_model("unet", 1, 3, patch=(16, 16, 16))
+    target = build_model("unet", 2, 2, patch=(16, 16, 16))
+    loadable, report = match_state(target, source.state_dict())
+    modules = dict(target.named_modules())
+    assert report["adapted"]  # the first convolution (and its residual) read the image
+    for name in report["adapted"]:
+        conv = modules[name.removesuffix(".weight")]
+        assert isinstance(conv, torch.nn.Conv3d) and conv.in_channels == 2
+        assert loadable[name].shape == target.state_dict()[name].shape
+    transposed = [
+        f"{n}.weight"
+        for n, m in modules.items()
+        if isinstance(m, torch.nn.ConvTranspose3d) and m.out_channels == 2
+    ]
+    assert transposed and set(transposed) <= set(report["skipped_shape"])  # the classes
+    target.load_state_dict(loadable, strict=False)  # every loadable tensor fits
+
+
 @pytest.mark.parametrize(
     ("source_channels", "target_channels"), [(1, 2), (1, 4), (2, 3), (2, 4), (3, 2), (3, 1)]
 )
