@@ -31,6 +31,7 @@ import logging
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ import torch
 
 import searchspaces
 from decathlon.synthetic import write_synthetic_task
+from nasmed.demo import DEMO_SEARCH
 from nasmed.models.factory import build_model
+from nasmed.search.loop import run_search
 from nasmed.supernet import sample_genotype
 from nasmed.train.api import train
 from nasmed.train.history import read_history
@@ -54,24 +57,14 @@ def _params(
     return sum(p.numel() for p in net.parameters())
 
 
-def _search(task: Path, out: Path, work: Path, args: argparse.Namespace) -> tuple[Path | None, str]:
-    """Run a short search; returns the genotype path (or None) and how it was obtained."""
-    try:
-        from nasmed.search.loop import SearchConfig, run_search
-    except ImportError as exc:
-        return None, f"search loop not available ({exc})"
-    config = SearchConfig(  # the demo's settings for a short search (nasmed.demo.DEMO_SEARCH)
-        space=SPACE,
+def _search(task: Path, out: Path, work: Path, args: argparse.Namespace) -> tuple[Path, str]:
+    """Run a short search with the demo's optimiser settings; the genotype path and a summary."""
+    config = replace(
+        DEMO_SEARCH,
         epochs=args.search_epochs,
         warmup_epochs=args.search_warmup,
         steps_per_epoch=args.search_steps,
         patch=tuple(args.patch),
-        batch_size=2,
-        tau_start=5.0,
-        tau_end=0.5,
-        weight_optimizer="adamw",  # type: ignore[arg-type]
-        weight_lr=3e-3,
-        arch_lr=5e-2,
         val_every=args.search_epochs,
         seed=0,
     )
@@ -158,15 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     arch_dir = out / "archs"
     arch_dir.mkdir(exist_ok=True)
-    archs: dict[str, Any] = {}
-    if searched is not None:
-        archs["searched"] = searched
+    archs: dict[str, Any] = {"searched": searched}
     for i in range(args.random):
         path = arch_dir / f"random_{i}.json"
         sample_genotype(space, 100 + i).save(path)
         archs[f"random_{i}"] = path
-    reference = archs.get("searched", archs.get("random_0"))
-    target_params = _params(reference, 1, 3, patch)
+    target_params = _params(searched, 1, 3, patch)
     widths = [0.125, 0.1875, 0.25, 0.3125, 0.375, 0.5, 0.625, 0.75, 1.0]
     unet_width = min(widths, key=lambda w: abs(_params("unet", 1, 3, patch, w) - target_params))
     archs["unet"] = "unet"
@@ -212,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"{name}: Dice {dices}", file=sys.stderr, flush=True)
 
-    # transfer A -> B, the searched (or first random) architecture
-    src_name = "searched" if "searched" in archs else "random_0"
+    # transfer A -> B, the searched architecture
+    src_name = "searched"
     sources = {seed: out / "runs" / f"{src_name}_s{seed}" for seed in args.seeds}
     if args.source_epochs is not None and args.source_epochs != args.epochs:
         for seed in args.seeds:  # a longer-trained source, as users transfer converged models
