@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import random
-import sys
 
 import numpy as np
 import torch
 
 from nasmed.errors import ConfigError
 
-__all__ = ["limit_heap_fragmentation", "resolve_device", "seed_everything"]
+__all__ = ["resolve_device", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +61,3 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> torch.Generator
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-def limit_heap_fragmentation(threshold: int = 128 * 1024) -> bool:
-    """Pin glibc's mmap threshold so large tensors are mmapped and handed back when freed.
-
-    Consecutive search steps run different children whose tensors differ in size, and a GPipe
-    pipeline allocates a micro-batch's activations in its worker thread and frees them in the
-    backward pass; with glibc's dynamic threshold, freed blocks of up to 32 MB stay in the heap
-    and the peak RSS grows by a quarter to a third (``docs/benchmarks.md``). ``nasmed search``
-    and ``nasmed train`` call it before their first step. Does nothing when not on glibc or when the
-    user set ``MALLOC_MMAP_THRESHOLD_``.
-
-    Returns:
-        Whether the threshold was set.
-    """
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
-    except (OSError, AttributeError):
-        return False

@@ -1,4 +1,4 @@
-"""Options and helpers shared by every verb: -v/-q, --seed, --device, logging set-up."""
+"""Options and helpers shared by every verb: -v/-q, --seed, --device, --cpu-allocator, logging."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from decathlon.errors import DecathlonError
 from nasmed.errors import NasmedError
 from searchspaces.errors import SpaceError
 
-__all__ = ["USER_ERRORS", "add_common", "add_device", "add_patch", "add_seed", "setup_logging"]
+__all__ = [
+    "USER_ERRORS",
+    "add_common",
+    "add_cpu_allocator",
+    "add_device",
+    "add_patch",
+    "add_seed",
+    "apply_cpu_allocator",
+    "setup_logging",
+]
 
 USER_ERRORS: tuple[type[Exception], ...] = (DecathlonError, NasmedError, SpaceError)
 
@@ -32,6 +41,25 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="torch device: auto (cuda if present), cpu, cuda, cuda:1"
     )
+
+
+def add_cpu_allocator(parser: argparse.ArgumentParser, default: str) -> None:
+    """Add ``--cpu-allocator cache|lean|system`` (:mod:`nasmed.allocator`)."""
+    parser.add_argument(
+        "--cpu-allocator",
+        choices=("cache", "lean", "system"),
+        default=default,
+        help="how CPU tensors are allocated: cache keeps freed memory for reuse (fastest), lean "
+        "hands large blocks back to the system (lowest peak), system leaves glibc alone; "
+        f"MALLOC_* variables of your own win (default {default})",
+    )
+
+
+def apply_cpu_allocator(args: argparse.Namespace) -> None:
+    """Apply ``--cpu-allocator``; call before torch is imported (it starts threads)."""
+    from nasmed.allocator import configure_cpu_allocator
+
+    configure_cpu_allocator(args.cpu_allocator)
 
 
 def add_patch(parser: argparse.ArgumentParser, help: str) -> None:

@@ -9,11 +9,17 @@ validated :class:`~nasmed.pipeline.gpipe.PipelineConfig`, or ``None`` without
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from nasmed.pipeline.balance import BalanceBy
-from nasmed.pipeline.gpipe import CheckpointMode, PipelineConfig
+if TYPE_CHECKING:  # the verbs parse without importing torch (--cpu-allocator must come first)
+    from nasmed.pipeline.gpipe import PipelineConfig
 
-__all__ = ["add_pipeline_args", "pipeline_config_from_args"]
+__all__ = ["BALANCE_BY", "CHECKPOINT_MODES", "add_pipeline_args", "pipeline_config_from_args"]
+
+#: :class:`~nasmed.pipeline.gpipe.CheckpointMode`'s values (tested equal).
+CHECKPOINT_MODES = ("always", "except_last", "never")
+#: :class:`~nasmed.pipeline.balance.BalanceBy`'s values (tested equal).
+BALANCE_BY = ("time", "memory", "mixed")
 
 
 def add_pipeline_args(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +39,8 @@ def add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--checkpoint",
-        choices=[m.value for m in CheckpointMode],
-        default=CheckpointMode.ALWAYS.value,
+        choices=CHECKPOINT_MODES,
+        default="always",
         help="recompute activations in backward: always (least memory), except_last, never "
         "(default always)",
     )
@@ -47,8 +53,8 @@ def add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--balance-by",
-        choices=[b.value for b in BalanceBy],
-        default=BalanceBy.MIXED.value,
+        choices=BALANCE_BY,
+        default="mixed",
         help="the cost auto balance evens out: time, memory or mixed (default mixed)",
     )
 
@@ -61,6 +67,8 @@ def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig | None
     """
     if not args.pipeline_devices:
         return None
+    from nasmed.pipeline.gpipe import PipelineConfig
+
     return PipelineConfig.parse(
         args.pipeline_devices,
         chunks=args.chunks,

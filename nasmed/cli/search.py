@@ -12,7 +12,14 @@ import argparse
 import logging
 from typing import Any
 
-from nasmed.cli.common import add_common, add_device, add_patch, add_seed
+from nasmed.cli.common import (
+    add_common,
+    add_cpu_allocator,
+    add_device,
+    add_patch,
+    add_seed,
+    apply_cpu_allocator,
+)
 from nasmed.errors import ConfigError
 
 __all__ = ["register"]
@@ -89,6 +96,7 @@ def register(sub: Any) -> None:
     _add_threads(p, None)
     add_seed(p)
     add_device(p)
+    add_cpu_allocator(p, "lean")
     add_common(p)
     p.set_defaults(func=_search)
 
@@ -103,6 +111,7 @@ def register(sub: Any) -> None:
     _add_threads(p, 1)
     add_seed(p)
     add_device(p)
+    add_cpu_allocator(p, "cache")
     add_common(p)
     p.set_defaults(func=_demo)
 
@@ -129,6 +138,7 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
+    apply_cpu_allocator(args)
     from nasmed.search.loop import SearchConfig, parse_cost_budget, run_search
 
     _set_threads(args)
@@ -183,6 +193,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    apply_cpu_allocator(args)
     from nasmed.demo import run_demo
 
     _set_threads(args)

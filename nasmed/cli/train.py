@@ -13,7 +13,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nasmed.cli.common import add_common, add_device, add_patch, add_seed
+from nasmed.cli.common import (
+    add_common,
+    add_cpu_allocator,
+    add_device,
+    add_patch,
+    add_seed,
+    apply_cpu_allocator,
+)
 from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
 
@@ -46,6 +53,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     add_seed(p)
     add_device(p)
+    add_cpu_allocator(p, "cache")
     add_common(p)
 
 
@@ -174,6 +182,7 @@ def _summary(run: Path) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    apply_cpu_allocator(args)
     from nasmed.train.api import train
 
     pipeline = pipeline_config_from_args(args)
@@ -183,6 +192,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _transfer(args: argparse.Namespace) -> int:
+    apply_cpu_allocator(args)
     from nasmed.transfer import transfer
 
     kw = _training_kwargs(args)

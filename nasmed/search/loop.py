@@ -37,7 +37,7 @@ from nasmed.distributed import init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype
 from nasmed.rundir import SPLIT_SEED, prepare_run_dir, prepare_work
-from nasmed.runtime import limit_heap_fragmentation, resolve_device, seed_everything
+from nasmed.runtime import resolve_device, seed_everything
 from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
 from nasmed.search.searcher import CHECKPOINT_FILE
 from nasmed.supernet import Supernet
@@ -50,7 +50,6 @@ __all__ = [
     "CostTerm",
     "SearchConfig",
     "SearchResult",
-    "limit_heap_fragmentation",
     "parse_cost_budget",
     "run_search",
 ]
@@ -176,7 +175,6 @@ def run_search(
             float(dice) if isinstance(dice, (int, float)) else None,
             time.perf_counter() - started_at,
         )
-    limit_heap_fragmentation()
     started = False
     try:
         work, plan, split = prepare_work(

@@ -39,7 +39,7 @@ from nasmed.genotype import Genotype, check_space
 from nasmed.models.factory import build_model, check_patch, load_arch, patch_divisor
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
 from nasmed.rundir import prepare_run_dir, prepare_work
-from nasmed.runtime import limit_heap_fragmentation, resolve_device, seed_everything
+from nasmed.runtime import resolve_device, seed_everything
 from nasmed.train.trainer import TrainConfig
 
 if TYPE_CHECKING:
@@ -245,7 +245,6 @@ def _run(
         pipeline.check_batch(batch_size)
         dev = pipeline.torch_devices[-1]
     init_distributed(dev)
-    limit_heap_fragmentation()
     resolved = _check_arch(arch)
     if deep_supervision and resolved == "unet":
         raise ConfigError("--arch unet has no deep supervision; use dynunet or a genotype")

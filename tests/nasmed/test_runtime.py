@@ -40,14 +40,3 @@ def test_seg_loss_and_deep_supervision() -> None:
     half = torch.nn.functional.interpolate(perfect, scale_factor=0.5)
     assert ds([perfect, half], target) < 0.1
     assert torch.isclose(ds(perfect, target), loss(perfect, target))
-
-
-def test_heap_fragmentation_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    from nasmed.runtime import limit_heap_fragmentation
-
-    if sys.platform.startswith("linux"):
-        assert limit_heap_fragmentation() is True  # glibc accepts the threshold
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert limit_heap_fragmentation() is False  # the user's setting wins

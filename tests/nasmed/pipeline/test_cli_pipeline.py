@@ -120,3 +120,12 @@ def test_torchrun_train_on_two_processes(easy_task: Path, easy_work: Path, tmp_p
         timeout=600,
     )  # fmt: skip
     assert done.returncode != 0 and "GPipe does not run inside DDP" in done.stderr
+
+
+def test_option_choices_are_the_enums() -> None:
+    from nasmed.cli.pipeline_opts import BALANCE_BY, CHECKPOINT_MODES
+    from nasmed.pipeline.balance import BalanceBy
+    from nasmed.pipeline.gpipe import CheckpointMode
+
+    assert tuple(m.value for m in CheckpointMode) == CHECKPOINT_MODES
+    assert tuple(b.value for b in BalanceBy) == BALANCE_BY
