@@ -10,24 +10,25 @@ random volumes of ``--patch``^3. Every configuration runs in its own subprocess:
   once (a 1-volume sample, by memory and time) and given to every pipelined run, so all compare
   the same split.
 
-Each child trains at up to three batch sizes in increasing order: a quarter and half of
-``--batch`` where they fill every chunk (one step each), then ``--batch`` (one untimed step,
-then ``--repeat`` timed steps, their median reported). The peak RSS of the process
-(``ru_maxrss``: Python, torch, the network and everything a step allocated) is read before the
-first step (the baseline, at batch 0) and after each size.
+Each batch size trains in a fresh process, so its peak is its own whatever ran before:
+``--batch`` (one untimed step, then ``--repeat`` timed steps, their median reported) and, for
+the extrapolation, a quarter and half of it where they fill every chunk (one step each). The
+peak RSS of the process (``ru_maxrss``: Python, torch, the network and everything a step
+allocated) is read before the first step (the baseline, at batch 0) and after the steps.
 "peak" is the process' peak at ``--batch``; "step" is that peak minus the baseline (what the
 training step itself added). The largest batch that fits ``--limit-gib`` is an estimate, not
 measured: the least-squares line through those peaks (2 to 4 points), extrapolated. On CPU
 every partition runs in the same worker thread: the pipeline can only save memory, not time.
-Every child runs with glibc's mmap threshold pinned at 128 KiB, as ``nasmed train`` runs
-(``--mmap-threshold 0``: glibc's dynamic threshold, under which freed activations of up to
-32 MB stay in the heap and the peaks read a quarter to a third higher).
+Every child sets its CPU allocator first (:func:`nasmed.allocator.configure_cpu_allocator`;
+``--cpu-allocator``, default ``cache`` as ``nasmed train`` runs; several policies compare each
+against the plain network under the same policy). "kernel s" is the system CPU time of a timed
+step (page faults: memory handed back to the system and faulted in again).
 
 Usage::
 
     python benchmarks/gpipe_memory.py --threads 2   # 96^3, batch 8, chunks 2/4/8 x 3 modes
     python benchmarks/gpipe_memory.py --quick       # 48^3, same matrix
-    python benchmarks/gpipe_memory.py --only plain,4:always --space scnas-small
+    python benchmarks/gpipe_memory.py --only plain,4:always --cpu-allocator cache lean system
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -108,40 +107,37 @@ def _child_run(cfg: dict[str, Any]) -> dict[str, Any]:
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     side = cfg["patch"]
 
-    def step(batch: int) -> float:
+    def step(batch: int) -> tuple[float, float]:
         gen = torch.Generator().manual_seed(batch)
         image = torch.randn(batch, 1, side, side, side, generator=gen)
         label = torch.randint(0, 3, (batch, 1, side, side, side), generator=gen)
+        kernel = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(net(image), label)
         loss.backward()
         opt.step()
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_stime - kernel
 
-    peaks: dict[str, int] = {"0": _peak_bytes()}  # before the first step: the baseline
-    seconds = math.nan
-    for batch in sorted(cfg["batches"]):  # increasing, so each peak is that batch's own
-        step(batch)
-        if batch == cfg["batch"]:  # the steps after the first at the main batch are timed
-            seconds = statistics.median(step(batch) for _ in range(cfg["repeat"]))
-        peaks[str(batch)] = _peak_bytes()
-    return {"peaks": peaks, "step_s": seconds}
+    baseline = _peak_bytes()  # before the first step
+    step(cfg["batch"])
+    seconds = kernel = math.nan
+    if cfg["repeat"]:  # the steps after the first are timed
+        timed = sorted(step(cfg["batch"]) for _ in range(cfg["repeat"]))
+        seconds, kernel = timed[len(timed) // 2]  # the median step (odd --repeat)
+    return {"baseline": baseline, "peak": _peak_bytes(), "step_s": seconds, "kernel_s": kernel}
 
 
 # --- parent -----------------------------------------------------------------------------------
 
 
-def _spawn(cfg: dict[str, Any], timeout: float, mmap_threshold: int) -> dict[str, Any]:
-    env = dict(os.environ)
-    if mmap_threshold:  # what nasmed train does (nasmed.runtime.limit_heap_fragmentation)
-        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
+def _spawn(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(HERE), "--child", json.dumps(cfg)],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
     )
     if done.returncode != 0:
         raise RuntimeError(f"child {cfg} failed:\n{done.stderr[-2000:]}")
@@ -184,17 +180,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="timed steps (median; default 1)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per child")
     parser.add_argument(
-        "--mmap-threshold",
-        type=int,
-        default=131072,
-        metavar="BYTES",
-        help="glibc's MALLOC_MMAP_THRESHOLD_ in every child (default 131072, as nasmed train "
-        "pins it); 0: the allocator's dynamic threshold",
+        "--cpu-allocator",
+        nargs="+",
+        choices=("cache", "lean", "system"),
+        default=["cache"],
+        help="allocator policies to compare (default cache, as nasmed train runs)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.child is not None:
         cfg = json.loads(args.child)
+        from nasmed.allocator import configure_cpu_allocator
+
+        configure_cpu_allocator(cfg["allocator"])  # before torch starts its threads
         fn = _child_profile if cfg["kind"] == "profile" else _child_run
         print(json.dumps(fn(cfg)))
         return
@@ -203,7 +201,7 @@ def main() -> None:
     base = {"space": args.space, "threads": args.threads, "patch": patch, "repeat": args.repeat}
     only = set(args.only.split(",")) if args.only else None
     started = time.perf_counter()
-    prof = _spawn({**base, "kind": "profile"}, args.timeout, args.mmap_threshold)
+    prof = _spawn({**base, "kind": "profile", "allocator": args.cpu_allocator[0]}, args.timeout)
     print(
         f"# {args.space} genotype (seed 0), {prof['params']:,} parameters, {prof['layers']} layers"
     )
@@ -214,49 +212,58 @@ def main() -> None:
         # the batch sizes of the extrapolation: a quarter, half and all of the batch, those
         # that fill every chunk (the baseline before the first step is a point, at batch 0)
         sizes = sorted({b for b in (args.batch // 4, args.batch // 2) if b >= max(1, chunks)})
-        cfg = {
-            **base,
-            "kind": "run",
-            "chunks": chunks,
-            "checkpoint": mode,
-            "balance": prof["balance"],
-            "batch": args.batch,
-            "batches": [*sizes, args.batch],
-        }
-        result = _spawn(cfg, args.timeout, args.mmap_threshold)
-        peak = result["peaks"][str(args.batch)]
-        rows.append(
-            {
-                "config": "plain" if chunks == 0 else f"gpipe {chunks}",
+        for allocator in args.cpu_allocator:  # side by side, so load changes hit every policy
+            cfg = {
+                **base,
+                "kind": "run",
+                "allocator": allocator,
                 "chunks": chunks,
                 "checkpoint": mode,
-                "peak_gib": peak / 2**30,
-                "step_gib": (peak - result["peaks"]["0"]) / 2**30,
-                "step_s": result["step_s"],
-                "peaks": result["peaks"],
-                "max_batch": _max_batch(result["peaks"], limit, chunks),
+                "balance": prof["balance"],
             }
-        )
-        print(
-            f"# done {rows[-1]['config']} {mode}: {peak / 2**30:.2f} GiB, {result['step_s']:.1f} s"
-        )
-    plain = next((r for r in rows if r["chunks"] == 0), None)
+            # each batch size in a fresh process: its peak is its own, whatever ran before
+            result = _spawn({**cfg, "batch": args.batch}, args.timeout)
+            peaks = {"0": result["baseline"], str(args.batch): result["peak"]}
+            for size in sizes:
+                peaks[str(size)] = _spawn({**cfg, "batch": size, "repeat": 0}, args.timeout)["peak"]
+            peak = result["peak"]
+            rows.append(
+                {
+                    "config": "plain" if chunks == 0 else f"gpipe {chunks}",
+                    "allocator": allocator,
+                    "chunks": chunks,
+                    "checkpoint": mode,
+                    "peak_gib": peak / 2**30,
+                    "step_gib": (peak - result["baseline"]) / 2**30,
+                    "step_s": result["step_s"],
+                    "kernel_s": result["kernel_s"],
+                    "peaks": peaks,
+                    "max_batch": _max_batch(peaks, limit, chunks),
+                }
+            )
+            print(
+                f"# done {rows[-1]['config']} {mode} ({allocator}): {peak / 2**30:.2f} GiB, "
+                f"{result['step_s']:.1f} s"
+            )
+    plains = {r["allocator"]: r for r in rows if r["chunks"] == 0}
     print(
-        "\n| network | patch | batch | chunks | checkpoint | peak GiB | x plain | step GiB "
-        f"| x plain | s/step | x plain | est. max batch in {args.limit_gib:g} GiB |"
+        "\n| network | allocator | patch | batch | chunks | checkpoint | peak GiB | x plain "
+        "| step GiB | x plain | s/step | kernel s | x plain "
+        f"| est. max batch in {args.limit_gib:g} GiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def ratio(r: dict[str, Any], key: str) -> str:
+        plain = plains.get(r["allocator"])
         return f"{r[key] / plain[key]:.2f}" if plain and plain[key] > 0 else "-"
 
-    for r in rows:
+    for r in sorted(rows, key=lambda r: args.cpu_allocator.index(r["allocator"])):
         chunks_s = str(r["chunks"]) if r["chunks"] else "-"
         print(
-            f"| {r['config']} | {patch}^3 | {args.batch} | {chunks_s} | {r['checkpoint']} | "
-            f"{r['peak_gib']:.2f} | {ratio(r, 'peak_gib')} | {r['step_gib']:.2f} | "
-            f"{ratio(r, 'step_gib')} | {r['step_s']:.1f} | {ratio(r, 'step_s')} | "
-            f"{r['max_batch']} |"
+            f"| {r['config']} | {r['allocator']} | {patch}^3 | {args.batch} | {chunks_s} | "
+            f"{r['checkpoint']} | {r['peak_gib']:.2f} | {ratio(r, 'peak_gib')} | "
+            f"{r['step_gib']:.2f} | {ratio(r, 'step_gib')} | {r['step_s']:.1f} | "
+            f"{r['kernel_s']:.1f} | {ratio(r, 'step_s')} | {r['max_batch']} |"
         )
     print(f"\n# total {time.perf_counter() - started:.0f} s")
     if args.json is not None:

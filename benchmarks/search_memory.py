@@ -15,8 +15,9 @@ Configurations, each in its own subprocess (batch 1, ``torch.set_num_threads(2)`
 Peak memory is the child process' peak RSS (``os.wait4`` -> ``ru_maxrss``: imports, model,
 optimiser state, activations); "step" memory is that peak minus the peak before the first step
 (imports, the network and its parameters), i.e. what the step itself added. Every configuration
-runs with glibc's mmap threshold pinned at 128 KiB, as ``nasmed search`` runs (``--mmap-threshold
-0``: glibc's dynamic threshold). Seconds per step are the median of ``--steps`` steps after one
+runs with the CPU allocator ``nasmed search`` uses by default, ``lean`` (glibc's mmap threshold
+pinned at 128 KiB; ``--cpu-allocator cache|system`` for the others, :mod:`nasmed.allocator`).
+Seconds per step are the median of ``--steps`` steps after one
 warm-up step. A configuration predicted to exceed ``--max-gb`` (or 90% of the memory available
 when it starts) is skipped: DiNTS from its measured figures (REFERENCE.md §2), mixed and larger
 patches from the declared activation bytes of the ops (:mod:`nasmed.supernet.cost`) scaled by the
@@ -269,11 +270,11 @@ def _run_child(args: argparse.Namespace, config: str, patch: int) -> dict[str, A
         str(args.steps),
         "--threads",
         str(args.threads),
+        "--cpu-allocator",
+        args.cpu_allocator,
     ]
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep instead of spinning
-    if args.mmap_threshold:  # glibc: tensors above this size always mmapped, returned on free
-        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, stdout=out, env=env)
@@ -442,18 +443,19 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=240.0, help="seconds per configuration (default 240)"
     )
     parser.add_argument(
-        "--mmap-threshold",
-        type=int,
-        default=131072,
-        metavar="BYTES",
-        help="run every configuration with glibc's MALLOC_MMAP_THRESHOLD_ pinned to this "
-        "(default 131072, as nasmed search pins it); 0: the allocator's dynamic threshold",
+        "--cpu-allocator",
+        choices=("cache", "lean", "system"),
+        default="lean",
+        help="the CPU allocator policy of every configuration (default lean, as nasmed search)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--patch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
+        from nasmed.allocator import configure_cpu_allocator
+
+        configure_cpu_allocator(args.cpu_allocator)  # before torch starts its threads
         args.steps = args.steps_small
         _child(args)
         return 0
@@ -481,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(rows, sizes, args.space))
     print()
     print("\n".join(_targets(rows)))
-    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    print(f"\nCPU allocator {args.cpu_allocator}; total {time.perf_counter() - started:.0f} s")
     if args.json is not None:
         args.json.write_text(json.dumps({"sizes": sizes, "rows": rows}, indent=2) + "\n")
     return 0
