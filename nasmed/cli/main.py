@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -48,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
+    other_rank = os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 alone reports
+    if other_rank:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (open for the process)
+    setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False) or other_rank)
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:

@@ -113,6 +113,7 @@ def test_torchrun_train_on_two_processes(easy_task: Path, easy_work: Path, tmp_p
     assert [r["val_dice"] for r in b] == pytest.approx([r["val_dice"] for r in a], abs=1e-4)
     assert (ddp / "model.pt").is_file() and (ddp / "model.json").is_file()
     assert len(list((ddp / "tensorboard").iterdir())) == 1  # rank 0 alone wrote
+    assert done.stdout.count("trained 1 epochs") == 1  # and rank 0 alone reported
     # a pipeline cannot run inside DDP: refused before anything is written
     argv[argv.index(str(ddp))] = str(tmp_path / "piped")
     done = subprocess.run(
