@@ -121,6 +121,6 @@ def configure_cpu_allocator(policy: CpuAllocator | str) -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    applied = all(mallopt(param, value) == 1 for param, value in settings)
+    applied = all([mallopt(param, value) == 1 for param, value in settings])  # each one
     log.debug("CPU allocator: %s (%s)", chosen.value, "applied" if applied else "not glibc")
     return applied
