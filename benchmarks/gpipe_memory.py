@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nasmed.allocator import CpuAllocator, configure_cpu_allocator
+
 HERE = Path(__file__).resolve()
 MODES = ("always", "except_last", "never")
 
@@ -182,7 +184,7 @@ def main() -> None:
     parser.add_argument(
         "--cpu-allocator",
         nargs="+",
-        choices=("cache", "lean", "system"),
+        choices=[a.value for a in CpuAllocator],
         default=["cache"],
         help="allocator policies to compare (default cache, as nasmed train runs)",
     )
@@ -190,8 +192,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.child is not None:
         cfg = json.loads(args.child)
-        from nasmed.allocator import configure_cpu_allocator
-
         configure_cpu_allocator(cfg["allocator"])  # before torch starts its threads
         fn = _child_profile if cfg["kind"] == "profile" else _child_run
         print(json.dumps(fn(cfg)))

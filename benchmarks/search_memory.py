@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nasmed.allocator import CpuAllocator, configure_cpu_allocator
+
 HERE = Path(__file__).resolve()
 CONFIGS = ("child", "sampled", "mixed", "dints")
 CLASSES = 3
@@ -444,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cpu-allocator",
-        choices=("cache", "lean", "system"),
+        choices=[a.value for a in CpuAllocator],
         default="lean",
         help="the CPU allocator policy of every configuration (default lean, as nasmed search)",
     )
@@ -453,8 +455,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        from nasmed.allocator import configure_cpu_allocator
-
         configure_cpu_allocator(args.cpu_allocator)  # before torch starts its threads
         args.steps = args.steps_small
         _child(args)

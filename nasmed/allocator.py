@@ -122,5 +122,5 @@ def configure_cpu_allocator(policy: CpuAllocator | str) -> bool:
     except (OSError, AttributeError):
         return False
     applied = all([mallopt(param, value) == 1 for param, value in settings])  # each one
-    log.debug("CPU allocator: %s (%s)", chosen.value, "applied" if applied else "not glibc")
+    log.debug("CPU allocator: %s (%s)", chosen.value, "applied" if applied else "refused")
     return applied

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from decathlon.errors import DecathlonError
+from nasmed.allocator import CpuAllocator
 from nasmed.errors import NasmedError
 from searchspaces.errors import SpaceError
 
@@ -16,7 +17,6 @@ __all__ = [
     "add_device",
     "add_patch",
     "add_seed",
-    "apply_cpu_allocator",
     "setup_logging",
 ]
 
@@ -44,22 +44,18 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_cpu_allocator(parser: argparse.ArgumentParser, default: str) -> None:
-    """Add ``--cpu-allocator cache|lean|system`` (:mod:`nasmed.allocator`)."""
+    """Add ``--cpu-allocator cache|lean|system`` (:mod:`nasmed.allocator`).
+
+    :func:`nasmed.cli.main.main` applies it before the verb runs, so before torch is imported.
+    """
     parser.add_argument(
         "--cpu-allocator",
-        choices=("cache", "lean", "system"),
+        choices=[a.value for a in CpuAllocator],
         default=default,
         help="how CPU tensors are allocated: cache keeps freed memory for reuse (fastest), lean "
         "hands large blocks back to the system (lowest peak), system leaves glibc alone; "
         f"MALLOC_* variables of your own win (default {default})",
     )
-
-
-def apply_cpu_allocator(args: argparse.Namespace) -> None:
-    """Apply ``--cpu-allocator``; call before torch is imported (it starts threads)."""
-    from nasmed.allocator import configure_cpu_allocator
-
-    configure_cpu_allocator(args.cpu_allocator)
 
 
 def add_patch(parser: argparse.ArgumentParser, help: str) -> None:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from nasmed import __version__
+from nasmed.allocator import configure_cpu_allocator
 from nasmed.cli.common import USER_ERRORS, setup_logging
 
 __all__ = ["build_parser", "main"]
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (open for the process)
     setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False) or other_rank)
     try:
+        if getattr(args, "cpu_allocator", None):  # before the verb imports torch
+            configure_cpu_allocator(args.cpu_allocator)
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"nasmed {args.verb}: error: {exc}", file=sys.stderr)

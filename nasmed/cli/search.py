@@ -18,7 +18,6 @@ from nasmed.cli.common import (
     add_device,
     add_patch,
     add_seed,
-    apply_cpu_allocator,
 )
 from nasmed.errors import ConfigError
 
@@ -138,7 +137,6 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    apply_cpu_allocator(args)
     from nasmed.search.loop import SearchConfig, parse_cost_budget, run_search
 
     _set_threads(args)
@@ -193,7 +191,6 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    apply_cpu_allocator(args)
     from nasmed.demo import run_demo
 
     _set_threads(args)

@@ -19,7 +19,6 @@ from nasmed.cli.common import (
     add_device,
     add_patch,
     add_seed,
-    apply_cpu_allocator,
 )
 from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
@@ -182,7 +181,6 @@ def _summary(run: Path) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    apply_cpu_allocator(args)
     from nasmed.train.api import train
 
     pipeline = pipeline_config_from_args(args)
@@ -192,7 +190,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    apply_cpu_allocator(args)
     from nasmed.transfer import transfer
 
     kw = _training_kwargs(args)
