@@ -28,9 +28,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_files_and_folders_get_the_modes_open_and_mkdir_would(
-    tmp_path: Path, umask: int
-) -> None:
+def test_files_and_folders_get_the_modes_open_and_mkdir_would(tmp_path: Path, umask: int) -> None:
     with open(tmp_path / "plain.txt", "w") as f:  # what the user's umask gives
         f.write("x")
     atomic_write_json(tmp_path / "a.json", {"a": 1})
