@@ -197,6 +197,10 @@ def prepare_run_dir(
     info = read_run_info(path) if path.is_dir() else None
     if info is None and path.is_dir() and any(not is_bookkeeping(p) for p in path.iterdir()):
         raise RunDirError(f"{path}: folder is not empty and holds no {RUN_FILE}; use a new folder")
+    if info is not None and info.get("kind") != kind:  # refused without even taking the lock
+        raise RunDirError(
+            f"{path}: holds a {info.get('kind')!r} run, not {kind!r}; use a new folder"
+        )
     existed = path.is_dir()
     path.mkdir(parents=True, exist_ok=True)
     fd, new_lock = _lock(path)
