@@ -55,7 +55,9 @@ def export_torchscript(
 
     report = compare_outputs(net, run, shapes, what=what)
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still works
+        torch.jit.save(traced, buf)
     meta = {
         "format": "torchscript",
         "file": target.name,
