@@ -39,7 +39,11 @@ def _patch(module: Any) -> None:
     original = module.recursive_find_trainer_class_by_name
 
     def find(name: str) -> Any:
-        return nnUNetTrainer_nasmedTiny if name == nnUNetTrainer_nasmedTiny.__name__ else original(name)
+        return (
+            nnUNetTrainer_nasmedTiny
+            if name == nnUNetTrainer_nasmedTiny.__name__
+            else original(name)
+        )
 
     module.recursive_find_trainer_class_by_name = find
 
