@@ -14,7 +14,6 @@ written atomically; the configuration keeps its name, so training is
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ from nasmed.errors import ConfigError
 from nasmed.export.deps import require
 from nasmed.export.nnunet_net import NNUNET_CLASS_NAME, genotype_strides
 from nasmed.genotype import Genotype, check_space
+from nasmed.models.nnunet import load_plans_file
 
 __all__ = [
     "DEFAULT_PLANS_NAME",
@@ -158,14 +158,11 @@ def export_nnunet_plans(
     check_space(genotype, space)
     folder = find_dataset(dataset_id, preprocessed)
     source = folder / f"{SOURCE_PLANS}.json"
-    try:
-        plans = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not source.is_file():
         raise ConfigError(
             f"{source}: no plans; run nnUNetv2_plan_and_preprocess -d {dataset_id} first"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{source}: unreadable plans ({exc})") from None
+        )
+    plans = load_plans_file(source)
     configs = plans.get("configurations") or {}
     if configuration not in configs:
         raise ConfigError(

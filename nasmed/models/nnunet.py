@@ -28,6 +28,7 @@ __all__ = [
     "NNUNET_PREFIX",
     "NnUNetBaseline",
     "is_nnunet_arch",
+    "load_plans_file",
     "make_nnunet",
     "nnunet_architecture",
     "nnunet_divisor",
@@ -54,6 +55,23 @@ def _split(text: str) -> tuple[Path, str]:
     return Path(path), config
 
 
+def load_plans_file(path: Path) -> dict[str, Any]:
+    """The JSON object of an nnU-Net plans file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, or not a JSON object.
+    """
+    try:
+        plans = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: nnU-Net plans file not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable plans file ({exc})") from None
+    if not isinstance(plans, dict):
+        raise ConfigError(f"{path}: not an nnU-Net plans file (no JSON object)")
+    return plans
+
+
 def nnunet_architecture(text: str) -> dict[str, Any]:
     """The resolved configuration's ``architecture`` entry of ``nnunet:PLANS.json:CONFIG``.
 
@@ -66,13 +84,8 @@ def nnunet_architecture(text: str) -> dict[str, Any]:
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     except ImportError:
         raise ConfigError(f"--arch {text}: needs nnunetv2, not installed; {_INSTALL}") from None
-    try:
-        plans = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: nnU-Net plans file not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable plans file ({exc})") from None
-    configs = plans.get("configurations") if isinstance(plans, dict) else None
+    plans = load_plans_file(path)
+    configs = plans.get("configurations")
     if not isinstance(configs, dict) or config not in configs:
         names = ", ".join(configs) if isinstance(configs, dict) else "none"
         raise ConfigError(f"{path}: no configuration {config!r} (has {names})")

@@ -18,7 +18,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
-class nnUNetTrainer_nasmedTiny(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
+class nnUNetTrainer_nasmedTiny(nnUNetTrainer):  # nnU-Net's naming
     """nnU-Net's trainer, 1 epoch of 3 training and 1 validation iteration."""
 
     def __init__(

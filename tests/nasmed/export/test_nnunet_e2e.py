@@ -129,37 +129,9 @@ def test_nnunet_trains_and_predicts_a_genotype(
 
     images = dirs["nnUNet_raw"] / "Dataset077_Synth" / "imagesTs"
     out = tmp_path / "pred"
-    _run(
-        [
-            sys.executable,
-            str(DRIVER),
-            "predict",
-            "-i",
-            str(images),
-            "-o",
-            str(out),
-            "-d",
-            "77",
-            "-c",
-            "3d_fullres",
-        ]
-        + [
-            "-p",
-            "nasmedPlans",
-            "-tr",
-            trainer,
-            "-f",
-            "0",
-            "-device",
-            "cpu",
-            "-npp",
-            "1",
-            "-nps",
-            "1",
-            "--disable_tta",
-        ],
-        env,
-    )
+    predict = [sys.executable, str(DRIVER), "predict", "-i", str(images), "-o", str(out)]
+    predict += ["-d", "77", "-c", "3d_fullres", "-p", "nasmedPlans", "-tr", trainer, "-f", "0"]
+    _run([*predict, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta"], env)
     inputs = sorted(images.glob("*_0000.nii.gz"))
     assert inputs
     for image in inputs:

@@ -14,9 +14,9 @@ from nasmed.export.nnunet_plans import genotype_architecture
 from nasmed.supernet import sample_genotype
 
 pytest.importorskip("nnunetv2")
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer  # noqa: E402
-from nnunetv2.utilities.get_network_from_plans import get_network_from_plans  # noqa: E402
-from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager  # noqa: E402
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
 
 @pytest.mark.parametrize("space", ["scnas-small", "scnas"])

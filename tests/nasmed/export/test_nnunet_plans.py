@@ -16,7 +16,7 @@ from nasmed.supernet import sample_genotype
 from .nnunet_plans_fixture import write_preprocessed
 
 pytest.importorskip("nnunetv2")
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # noqa: E402
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 
 def _err(capsys: pytest.CaptureFixture[str]) -> str:

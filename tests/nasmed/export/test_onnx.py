@@ -38,7 +38,7 @@ def test_onnx_equals_torch(arch: str, export_runs: dict[str, Path], tmp_path: Pa
     dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 1, "x", "y", "z"]
     # an input shape the export never saw: spatial sides changed, batch 3
-    spec, net = load_model(export_runs[arch])
+    _, net = load_model(export_runs[arch])
     x = torch.randn(3, 1, 48, 64, 32)
     with torch.no_grad():
         ref = net(x).numpy()

@@ -1,4 +1,4 @@
-"""``nasmed predict --backend onnxruntime`` and ``nasmed export bundle`` against ``nasmed predict``."""
+"""``nasmed predict --backend onnxruntime`` and ``nasmed export bundle`` vs ``nasmed predict``."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from nasmed.cli.main import main
 pytest.importorskip("onnxruntime")
 
 # Measured on the synthetic test case with the segmenting UNet: 0.994 of the voxels agree
-# (foreground Dice 0.947, the net's own validation Dice 0.52); the bundle resamples with MONAI's Spacing (voxel-centre aligned grid),
-# nasmed with edge-aligned zoom and a separate anisotropic axis (docs/export.md).
+# (foreground Dice 0.947, the net's own validation Dice 0.52); the bundle resamples with MONAI's
+# Spacing (voxel-centre aligned grid), nasmed with edge-aligned zoom and a separate anisotropic
+# axis (docs/export.md).
 BUNDLE_AGREEMENT = 0.98
 
 
