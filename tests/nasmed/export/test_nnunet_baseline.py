@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,21 @@ def test_bad_nnunet_arch_exits_2(
         assert main(["train", str(export_task), "--arch", arch, "--out", str(run), "-q"]) == 2
         assert message in capsys.readouterr().err
         assert not run.exists()
+
+
+def test_nnunet_arch_without_nnunetv2_exits_2(
+    export_task: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plans = write_preprocessed(tmp_path / "pre") / "nnUNetPlans.json"
+    monkeypatch.setitem(sys.modules, "nnunetv2.utilities.plans_handling.plans_handler", None)
+    run = tmp_path / "run"
+    assert (
+        main(["train", str(export_task), "--arch", f"nnunet:{plans}:3d_fullres", "--out", str(run)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "needs nnunetv2, not installed" in err and "pip install" in err
+    assert not run.exists()
