@@ -10,6 +10,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
+# nnU-Net v2 for `nasmed export nnunet` and its tests, installed without its declared dependencies:
+# dynamic-network-architectures requires timm, which pulls torchvision and a CUDA torch that would
+# replace TORCH_SPEC. The `nnunet` extra in setup.cfg lists every other requirement of the two.
+NNUNET_NODEPS ?= nnunetv2==2.8.1 dynamic-network-architectures==0.4.4
 PYTEST_ARGS ?= -n 2
 DEMO_OUT ?= demo_out
 
@@ -20,7 +24,8 @@ $(PY):
 
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,export,nnunet]"
+	$(PY) -m pip install -q --no-deps $(NNUNET_NODEPS)
 	touch $@
 
 install: $(VENV)/.installed

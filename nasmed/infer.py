@@ -19,7 +19,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from decathlon.fsutil import ensure_out_dir
 from decathlon.io import Image, image_suffix, read_geometry, read_image, strip_suffix, write_image
 from decathlon.outputs import check_files, check_separate, record_files
 from decathlon.preprocess import preprocess_case, restore_to_original
-from nasmed.models.spec import load_model
+from nasmed.models.spec import ModelSpec, load_model
 from nasmed.runtime import resolve_device
 
 __all__ = ["InputCase", "find_inputs", "predict", "predict_probabilities"]
@@ -157,7 +157,7 @@ def _read(case: InputCase) -> Image:
 
 
 def predict_probabilities(
-    net: nn.Module,
+    net: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     array: np.ndarray,
     patch: Sequence[int],
     *,
@@ -198,6 +198,7 @@ def predict(
     device: str = "auto",
     overlap: float = 0.5,
     progress: bool = True,
+    network: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[Path]:
     """Segment ``inputs`` with the trained model in ``model_dir``; write ``OUT_DIR/<case>.nii.gz``.
 
@@ -210,6 +211,9 @@ def predict(
         tta_mirror: average the softmax over the 8 mirrorings.
         device: torch device.
         overlap: sliding-window overlap (0..1).
+        network: evaluate this instead of the run's torch network (e.g. an exported ONNX
+            model in onnxruntime, :func:`nasmed.export.runtime.load_backend`); the run folder
+            still gives the plan and the patch.
 
     Returns:
         The written files, in input order.
@@ -223,8 +227,12 @@ def predict(
 
         raise ConfigError(f"--overlap must be in [0, 1), got {overlap}")
     dev = resolve_device(device)
-    spec, net = load_model(model_dir, map_location=dev)
-    net.to(dev).eval()
+    net: nn.Module | Callable[[torch.Tensor], torch.Tensor]
+    if network is None:
+        spec, module = load_model(model_dir, map_location=dev)
+        net = module.to(dev).eval()
+    else:
+        spec, net = ModelSpec.load(model_dir), network
     plan = spec.load_plan()
     cases = find_inputs(inputs)
     for case in cases:  # check everything before writing anything

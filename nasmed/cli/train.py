@@ -104,7 +104,12 @@ def register(sub: Any) -> None:
         "RUN_DIR/model.pt (state dict), model.json, plan.json, history.csv, checkpoints/.",
     )
     p.add_argument("task_dir", metavar="TASK_DIR", help="MSD or nnU-Net raw task folder")
-    p.add_argument("--arch", required=True, help="genotype.json (or its folder), unet, or dynunet")
+    p.add_argument(
+        "--arch",
+        required=True,
+        help="genotype.json (or its folder), unet, dynunet, or nnunet:PLANS.json:CONFIG "
+        "(nnU-Net v2's network of that plans configuration)",
+    )
     _add_training(p)
     add_pipeline_args(p)
     add_task_verb(p, _train)
@@ -122,6 +127,16 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8 flips)")
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap (default 0.5)")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="run the network in torch, or the exported RUN_DIR/model.onnx in onnxruntime (CPU; "
+        "`nasmed export onnx RUN_DIR` first); default torch",
+    )
+    p.add_argument(
+        "--onnx", default=None, metavar="FILE", help="ONNX file (default RUN_DIR/model.onnx)"
+    )
     add_device(p)
     add_common(p)
     p.set_defaults(func=_predict)
@@ -233,8 +248,10 @@ def _transfer(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from nasmed.export.runtime import load_backend
     from nasmed.infer import predict
 
+    network = load_backend(args.model, args.backend, onnx_file=args.onnx)
     paths = predict(
         args.model,
         args.inputs,
@@ -243,6 +260,7 @@ def _predict(args: argparse.Namespace) -> int:
         device=args.device,
         overlap=args.overlap,
         progress=_progress(args),
+        network=network,
     )
     print(f"wrote {len(paths)} segmentation(s) to {args.out}")
     return 0

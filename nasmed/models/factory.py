@@ -10,6 +10,7 @@ from torch import nn
 
 from nasmed.errors import ConfigError, GenotypeError
 from nasmed.genotype import Genotype
+from nasmed.models.nnunet import is_nnunet_arch, nnunet_divisor, parse_nnunet_arch
 
 __all__ = ["BASELINES", "build_model", "check_patch", "load_arch", "patch_divisor"]
 
@@ -21,8 +22,9 @@ Arch = str | os.PathLike[str] | Genotype
 def load_arch(arch: Arch) -> str | Genotype:
     """``"unet"``, ``"dynunet"`` or the :class:`Genotype` that ``arch`` names.
 
-    ``arch`` may be a baseline name, a ``genotype.json`` path, a folder holding one (a search's
-    run folder), or a :class:`Genotype`.
+    ``arch`` may be a baseline name, ``nnunet:PLANS.json:CONFIG`` (nnU-Net v2's network of that
+    plans configuration, :mod:`nasmed.models.nnunet`), a ``genotype.json`` path, a folder holding
+    one (a search's run folder), or a :class:`Genotype`.
 
     Raises:
         GenotypeError: the file does not exist or is not a valid genotype.
@@ -32,6 +34,8 @@ def load_arch(arch: Arch) -> str | Genotype:
     text = str(arch)
     if text in BASELINES:
         return text
+    if is_nnunet_arch(text):
+        return parse_nnunet_arch(text)
     path = Path(text)
     if path.is_dir():
         path = path / "genotype.json"
@@ -52,6 +56,8 @@ def patch_divisor(arch: str | Genotype) -> int:
         import searchspaces
 
         return searchspaces.load(arch.space).divisor
+    if is_nnunet_arch(arch):
+        return nnunet_divisor(arch)
     return 16
 
 
@@ -83,8 +89,8 @@ def build_model(
     *patch)`` logits.
 
     Args:
-        arch: ``"unet"``, ``"dynunet"``, a ``genotype.json`` (or folder holding one), or a
-            :class:`Genotype`.
+        arch: ``"unet"``, ``"dynunet"``, ``nnunet:PLANS.json:CONFIG``, a ``genotype.json`` (or
+            folder holding one), or a :class:`Genotype`.
         in_channels: image channels (modalities).
         out_channels: classes, background included.
         width: channel multiplier.
@@ -108,6 +114,12 @@ def build_model(
         return build_network(
             resolved, in_channels, out_channels, width=width, deep_supervision=deep_supervision
         )
+    if is_nnunet_arch(resolved):
+        from nasmed.models.nnunet import make_nnunet
+
+        if width != 1.0:
+            raise ConfigError(f"--arch {resolved}: --width is fixed by the plans (leave it 1)")
+        return make_nnunet(resolved, in_channels, out_channels, deep_supervision=deep_supervision)
     if resolved == "unet":
         from nasmed.models.baselines import make_unet
 

@@ -21,6 +21,7 @@ from decathlon.fsutil import atomic_write_json
 from decathlon.plan import Plan
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
+from nasmed.models.nnunet import is_nnunet_arch
 
 __all__ = ["MODEL_FILE", "MODEL_SPEC_VERSION", "WEIGHTS_FILE", "ModelSpec", "load_model"]
 
@@ -34,7 +35,7 @@ class ModelSpec:
     """A trained network's recipe.
 
     Attributes:
-        arch: ``"unet"``, ``"dynunet"`` or ``"genotype"``.
+        arch: ``"unet"``, ``"dynunet"``, ``"genotype"`` or ``nnunet:PLANS.json:CONFIG``.
         in_channels: image channels.
         out_channels: classes, background included.
         patch: the training patch (also the sliding window).
@@ -115,7 +116,7 @@ class ModelSpec:
             if int(data["version"]) != MODEL_SPEC_VERSION:
                 raise ValueError(f"version {data['version']} is not {MODEL_SPEC_VERSION}")
             arch = str(data["arch"])
-            if arch not in ("unet", "dynunet", "genotype"):
+            if arch not in ("unet", "dynunet", "genotype") and not is_nnunet_arch(arch):
                 raise ValueError(f"unknown arch {arch!r}")
             if arch == "genotype" and not isinstance(data.get("genotype"), dict):
                 raise ValueError("arch 'genotype' needs the 'genotype' object")

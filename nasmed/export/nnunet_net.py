@@ -1,0 +1,138 @@
+"""``NasmedNnUNet``: a genotype's derived network as a class that nnU-Net v2's plans can name.
+
+A plans configuration names it in ``architecture.network_class_name``
+(``"nasmed.export.nnunet_net.NasmedNnUNet"``); nnU-Net's
+``get_network_from_plans`` locates it, calls ``NasmedNnUNet(input_channels=..., num_classes=...,
+**arch_kwargs)`` and toggles deep supervision through ``network.decoder.deep_supervision``, as its
+trainer does for its own U-Nets. ``arch_kwargs`` carry the genotype as plain JSON, the pooling
+``strides`` (nnU-Net derives its deep-supervision scales and ``pool_op_kernel_sizes`` from them,
+so they must be the network's real strides: one ``[1, 1, 1]`` then one ``[2, 2, 2]`` per
+stride-2 stage) and ``conv_op`` (listed in ``_kw_requires_import``; it gives the spatial dims).
+
+With deep supervision on, the forward returns a list highest resolution first, one output per
+stage but the lowest, exactly nnU-Net's ``1 / cumprod(strides)[:-1]`` scales. The
+:class:`~nasmed.supernet.network.CellNetwork` computes the heads of decoder levels ``1..L-1``
+in every forward; the outputs are collected with forward hooks (the network is shared with the
+search and exposes no per-level outputs; hooks avoid duplicating its forward). With a stride-2
+stem the level-0 decoder output is one more scale: it gets its own 1x1 head here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasmed.errors import ConfigError
+from nasmed.genotype import Genotype
+from nasmed.models.derived import build_network
+
+__all__ = ["NNUNET_CLASS_NAME", "NasmedNnUNet", "genotype_strides"]
+
+NNUNET_CLASS_NAME = "nasmed.export.nnunet_net.NasmedNnUNet"
+
+
+def genotype_strides(genotype: Genotype, spatial_dims: int = 3) -> list[list[int]]:
+    """nnU-Net's per-stage strides of ``genotype``'s network: ``[1]*d`` then ``[2]*d`` per
+    stride-2 stage (the stem's when ``stem_stride`` is 2, then one per level)."""
+    import searchspaces
+
+    space = searchspaces.load(genotype.space)
+    stages = space.levels + (1 if space.stem_stride == 2 else 0)
+    return [[1] * spatial_dims] + [[2] * spatial_dims for _ in range(stages)]
+
+
+class _Decoder(nn.Module):
+    """Holds the switch nnU-Net's trainer sets (``network.decoder.deep_supervision``) and, with
+    a stride-2 stem, the head of the level-0 decoder output."""
+
+    def __init__(self, deep_supervision: bool, level0_head: nn.Module | None) -> None:
+        super().__init__()
+        self.deep_supervision = deep_supervision
+        self.level0_head = level0_head
+
+
+class NasmedNnUNet(nn.Module):
+    """The derived network of a genotype, built the way nnU-Net v2 builds its networks.
+
+    Args:
+        input_channels: image channels (given by nnU-Net).
+        num_classes: segmentation heads (given by nnU-Net).
+        genotype: the genotype's plain-JSON form (``genotype.json`` content).
+        strides: per-stage strides from the plans; must equal :func:`genotype_strides`.
+        conv_op: ``torch.nn.Conv3d`` or ``Conv2d`` (nnU-Net imports it from its dotted name).
+        width: channel multiplier.
+        deep_supervision: return the list of scales (nnU-Net sets this per phase).
+
+    Raises:
+        GenotypeError / SpaceError: the genotype is invalid or of an unknown space.
+        ConfigError: ``strides`` do not match the genotype's network.
+    """
+
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        genotype: dict[str, Any],
+        strides: Sequence[Sequence[int]],
+        conv_op: type[nn.Module] = nn.Conv3d,
+        width: float = 1.0,
+        deep_supervision: bool = False,
+    ) -> None:
+        super().__init__()
+        spatial_dims = 2 if conv_op is nn.Conv2d else 3
+        geno = Genotype.from_dict(genotype, source="plans arch_kwargs.genotype")
+        expected = genotype_strides(geno, spatial_dims)
+        given = [[int(s) for s in stage] for stage in strides]
+        if given != expected:
+            raise ConfigError(
+                f"plans arch_kwargs.strides {given} do not match the genotype's network "
+                f"(space {geno.space!r}: {expected}); export the plans with `nasmed export nnunet`"
+            )
+        self.strides = given
+        self.net = build_network(
+            geno,
+            input_channels,
+            num_classes,
+            width=width,
+            deep_supervision=True,
+            spatial_dims=spatial_dims,
+        )
+        cells = self.net.net
+        head: nn.Module | None = None
+        if cells.up is not None:
+            channels = cells.space.channels(width)[0]
+            conv: type[nn.Module] = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+            head = conv(channels, num_classes, kernel_size=1, bias=True)
+        self.decoder = _Decoder(deep_supervision, head)
+        self._captured: dict[int, torch.Tensor] = {}
+        for level, aux in cells.aux_heads.items():
+            aux.register_forward_hook(self._capture(int(level)))
+        if cells.up is not None:
+            cells.up.register_forward_pre_hook(self._capture_level0)
+
+    def _capture(self, level: int) -> Any:
+        def hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+            self._captured[level] = out
+
+        return hook
+
+    def _capture_level0(self, _m: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        self._captured[-1] = inp[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        self._captured = {}
+        out = self.net(x)
+        full = out[0] if isinstance(out, tuple) else out
+        if not self.decoder.deep_supervision:
+            return full
+        outputs = [full]
+        if self.decoder.level0_head is not None:
+            outputs.append(self.decoder.level0_head(self._captured[-1]))
+        outputs.extend(
+            self._captured[level] for level in sorted(k for k in self._captured if k >= 0)
+        )
+        self._captured = {}
+        return outputs
