@@ -31,6 +31,7 @@ from tqdm import tqdm
 from decathlon.errors import DatasetError
 from decathlon.fsutil import ensure_out_dir
 from decathlon.io import Image, image_suffix, read_geometry, read_image, strip_suffix, write_image
+from decathlon.paths import why_unusable
 from decathlon.preprocess import preprocess_case, restore_to_original
 from nasmed.models.spec import load_model
 from nasmed.runtime import resolve_device
@@ -85,7 +86,7 @@ def find_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputCase]:
                 raise DatasetError(f"{p}: not an image file (unsupported extension)")
             files.append(p)
         else:
-            raise DatasetError(f"{p}: input not found")
+            raise DatasetError(f"{p}: input {why_unusable(p)}")
     groups: dict[tuple[Path, str], dict[int, Path]] = {}
     for f in files:
         m = _CHANNEL.match(strip_suffix(f))

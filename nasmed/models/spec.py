@@ -18,9 +18,11 @@ import torch
 from torch import nn
 
 from decathlon.fsutil import atomic_write_json
+from decathlon.paths import why_unusable
 from decathlon.plan import Plan
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
+from nasmed.weights import check_finite, load_weights_file
 
 __all__ = ["MODEL_FILE", "MODEL_SPEC_VERSION", "WEIGHTS_FILE", "ModelSpec", "load_model"]
 
@@ -177,11 +179,11 @@ def load_model(
     spec = ModelSpec.load(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
-        raise RunDirError(f"{weights}: weights not found; the training did not finish")
-    try:
-        state = torch.load(weights, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise RunDirError(f"{weights}: not loadable ({type(exc).__name__}: {exc})") from None
+        raise RunDirError(f"{weights}: weights {why_unusable(weights)}; did the training finish?")
+    state = load_weights_file(weights, map_location=map_location)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RunDirError(f"{weights}: not a state dict of tensors (a foreign file?)")
+    check_finite(state, weights)
     net = spec.build()
     try:
         net.load_state_dict(state)
