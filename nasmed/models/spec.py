@@ -163,6 +163,9 @@ class ModelSpec:
             ) from None
         except (OSError, json.JSONDecodeError) as exc:
             raise RunDirError(f"{p}: unreadable model file ({exc})") from None
+        except (UnicodeDecodeError, RecursionError) as exc:
+            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+            raise RunDirError(f"{p}: not a model file ({why})") from None
         return cls.from_json(data, source=str(p))
 
 
