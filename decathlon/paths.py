@@ -16,7 +16,8 @@ __all__ = ["why_unusable"]
 
 
 def why_unusable(path: str | os.PathLike[str], kind: str = "file") -> str:
-    """Why ``path`` is not a usable ``kind`` (``"file"`` or ``"folder"``), in a few words.
+    """Why ``path`` is not a usable ``kind`` (``"file"``, ``"folder"`` or a word such as
+    ``"input"`` that stands for a file), in a few words.
 
     Returns:
         ``"file not found"``, ``"too many levels of symbolic links (a symlink loop)"``,
@@ -39,7 +40,7 @@ def why_unusable(path: str | os.PathLike[str], kind: str = "file") -> str:
             return f"{kind} not found"
         return exc.strerror or type(exc).__name__
     is_dir = stat.S_ISDIR(st.st_mode)
-    if kind == "file" and is_dir:
+    if kind != "folder" and is_dir:
         return "is a folder, not a file"
     if kind == "folder" and not is_dir:
         return "is a file, not a folder"

@@ -173,7 +173,8 @@ class Genotype:
             raise GenotypeError(f"{path}: cannot read ({exc.strerror or exc})") from None
         except UnicodeDecodeError as exc:
             raise GenotypeError(
-                f"{path}: not a genotype (not UTF-8 text: byte {exc.start} is 0x{exc.object[exc.start]:02x})"
+                f"{path}: not a genotype (not UTF-8 text: byte {exc.start} is "
+                f"0x{exc.object[exc.start]:02x})"
             ) from None
         return cls.from_json(text, source=str(path))
 
@@ -255,35 +256,36 @@ def check_space(genotype: Genotype, space: SearchSpace) -> None:
         GenotypeError: another space, a changed space (content hash mismatch), or cells that do
             not fit the space's structure.
     """
+    src = genotype.source
     if genotype.space != space.name:
         raise GenotypeError(
-            f"{genotype.source}: genotype is from search space {genotype.space!r}, not {space.name!r}"
+            f"{src}: genotype is from search space {genotype.space!r}, not {space.name!r}"
         )
     if genotype.space_hash != space.content_hash():
         raise GenotypeError(
-            f"{genotype.source}: search space {space.name!r} changed since the genotype was made (content hash "
+            f"{src}: search space {space.name!r} changed since the genotype was made (content hash "
             f"{space.content_hash()[:12]} != {genotype.space_hash[:12]}); search again or "
             "restore the space's file"
         )
     keys = [cell.key for cell in genotype.cells]
     if keys != list(space.arch_keys()):
         raise GenotypeError(
-            f"{genotype.source}: genotype cells {keys} do not match space cells {list(space.arch_keys())}"
+            f"{src}: genotype cells {keys} do not match space cells {list(space.arch_keys())}"
         )
     for cell in genotype.cells:
         if len(cell.nodes) != space.nodes:
             raise GenotypeError(
-                f"{genotype.source}: cell {cell.key!r} has {len(cell.nodes)} nodes; the space has {space.nodes}"
+                f"{src}: cell {cell.key!r} has {len(cell.nodes)} nodes; the space has {space.nodes}"
             )
         for i, node in enumerate(cell.nodes, start=1):
             if len(node.inputs) != space.kept(i):
                 raise GenotypeError(
-                    f"{genotype.source}: cell {cell.key!r} node {i} keeps {len(node.inputs)} inputs; "
+                    f"{src}: cell {cell.key!r} node {i} keeps {len(node.inputs)} inputs; "
                     f"the space keeps {space.kept(i)}"
                 )
             for edge in node.inputs:
                 if edge.op not in space.ops:
                     raise GenotypeError(
-                        f"{genotype.source}: cell {cell.key!r} node {i}: operation {edge.op!r} is not in space "
+                        f"{src}: cell {cell.key!r} node {i}: operation {edge.op!r} is not in space "
                         f"{space.name!r} ({', '.join(space.ops)})"
                     )

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from decathlon.errors import DatasetError
 from decathlon.fsutil import ensure_out_dir
 from decathlon.io import Image, image_suffix, read_geometry, read_image, strip_suffix, write_image
+from decathlon.orientation import reorientation_of
 from decathlon.paths import why_unusable
 from decathlon.preprocess import preprocess_case, restore_to_original
 from nasmed.models.spec import load_model
@@ -86,7 +87,7 @@ def find_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputCase]:
                 raise DatasetError(f"{p}: not an image file (unsupported extension)")
             files.append(p)
         else:
-            raise DatasetError(f"{p}: input {why_unusable(p)}")
+            raise DatasetError(f"{p}: {why_unusable(p, 'input')}")
     groups: dict[tuple[Path, str], dict[int, Path]] = {}
     for f in files:
         m = _CHANNEL.match(strip_suffix(f))
@@ -128,6 +129,7 @@ def _check_case(case: InputCase, channels: int, modalities: Sequence[str]) -> No
     first = None
     for f in case.files:
         geometry, n = read_geometry(f)
+        reorientation_of(geometry, f)  # a singular affine is refused before any inference
         total += n
         if first is None:
             first = geometry

@@ -37,10 +37,16 @@ def load_weights_file(path: str | os.PathLike[str], map_location: Any = "cpu") -
     p = Path(path)
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise RunDirError(
+                f"{p}: not loadable: not a PyTorch weights file, truncated or corrupt "
+                f"({_first_line(exc)})"
+            ) from None
         # torch's own message advises weights_only=False: never pass that on.
         raise RunDirError(
-            f"{p}: refused: it holds pickled Python objects, not only tensors and plain values "
+            f"{p}: not loadable: it holds pickled Python objects, not only tensors and plain "
+            "values "
             "(nasmed reads only tensors and plain values from weight files; was it "
             "written by nasmed?)"
         ) from None
@@ -48,7 +54,7 @@ def load_weights_file(path: str | os.PathLike[str], map_location: Any = "cpu") -
         if isinstance(exc, OSError) and not isinstance(exc, EOFError) and exc.errno is not None:
             raise  # the file system's refusal: the CLI names the path
         raise RunDirError(
-            f"{p}: not a readable PyTorch weights file, truncated or corrupt "
+            f"{p}: not loadable: not a PyTorch weights file, truncated or corrupt "
             f"({type(exc).__name__}: {_first_line(exc)})"
         ) from None
 
