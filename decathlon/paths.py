@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 
-__all__ = ["why_unusable"]
+__all__ = ["named_os_error", "why_unusable"]
 
 
 def why_unusable(path: str | os.PathLike[str], kind: str = "file") -> str:
@@ -45,3 +46,28 @@ def why_unusable(path: str | os.PathLike[str], kind: str = "file") -> str:
     if kind == "folder" and not is_dir:
         return "is a file, not a folder"
     return f"not a usable {kind}"
+
+
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
+
+
+def named_os_error(exc: BaseException, path: str | os.PathLike[str]) -> OSError | None:
+    """The file-system error behind ``exc``, as an ``OSError`` naming ``path``, or ``None``.
+
+    A failed ``write`` names no file, numpy reports a short write (a full disk) as
+    ``"N requested and M written"`` without an errno, and torch wraps the ``OSError`` of a file
+    object in a ``RuntimeError``; a writer that knows its target calls this to say which file.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError):
+            if cur.errno is None and _SHORT_WRITE.match(str(cur)):
+                return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+            if cur.errno is not None:
+                if cur.filename is not None:
+                    return None  # already names its file
+                return OSError(cur.errno, cur.strerror, os.fspath(path))
+        cur = cur.__cause__ or cur.__context__
+    return None

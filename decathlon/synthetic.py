@@ -241,6 +241,14 @@ def embedded_task(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """
     root = Path(cache_dir or os.environ.get("NASMED_CACHE") or Path.home() / ".cache" / "nasmed")
     folder = root / EMBEDDED_TASK_NAME
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        is_file = isinstance(exc, (FileExistsError, NotADirectoryError))
+        why = "a part of it is a file" if is_file else exc.strerror
+        raise DecathlonError(
+            f"{root}: cannot hold the embedded task ({why}); set NASMED_CACHE to a writable folder"
+        ) from None
     for attempt in range(3):
         if _is_complete(folder):
             return folder
