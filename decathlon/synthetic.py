@@ -33,6 +33,7 @@ import numpy as np
 from decathlon.errors import DecathlonError
 from decathlon.fsutil import atomic_write_json
 from decathlon.io import write_image
+from decathlon.memory import check_memory
 from decathlon.phantom import MRI_MODALITIES, synthesize_case
 
 __all__ = [
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
 EMBEDDED_TASK_NAME = f"Task00_NasmedSynthetic_v{GENERATOR_VERSION}"
 _MARKER = "nasmed_synthetic"
+SYNTH_WORK_ARRAYS = 6  # float64 arrays the phantom holds per case besides its channels
 
 
 def _check_args(
@@ -119,6 +121,12 @@ def write_synthetic_task(
     if ct and modalities != 1:
         raise DecathlonError("a CT-like synthetic task has exactly 1 modality")
     _check_out(out, overwrite)
+    # one case at a time: float64 work arrays per modality plus label, distance and noise fields
+    check_memory(
+        float(np.prod(spatial)) * 8 * (modalities + SYNTH_WORK_ARRAYS),
+        f"--shape {' '.join(map(str, spatial))}",
+        "use a smaller --shape",
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {
         "version": GENERATOR_VERSION,

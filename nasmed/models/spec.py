@@ -22,6 +22,7 @@ from decathlon.paths import why_unusable
 from decathlon.plan import Plan
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
+from nasmed.models.factory import MAX_WIDTH
 from nasmed.weights import check_finite, load_weights_file
 
 __all__ = ["MODEL_FILE", "MODEL_SPEC_VERSION", "WEIGHTS_FILE", "ModelSpec", "load_model"]
@@ -122,8 +123,11 @@ class ModelSpec:
             if arch == "genotype" and not isinstance(data.get("genotype"), dict):
                 raise ValueError("arch 'genotype' needs the 'genotype' object")
             patch = tuple(int(p) for p in data["patch"])
-            if len(patch) != 3:
-                raise ValueError(f"patch must have 3 sides, got {list(patch)}")
+            if len(patch) != 3 or min(patch) < 1:
+                raise ValueError(f"patch must have 3 sides of at least 1 voxel, got {list(patch)}")
+            width = float(data.get("width", 1.0))
+            if not 0 < width <= MAX_WIDTH:
+                raise ValueError(f"width must be in (0, {MAX_WIDTH:g}], got {width:g}")
             Plan.from_json(data["plan"])  # validates
             return cls(
                 arch=arch,
@@ -132,7 +136,7 @@ class ModelSpec:
                 patch=(patch[0], patch[1], patch[2]),
                 plan=dict(data["plan"]),
                 genotype=data.get("genotype"),
-                width=float(data.get("width", 1.0)),
+                width=width,
                 deep_supervision=bool(data.get("deep_supervision", False)),
                 info=dict(data.get("info") or {}),
             )
