@@ -10,7 +10,8 @@ and the argmax is written as NIfTI with the input's affine (``OUT_DIR/<case>.nii
 Inputs are files or folders of images: MSD style (one file per case, 3D, or 4D with the
 modalities as channels) or nnU-Net style (one file per channel, ``<case>_0000.nii.gz``,
 ``<case>_0001.nii.gz``, ...). Every input is checked (readable, channel count) before anything
-is written.
+is written: headers, channels, affines and the memory needed first, then (for a batch) every
+voxel, so a truncated file or NaN in a later case stops the batch before the first write.
 """
 
 from __future__ import annotations
@@ -270,6 +271,9 @@ def predict(
             "predict on a machine with more memory, or crop the image",
             device=str(dev),
         )
+    if len(cases) > 1:  # a batch: read every voxel first, so a bad later case writes nothing
+        for case in tqdm(cases, desc="check inputs", unit="case", disable=not progress):
+            _read(case)
     out = ensure_out_dir(out_dir)
     written: list[Path] = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
