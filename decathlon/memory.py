@@ -53,7 +53,7 @@ def _parse_limit(text: str) -> int | None:
 
 def _cpu_available() -> int:
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         return int(psutil.virtual_memory().available)
     except ImportError:

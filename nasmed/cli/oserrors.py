@@ -83,7 +83,7 @@ def describe_os_error(exc: BaseException) -> str:
     err = _root_cause(exc)
     if err is None:
         return " ".join(str(exc).split())
-    what, todo = _MEANING[err.errno]
+    what, todo = _MEANING[int(err.errno or 0)]
     if err.errno == errno.EEXIST and err.filename is not None and Path(err.filename).is_dir():
         what = "already exists"
     names = [_shown(n) for n in (err.filename, err.filename2) if n is not None]
