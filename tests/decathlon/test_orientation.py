@@ -12,6 +12,7 @@ from decathlon.errors import DatasetError
 from decathlon.io import Geometry, Image
 from decathlon.orientation import Reorientation, reorientation_of
 from decathlon.plan import ChannelNorm, Plan
+from decathlon.testing import store_reordered
 
 
 def _plan() -> Plan:
@@ -25,23 +26,6 @@ def _plan() -> Plan:
         batch_size=2,
         median_shape_after_resampling=(16, 16, 16),
     )
-
-
-def _stored(array: np.ndarray, affine: np.ndarray, flips: tuple[int, ...], perm: tuple[int, ...]):
-    """The same image with voxel axes flipped (``flips``) then permuted (``perm``)."""
-    out, aff = array, affine.copy()
-    shape = array.shape[1:]
-    for ax in flips:
-        out = np.flip(out, axis=1 + ax)
-        flip = np.eye(4)
-        flip[ax, ax], flip[ax, 3] = -1, shape[ax] - 1
-        aff = aff @ flip
-    out = np.transpose(out, (0, *(1 + p for p in perm)))
-    permute = np.zeros((4, 4))
-    for new, old in enumerate(perm):
-        permute[old, new] = 1
-    permute[3, 3] = 1
-    return np.ascontiguousarray(out), aff @ permute
 
 
 VARIANTS = [
@@ -67,7 +51,7 @@ def case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize(("flips", "perm"), VARIANTS)
 def test_reordering_keeps_world_positions_and_undo_is_exact(case, flips, perm) -> None:
     array, _, affine = case
-    stored, aff = _stored(array, affine, flips, perm)
+    stored, aff = store_reordered(array, affine, flips, perm)
     geom = Geometry(aff, stored.shape[1:])
     r = Reorientation.of(geom)
     canon = r.apply(stored)
@@ -88,8 +72,8 @@ def test_preprocessing_does_not_depend_on_the_voxel_order(case, flips, perm) -> 
     plan = _plan()
     g0 = Geometry(affine, array.shape[1:])
     ref = preprocess_case(Image(array, g0), Image(label, g0), plan)
-    stored, aff = _stored(array, affine, flips, perm)
-    lab, _ = _stored(label, affine, flips, perm)
+    stored, aff = store_reordered(array, affine, flips, perm)
+    lab, _ = store_reordered(label, affine, flips, perm)
     geom = Geometry(aff, stored.shape[1:])
     pre = preprocess_case(Image(stored, geom), Image(lab, geom), plan)
     assert np.allclose(pre.array, ref.array, atol=1e-5)
@@ -99,7 +83,7 @@ def test_preprocessing_does_not_depend_on_the_voxel_order(case, flips, perm) -> 
     back = restore_to_original(pre.seg, pre.properties, is_label=True)  # the stored voxel order
     back_ref = restore_to_original(ref.seg, ref.properties, is_label=True)
     assert back.shape == lab.shape
-    assert np.array_equal(back, _stored(back_ref, affine, flips, perm)[0])
+    assert np.array_equal(back, store_reordered(back_ref, affine, flips, perm)[0])
     assert not np.array_equal(back, back_ref) or back.shape != back_ref.shape
 
 

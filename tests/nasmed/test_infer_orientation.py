@@ -16,34 +16,12 @@ import torch
 
 from decathlon.io import Geometry, read_image, write_image
 from decathlon.synthetic import synthesize_case
+from decathlon.testing import restore_voxel_order, store_reordered
 from nasmed.infer import predict
 from nasmed.models.spec import load_model
 from nasmed.testing import fixed_plan, write_fixed_model
 
 SHAPE = (36, 32, 20)
-
-
-def _stored(array: np.ndarray, affine: np.ndarray, flips: tuple[int, ...], perm: tuple[int, ...]):
-    out, aff = array, affine.copy()
-    shape = array.shape[1:]
-    for ax in flips:
-        out = np.flip(out, axis=1 + ax)
-        f = np.eye(4)
-        f[ax, ax], f[ax, 3] = -1, shape[ax] - 1
-        aff = aff @ f
-    out = np.transpose(out, (0, *(1 + p for p in perm)))
-    p = np.zeros((4, 4))
-    for new, old in enumerate(perm):
-        p[old, new] = 1
-    p[3, 3] = 1
-    return np.ascontiguousarray(out), aff @ p
-
-
-def _unstore(array: np.ndarray, flips: tuple[int, ...], perm: tuple[int, ...]) -> np.ndarray:
-    out = np.transpose(array, (0, *(1 + int(i) for i in np.argsort(perm))))
-    for ax in flips:
-        out = np.flip(out, axis=1 + ax)
-    return out
 
 
 VARIANTS = {
@@ -67,7 +45,7 @@ def test_predictions_agree_across_stored_orientations(model: Path, tmp_path: Pat
     affine[:3, 3] = (12.0, -30.0, 7.0)
     inputs = tmp_path / "in"
     for name, (flips, perm) in VARIANTS.items():
-        arr, aff = _stored(image[None] if image.ndim == 3 else image, affine, flips, perm)
+        arr, aff = store_reordered(image[None] if image.ndim == 3 else image, affine, flips, perm)
         write_image(inputs / f"{name}.nii.gz", arr, Geometry(aff, arr.shape[1:]), np.float32)
     out = predict(model, [inputs], tmp_path / "out", device="cpu", progress=False)
     segs = {}
@@ -76,7 +54,7 @@ def test_predictions_agree_across_stored_orientations(model: Path, tmp_path: Pat
         seg = read_image(path)
         src = read_image(inputs / path.name)
         assert seg.geometry.allclose(src.geometry, atol=1e-5)  # the input's exact grid
-        segs[name] = _unstore(seg.array, *VARIANTS[name])
+        segs[name] = restore_voxel_order(seg.array, *VARIANTS[name])
     ref = segs["as_is"]
     fg = float(np.mean(ref > 0))
     assert 0.01 < fg < 0.99, f"the fixed network predicts a trivial map (foreground {fg:.3f})"
