@@ -57,14 +57,11 @@ def _shown(path: object) -> str:
 
 
 def _root_cause(exc: BaseException) -> OSError | None:
-    """``exc`` or the first ``OSError`` in its ``__cause__`` / ``__context__`` chain."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    """``exc`` if it is such an ``OSError``, or the one it directly wraps (torch's
+    ``RuntimeError`` around a failed write); deeper chains are left to the traceback."""
+    for cur in (exc, exc.__cause__ or exc.__context__):
         if isinstance(cur, OSError) and cur.errno in USER_ERRNOS:
             return cur
-        cur = cur.__cause__ or cur.__context__
     return None
 
 
