@@ -42,6 +42,7 @@ from decathlon.io import (
 )
 from decathlon.memory import check_memory
 from decathlon.orientation import reorientation_of
+from decathlon.outputs import check_files, check_separate, record_files
 from decathlon.paths import why_unusable
 from decathlon.plan import Plan
 from decathlon.preprocess import preprocess_case, restore_to_original
@@ -54,6 +55,9 @@ __all__ = ["InputCase", "find_inputs", "predict", "predict_bytes", "predict_prob
 log = logging.getLogger(__name__)
 
 SW_BATCH = 2  # sliding-window patches per forward pass
+#: The writer recorded for the predictions (:mod:`decathlon.outputs`).
+VERB = "predict"
+
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
@@ -241,8 +245,9 @@ def predict(
     Args:
         model_dir: a finished run folder (``model.json`` + ``model.pt``).
         inputs: image files and/or folders of images (MSD or nnU-Net per-channel naming).
-        out_dir: the output folder (created; existing predictions of the same names are
-            replaced atomically).
+        out_dir: the output folder (created; predictions of the same names that this verb
+            wrote earlier are replaced atomically; any other existing file is refused, and so
+            is a folder that is, holds or lies inside an input or the model).
         tta_mirror: average the softmax over the 8 mirrorings.
         device: torch device.
         overlap: sliding-window overlap (0..1).
@@ -274,7 +279,11 @@ def predict(
     if len(cases) > 1:  # a batch: read every voxel first, so a bad later case writes nothing
         for case in tqdm(cases, desc="check inputs", unit="case", disable=not progress):
             _read(case)
+    targets = [Path(out_dir) / f"{case.name}.nii.gz" for case in cases]
+    check_separate(out_dir, [model_dir, *inputs, *(f for c in cases for f in c.files)])
+    check_files(targets, VERB)
     out = ensure_out_dir(out_dir)
+    record_files(targets, VERB)
     written: list[Path] = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
         image = _read(case)
