@@ -7,8 +7,11 @@ Per case::
     <case>_fg.npy     int32 (N, 4) sampled foreground voxels: class, x, y, z (for the sampler)
     <case>.json       properties: original geometry, crop box, shapes, sources, plan hash
 
-The JSON is written last, so a case whose JSON exists is complete. :func:`preprocess_task` skips
-cases whose source files (size, mtime) and plan hash are unchanged.
+The JSON is written last, so a case whose JSON exists is complete. It records each array file's
+shape, dtype and size in bytes; :func:`check_cached_case` compares them with the files (reading
+only the ``.npy`` headers), so a truncated or replaced file is found in microseconds.
+:func:`preprocess_task` skips cases whose source files (size, mtime), plan hash and array files
+are unchanged, and rebuilds a damaged case; loading a damaged case is a one-line error.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -35,8 +38,10 @@ if TYPE_CHECKING:
 __all__ = [
     "case_is_current",
     "case_sources",
+    "check_cached_case",
     "load_cached_case",
     "load_class_locations",
+    "npy_header",
     "preprocess_task",
 ]
 
@@ -57,20 +62,85 @@ def _paths(cache_dir: Path, name: str) -> dict[str, Path]:
     }
 
 
+def npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype of the open ``.npy`` file ``f`` (left at the data)."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
+def _describe_npy(path: Path) -> dict[str, Any]:
+    """What the properties record of an array file: shape, dtype, size in bytes."""
+    with open(path, "rb") as f:
+        shape, _, dtype = npy_header(f)
+    return {"shape": list(shape), "dtype": dtype.str, "bytes": path.stat().st_size}
+
+
+def _npy_problem(path: Path, expected: dict[str, Any]) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            shape, _, dtype = npy_header(f)
+            data_start = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError) as exc:
+        return f"unreadable header ({exc})"
+    need = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size != need or size != int(expected.get("bytes", -1)):
+        return f"truncated or damaged ({size} bytes, expected {expected.get('bytes')})"
+    if list(shape) != list(expected.get("shape", [])) or dtype.str != expected.get("dtype"):
+        want = f"{expected.get('dtype')} {expected.get('shape')}"
+        return f"holds {dtype.str} {list(shape)}, expected {want}"
+    return None
+
+
+def check_cached_case(
+    cache_dir: str | os.PathLike[str], name: str, props: dict[str, Any] | None = None
+) -> str | None:
+    """A one-line problem if a cached case's array files do not match its properties.
+
+    Compares each ``.npy`` file's header and size with what the properties recorded when it
+    was written (no data is read). Returns ``None`` when the case is intact.
+    """
+    paths = _paths(Path(cache_dir), name)
+    if props is None:
+        try:
+            props = json.loads(paths["props"].read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return f"{paths['props']}: unreadable cache properties ({exc})"
+    arrays = props.get("arrays") if isinstance(props, dict) else None
+    if not isinstance(arrays, dict) or "image" not in arrays:
+        return f"{paths['props']}: made by an older nasmed (no array sizes recorded)"
+    for key, expected in arrays.items():
+        if key not in paths or not isinstance(expected, dict):
+            return f"{paths['props']}: unknown cache entry {key!r}"
+        problem = _npy_problem(paths[key], expected)
+        if problem is not None:
+            return f"{paths[key]}: cache file {problem}"
+    return None
+
+
 def case_is_current(cache_dir: str | os.PathLike[str], case: Case, plan: Plan) -> bool:
-    """True when the cache holds ``case`` made from its current source files with ``plan``."""
+    """True when the cache holds ``case``, intact, made from its current source files with
+    ``plan``."""
     paths = _paths(Path(cache_dir), case.name)
     try:
         props = json.loads(paths["props"].read_text(encoding="utf-8"))
         sources = case_sources(case)
     except (OSError, ValueError):
         return False
-    needed = ["image"] + (["seg", "fg"] if case.label is not None else [])
-    return (
-        props.get("plan_hash") == plan.preprocessing_hash()
-        and props.get("sources") == sources
-        and all(paths[k].is_file() for k in needed)
-    )
+    if props.get("plan_hash") != plan.preprocessing_hash() or props.get("sources") != sources:
+        return False
+    needed = {"image"} | ({"seg", "fg"} if case.label is not None else set())
+    if not needed <= set(props.get("arrays") or {}):
+        return False
+    problem = check_cached_case(cache_dir, case.name, props)
+    if problem is not None:
+        log.warning("%s; rebuilding case %s", problem, case.name)
+        return False
+    return True
 
 
 def _write_case(cache_dir: Path, name: str, pre: PreprocessedCase, sources: dict[str, Any]) -> None:
@@ -85,7 +155,12 @@ def _write_case(cache_dir: Path, name: str, pre: PreprocessedCase, sources: dict
         ]
         fg = np.concatenate(rows) if rows else np.zeros((0, 4), dtype=np.int32)
         atomic_save_npy(paths["fg"], fg)
-    atomic_write_json(paths["props"], {"name": name, **pre.properties, "sources": sources})
+    arrays = {k: _describe_npy(paths[k]) for k in ("image", "seg", "fg") if paths[k].is_file()}
+    if pre.seg is None:
+        arrays = {"image": arrays["image"]}
+    atomic_write_json(
+        paths["props"], {"name": name, **pre.properties, "sources": sources, "arrays": arrays}
+    )
 
 
 def _preprocess_one(args: tuple[Case, Plan, Path]) -> str:
@@ -162,6 +237,9 @@ def load_cached_case(
         ) from exc
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{paths['props']}: unreadable cache properties ({exc})") from exc
+    problem = check_cached_case(cache_dir, name, props)
+    if problem is not None:
+        raise DatasetError(f"{problem}; run `nasmed preprocess` again to rebuild it")
     mode: Literal["r"] | None = "r" if mmap else None
     image = np.load(paths["image"], mmap_mode=mode, allow_pickle=False)
     seg = (

@@ -1,9 +1,10 @@
 """Preprocess one case the nnU-Net way, and map results back onto its original grid.
 
-Crop to the non-zero region (union over channels), normalise per channel (on the cropped
-original grid), resample to the plan's target spacing. The returned properties (original
-geometry, crop box, shapes, separate axis) are what :func:`restore_to_original` needs to put a
-prediction back exactly where the source image lies.
+Reorder the voxels to the canonical orientation (RAS, :mod:`decathlon.orientation`), crop to
+the non-zero region (union over channels), normalise per channel (on the cropped grid),
+resample to the plan's target spacing. The returned properties (original geometry, the
+reordering, crop box and shapes in canonical order, separate axis) are what
+:func:`restore_to_original` needs to put a prediction back exactly where the source image lies.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from decathlon.crop import Box, bbox_shape, crop, nonzero_bbox, nonzero_mask, pa
 from decathlon.errors import DatasetError
 from decathlon.io import Geometry, Image
 from decathlon.normalize import normalize
+from decathlon.orientation import Reorientation, reorientation_of
 from decathlon.plan import Plan
 from decathlon.resample import (
     resample_image,
@@ -27,7 +29,12 @@ from decathlon.resample import (
     separate_axis,
 )
 
-__all__ = ["FG_SAMPLES_PER_CLASS", "PreprocessedCase", "preprocess_case", "restore_to_original"]
+__all__ = [
+    "FG_SAMPLES_PER_CLASS",
+    "PreprocessedCase",
+    "preprocess_case",
+    "restore_to_original",
+]
 
 FG_SAMPLES_PER_CLASS = 10_000  # foreground voxels remembered per class for oversampling
 
@@ -87,6 +94,12 @@ def preprocess_case(image: Image, label: Image | None, plan: Plan) -> Preprocess
             f"{label.path or 'label'}: shape {label.array.shape[1:]} differs from the image's "
             f"{image.array.shape[1:]}"
         )
+    reorient = reorientation_of(image)
+    source_geometry = image.geometry
+    canonical = reorient.geometry(image.geometry)
+    image = Image(reorient.apply(image.array), canonical, image.path)
+    if label is not None:
+        label = Image(reorient.apply(label.array), canonical, label.path)
     box = nonzero_bbox(image.array)
     cropped = crop(image.array, box)
     mask = nonzero_mask(cropped) if any(n.use_nonzero_mask for n in plan.normalization) else None
@@ -104,7 +117,8 @@ def preprocess_case(image: Image, label: Image | None, plan: Plan) -> Preprocess
         )
         locations = _class_locations(seg, plan.foreground_labels, seed=1234)
     properties: dict[str, Any] = {
-        "geometry": image.geometry.to_json(),
+        "geometry": source_geometry.to_json(),
+        "orientation": reorient.to_json(),
         "crop_box": [list(b) for b in box],
         "shape_after_crop": list(bbox_shape(box)),
         "shape_after_resampling": list(new_shape),
@@ -135,8 +149,9 @@ def restore_to_original(
 ) -> np.ndarray:
     """Map an array in preprocessed space back onto the original image grid.
 
-    Undoes the resampling (to the cropped shape), then pastes into the crop box of the original
-    shape. The result lies exactly on ``Geometry.from_json(properties["geometry"])``.
+    Undoes the resampling (to the cropped shape), pastes into the crop box of the canonical
+    grid, then puts the voxels back into the source's order. The result lies exactly on
+    ``Geometry.from_json(properties["geometry"])``.
 
     Args:
         array: ``(1, x, y, z)`` labels or ``(K, x, y, z)`` class probabilities, in the shape
@@ -150,6 +165,8 @@ def restore_to_original(
         are float32).
     """
     geometry = Geometry.from_json(properties["geometry"])
+    reorient = Reorientation.from_json(properties["orientation"])
+    shape = reorient.canonical_shape
     box = _box(properties)
     expected = tuple(int(s) for s in properties["shape_after_resampling"])
     if tuple(array.shape[1:]) != expected:
@@ -162,8 +179,12 @@ def restore_to_original(
         back = resample_label(
             np.asarray(array), target, mode=properties.get("label_mode", "linear"), axis=axis
         )
-        return paste(back, box, geometry.shape, fill=0)
-    back = resample_probabilities(np.asarray(array, dtype=np.float32), target, axis=axis)
-    fill = np.zeros(back.shape[0], dtype=np.float32)
-    fill[0] = 1.0
-    return paste(back, box, geometry.shape, fill=fill)
+        out = reorient.undo(paste(back, box, shape, fill=0))
+    else:
+        back = resample_probabilities(np.asarray(array, dtype=np.float32), target, axis=axis)
+        fill = np.zeros(back.shape[0], dtype=np.float32)
+        fill[0] = 1.0
+        out = reorient.undo(paste(back, box, shape, fill=fill))
+    if tuple(out.shape[1:]) != geometry.shape:
+        raise ValueError(f"restored shape {out.shape[1:]} is not the source's {geometry.shape}")
+    return out

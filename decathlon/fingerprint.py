@@ -23,6 +23,8 @@ from tqdm import tqdm
 from decathlon.crop import bbox_shape, crop, nonzero_bbox
 from decathlon.errors import DatasetError
 from decathlon.fsutil import atomic_write_json
+from decathlon.io import Image
+from decathlon.orientation import reorientation_of
 
 if TYPE_CHECKING:
     from decathlon.datalist import Case, Task
@@ -40,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: spacing and shapes in the canonical (RAS) axis order
 SAMPLES_PER_CASE = 10_000  # foreground voxels drawn per case and channel (nnU-Net uses 10,000)
 
 
@@ -229,7 +231,11 @@ def fingerprint_arrays(
     Returns:
         The case fingerprint and, per channel, the sampled foreground intensities.
     """
-    array = image.array
+    reorient = reorientation_of(image)  # spacing and shapes in the canonical axis order
+    geometry = reorient.geometry(image.geometry)
+    array = reorient.apply(image.array)
+    if label is not None:
+        label = Image(reorient.apply(label.array), geometry, label.path)
     box = nonzero_bbox(array)
     img = crop(array, box)
     if label is not None:
@@ -247,8 +253,8 @@ def fingerprint_arrays(
     sampled = [np.asarray(img[c].ravel()[pick], dtype=np.float32) for c in range(img.shape[0])]
     fp = CaseFingerprint(
         name=name,
-        spacing=image.geometry.spacing,
-        shape=image.geometry.shape,
+        spacing=geometry.spacing,
+        shape=geometry.shape,
         shape_after_crop=bbox_shape(box),
         class_voxels=class_voxels,
     )

@@ -25,6 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from decathlon.errors import DecathlonError
+from decathlon.paths import named_os_error
 
 __all__ = [
     "atomic_open",
@@ -91,9 +92,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        named = named_os_error(exc, target)  # a full disk etc.: say which file
+        if named is not None:
+            raise named from exc
         raise
 
 

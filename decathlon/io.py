@@ -27,6 +27,7 @@ import SimpleITK as sitk
 
 from decathlon.errors import ImageReadError
 from decathlon.fsutil import atomic_open, make_temp_dir
+from decathlon.paths import why_unusable
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -219,14 +220,14 @@ def _load_nibabel(path: Path) -> Any:
     try:
         return nib.load(str(path))
     except FileNotFoundError as exc:
-        raise ImageReadError(f"{path}: file not found") from exc
+        raise ImageReadError(f"{path}: {why_unusable(path)}") from exc
     except Exception as exc:
         raise ImageReadError(f"{path}: cannot read NIfTI header ({exc})") from exc
 
 
 def _read_sitk(path: Path) -> sitk.Image:
-    if not path.exists():
-        raise ImageReadError(f"{path}: file not found")
+    if not path.is_file():
+        raise ImageReadError(f"{path}: {why_unusable(path)}")
     try:
         return sitk.ReadImage(str(path))
     except Exception as exc:
@@ -258,8 +259,8 @@ def read_geometry(path: str | os.PathLike[str], backend: Backend = "auto") -> tu
         return Geometry(np.asarray(img.affine, dtype=np.float64), spatial), channels
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
-    if not p.exists():
-        raise ImageReadError(f"{p}: file not found")
+    if not p.is_file():
+        raise ImageReadError(f"{p}: {why_unusable(p)}")
     try:
         reader.ReadImageInformation()
     except Exception as exc:

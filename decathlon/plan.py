@@ -27,6 +27,7 @@ import numpy as np
 from decathlon.errors import DatasetError, DecathlonError
 from decathlon.fingerprint import Fingerprint
 from decathlon.fsutil import atomic_write_json
+from decathlon.orientation import CANONICAL
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET_MB",
@@ -40,7 +41,7 @@ __all__ = [
     "with_patch_size",
 ]
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: images reordered to the canonical orientation (RAS) first
 DEFAULT_MEMORY_BUDGET_MB = 8192.0
 ANISOTROPY_THRESHOLD = 3.0  # nnU-Net: spacing ratio beyond which an axis counts as anisotropic
 NONZERO_MASK_BELOW = 0.75  # z-score inside the non-zero mask when cropping keeps less than this
@@ -106,6 +107,7 @@ class Plan:
     anisotropy_threshold: float = ANISOTROPY_THRESHOLD
     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB
     estimated_memory_mb: float = 0.0
+    orientation: str = CANONICAL
     version: int = PLAN_VERSION
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -130,6 +132,8 @@ class Plan:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.image_order not in (0, 1, 3):
             raise ValueError(f"image_order must be 0, 1 or 3, got {self.image_order}")
+        if self.orientation != CANONICAL:
+            raise ValueError(f"orientation must be {CANONICAL!r}, not {self.orientation!r}")
         if self.label_mode not in ("linear", "nearest"):
             raise ValueError(f"label_mode must be 'linear' or 'nearest', not {self.label_mode!r}")
 
@@ -159,6 +163,7 @@ class Plan:
             "image_order",
             "label_mode",
             "anisotropy_threshold",
+            "orientation",
         )
         data = self.to_json()
         blob = json.dumps({k: data[k] for k in keys}, sort_keys=True)
@@ -178,7 +183,16 @@ class Plan:
     def from_json(cls, data: dict[str, Any]) -> Plan:
         """Inverse of :meth:`to_json`."""
         if int(data["version"]) != PLAN_VERSION:
-            raise ValueError(f"plan version {data['version']} is not {PLAN_VERSION}")
+            old = int(data["version"]) < PLAN_VERSION
+            raise ValueError(
+                f"plan version {data['version']} is not {PLAN_VERSION}"
+                + (
+                    " (made before images were reordered to RAS; run `nasmed preprocess` again "
+                    "and retrain models made with it)"
+                    if old
+                    else ""
+                )
+            )
         kwargs = dict(data)
         kwargs["normalization"] = tuple(ChannelNorm(**n) for n in data["normalization"])
         kwargs["median_shape_after_resampling"] = tuple(

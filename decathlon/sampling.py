@@ -13,12 +13,13 @@ import os
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from decathlon.cache import check_cached_case, npy_header
 from decathlon.errors import DatasetError
 from decathlon.patches import PatchSampler, is_forced_foreground
 
@@ -32,18 +33,10 @@ __all__ = [
 ]
 
 
-def _npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
-    """Shape, Fortran order and dtype of the open ``.npy`` file ``f`` (left at the data)."""
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    return np.lib.format.read_array_header_2_0(f)
-
-
 def _map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap]:
     """Memory-map a ``.npy`` file read-only; returns the array and its map (for madvise)."""
     with open(path, "rb") as f:
-        shape, fortran, dtype = _npy_header(f)
+        shape, fortran, dtype = npy_header(f)
         offset = f.tell()
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     order: Literal["F", "C"] = "F" if fortran else "C"
@@ -96,13 +89,16 @@ class PatchDataset(Dataset[dict[str, Any]]):
                 raise DatasetError(
                     f"{props}: case {name!r} is not in the cache; run `nasmed preprocess` first"
                 )
+            problem = check_cached_case(self.cache_dir, name)
+            if problem is not None:
+                raise DatasetError(f"{problem}; run `nasmed preprocess` again to rebuild it")
         with open(self.cache_dir / f"{self.names[0]}.npy", "rb") as f:
-            self.channels = int(_npy_header(f)[0][0])
+            self.channels = int(npy_header(f)[0][0])
         seg = self.cache_dir / f"{self.names[0]}_seg.npy"
         self.compact_label = torch.int8
         if seg.exists():
             with open(seg, "rb") as f:
-                self.compact_label = torch.from_numpy(np.zeros(0, _npy_header(f)[2])).dtype
+                self.compact_label = torch.from_numpy(np.zeros(0, npy_header(f)[2])).dtype
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the patches of ``epoch`` (call before iterating a loader for that epoch)."""

@@ -33,6 +33,7 @@ import numpy as np
 from decathlon.errors import DecathlonError
 from decathlon.fsutil import atomic_write_json, make_temp_dir
 from decathlon.io import write_image
+from decathlon.memory import check_memory
 from decathlon.outputs import check_dir
 from decathlon.phantom import MRI_MODALITIES, synthesize_case
 
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
 EMBEDDED_TASK_NAME = f"Task00_NasmedSynthetic_v{GENERATOR_VERSION}"
 _MARKER = "nasmed_synthetic"
+SYNTH_WORK_ARRAYS = 6  # float64 arrays the phantom holds per case besides its channels
 
 
 def _check_args(
@@ -133,6 +135,12 @@ def write_synthetic_task(
     if ct and modalities != 1:
         raise DecathlonError("a CT-like synthetic task has exactly 1 modality")
     _check_out(out, overwrite)
+    # one case at a time: float64 work arrays per modality plus label, distance and noise fields
+    check_memory(
+        float(np.prod(spatial)) * 8 * (modalities + SYNTH_WORK_ARRAYS),
+        f"--shape {' '.join(map(str, spatial))}",
+        "use a smaller --shape",
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {
         "version": GENERATOR_VERSION,
@@ -255,6 +263,14 @@ def embedded_task(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """
     root = Path(cache_dir or os.environ.get("NASMED_CACHE") or Path.home() / ".cache" / "nasmed")
     folder = root / EMBEDDED_TASK_NAME
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        is_file = isinstance(exc, (FileExistsError, NotADirectoryError))
+        why = "a part of it is a file" if is_file else exc.strerror
+        raise DecathlonError(
+            f"{root}: cannot hold the embedded task ({why}); set NASMED_CACHE to a writable folder"
+        ) from None
     for attempt in range(3):
         if _is_complete(folder):
             return folder

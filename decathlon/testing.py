@@ -26,6 +26,8 @@ __all__ = [
     "case_arrays",
     "lps_geometry",
     "read_json",
+    "restore_voxel_order",
+    "store_reordered",
     "write_json",
     "write_task",
 ]
@@ -48,6 +50,37 @@ def case_arrays(i: int, shape: tuple[int, int, int] = SHAPE) -> tuple[np.ndarray
     label[3:4, 3:4, 3:4] = 2
     image = (100.0 * label + rng.normal(0, 10, shape)).astype(np.float32)
     return image, label
+
+
+def store_reordered(
+    array: np.ndarray, affine: np.ndarray, flips: tuple[int, ...], perm: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same image ``(C, X, Y, Z)`` stored another way: voxel axes ``flips`` flipped, then
+    permuted (new axis ``i`` is old axis ``perm[i]``); returns the array and its affine (every
+    voxel keeps its world position)."""
+    out, aff = array, np.asarray(affine, dtype=np.float64).copy()
+    shape = array.shape[1:]
+    for ax in flips:
+        out = np.flip(out, axis=1 + ax)
+        flip = np.eye(4)
+        flip[ax, ax], flip[ax, 3] = -1, shape[ax] - 1
+        aff = aff @ flip
+    out = np.transpose(out, (0, *(1 + p for p in perm)))
+    permute = np.zeros((4, 4))
+    for new, old in enumerate(perm):
+        permute[old, new] = 1
+    permute[3, 3] = 1
+    return np.ascontiguousarray(out), aff @ permute
+
+
+def restore_voxel_order(
+    array: np.ndarray, flips: tuple[int, ...], perm: tuple[int, ...]
+) -> np.ndarray:
+    """Inverse of :func:`store_reordered` on an array."""
+    out = np.transpose(array, (0, *(1 + int(i) for i in np.argsort(perm))))
+    for ax in flips:
+        out = np.flip(out, axis=1 + ax)
+    return out
 
 
 def write_task(

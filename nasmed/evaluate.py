@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from monai.metrics import DiceMetric, HausdorffDistanceMetric, SurfaceDiceMetric
 
-from decathlon.datalist import AFFINE_ATOL
-from decathlon.errors import DatasetError
+from decathlon.datalist import AFFINE_ATOL, check_label_values
+from decathlon.errors import DatasetError, DecathlonError
 from decathlon.fsutil import atomic_write_json, atomic_write_text
 from decathlon.io import image_suffix, read_geometry, read_image, strip_suffix
 from decathlon.outputs import check_files, check_separate, record_files
@@ -191,10 +191,17 @@ def evaluate(
     )
     if any(not float(t) > 0 for t in tolerances):
         raise DatasetError(f"NSD tolerance must be > 0 mm, got {nsd_tolerance_mm}")
+    declared = _declared_labels(Path(ref_dir), labels)
+    raw = [(name, pp, read_image(pp).array[0], rp, read_image(rp)) for name, pp, rp in pairs]
+    for _, _, _, rp, ref in raw:
+        _check_label_map(ref.array[0], declared, rp)
+    if declared is None:  # nothing declared: a prediction may hold what some reference holds
+        declared = {0: "background"}
+        for _, _, _, _, ref in raw:
+            declared.update({int(v): str(int(v)) for v in np.unique(ref.array[0])})
     loaded = []
-    for name, pp, rp in pairs:
-        pred = read_image(pp).array[0]
-        ref = read_image(rp)
+    for name, pp, pred, _, ref in raw:
+        _check_label_map(pred, declared, pp)
         loaded.append(
             (
                 name,
@@ -262,6 +269,33 @@ def evaluate(
     if out is not None:
         _write(Path(out), metrics)
     return metrics
+
+
+def _declared_labels(
+    ref_dir: Path, labels: Sequence[int] | Mapping[int, str] | None
+) -> dict[int, str] | None:
+    """The label values a map may hold: ``labels`` (plus background), else the labels of the
+    ``dataset.json`` beside ``ref_dir`` (an MSD ``labelsTr``), else ``None``."""
+    if labels is not None:
+        values = labels.keys() if isinstance(labels, Mapping) else labels
+        return {0: "background", **{int(v): str(v) for v in values}}
+    if not (ref_dir.parent / "dataset.json").is_file():
+        return None
+    from decathlon.datalist import load_task
+
+    try:
+        return dict(load_task(ref_dir.parent, check_files=False).labels)
+    except DecathlonError:
+        return None
+
+
+def _check_label_map(values: np.ndarray, declared: dict[int, str] | None, path: Path) -> None:
+    """Refuse a label map holding NaN, fractional, negative or undeclared values (one line)."""
+    problem = check_label_values(values, declared, path)
+    if problem is None and values.size and float(np.min(values)) < 0:
+        problem = f"{path}: label map holds negative values (e.g. {float(np.min(values)):g})"
+    if problem is not None:
+        raise DatasetError(f"{problem}; a label map holds only the task's label values")
 
 
 def _out_paths(out: Path) -> tuple[Path, Path]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ class Genotype:
         seed: the search's seed, if any.
         search: search settings (mode, epochs, patch, ...), plain JSON values.
         schema_version: version of the genotype format.
+        source: where it was read from (the file), named by every error about it; not saved.
     """
 
     space: str
@@ -87,6 +88,7 @@ class Genotype:
     seed: int | None = None
     search: Mapping[str, Any] = field(default_factory=dict, hash=False)
     schema_version: int = GENOTYPE_SCHEMA_VERSION
+    source: str = field(default="genotype", compare=False, hash=False, repr=False)
 
     def cell(self, key: str) -> CellGenotype:
         """The structure of architecture key ``key``."""
@@ -143,8 +145,8 @@ class Genotype:
             GenotypeError: a missing or malformed field (the message names ``source``).
         """
         try:
-            return _parse(data)
-        except (KeyError, TypeError, ValueError) as exc:
+            return replace(_parse(data), source=source)
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
             raise GenotypeError(f"{source}: malformed genotype: {_reason(exc)}") from None
 
     @classmethod
@@ -154,6 +156,8 @@ class Genotype:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise GenotypeError(f"{source}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise GenotypeError(f"{source}: not a genotype (JSON nested too deeply)") from None
         return cls.from_dict(data, source=source)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -167,10 +171,17 @@ class Genotype:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise GenotypeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise GenotypeError(
+                f"{path}: not a genotype (not UTF-8 text: byte {exc.start} is "
+                f"0x{exc.object[exc.start]:02x})"
+            ) from None
         return cls.from_json(text, source=str(path))
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     if isinstance(exc, KeyError):
         return f"missing field {exc.args[0]!r}"
     return str(exc)
@@ -200,6 +211,10 @@ def _parse(data: Any) -> Genotype:
     search = data.get("search", {})
     if not isinstance(search, dict):
         raise TypeError("'search' must be an object")
+    try:
+        json.dumps(search, allow_nan=False)
+    except ValueError:
+        raise ValueError("'search' holds NaN or infinite values") from None
     raw_cells = data["cells"]
     if not isinstance(raw_cells, dict) or not raw_cells:
         raise TypeError("'cells' must be a non-empty object")
@@ -241,33 +256,36 @@ def check_space(genotype: Genotype, space: SearchSpace) -> None:
         GenotypeError: another space, a changed space (content hash mismatch), or cells that do
             not fit the space's structure.
     """
+    src = genotype.source
     if genotype.space != space.name:
-        raise GenotypeError(f"genotype is from search space {genotype.space!r}, not {space.name!r}")
+        raise GenotypeError(
+            f"{src}: genotype is from search space {genotype.space!r}, not {space.name!r}"
+        )
     if genotype.space_hash != space.content_hash():
         raise GenotypeError(
-            f"search space {space.name!r} changed since the genotype was made (content hash "
+            f"{src}: search space {space.name!r} changed since the genotype was made (content hash "
             f"{space.content_hash()[:12]} != {genotype.space_hash[:12]}); search again or "
             "restore the space's file"
         )
     keys = [cell.key for cell in genotype.cells]
     if keys != list(space.arch_keys()):
         raise GenotypeError(
-            f"genotype cells {keys} do not match space cells {list(space.arch_keys())}"
+            f"{src}: genotype cells {keys} do not match space cells {list(space.arch_keys())}"
         )
     for cell in genotype.cells:
         if len(cell.nodes) != space.nodes:
             raise GenotypeError(
-                f"cell {cell.key!r} has {len(cell.nodes)} nodes; the space has {space.nodes}"
+                f"{src}: cell {cell.key!r} has {len(cell.nodes)} nodes; the space has {space.nodes}"
             )
         for i, node in enumerate(cell.nodes, start=1):
             if len(node.inputs) != space.kept(i):
                 raise GenotypeError(
-                    f"cell {cell.key!r} node {i} keeps {len(node.inputs)} inputs; "
+                    f"{src}: cell {cell.key!r} node {i} keeps {len(node.inputs)} inputs; "
                     f"the space keeps {space.kept(i)}"
                 )
             for edge in node.inputs:
                 if edge.op not in space.ops:
                     raise GenotypeError(
-                        f"cell {cell.key!r} node {i}: operation {edge.op!r} is not in space "
+                        f"{src}: cell {cell.key!r} node {i}: operation {edge.op!r} is not in space "
                         f"{space.name!r} ({', '.join(space.ops)})"
                     )

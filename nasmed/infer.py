@@ -10,7 +10,8 @@ and the argmax is written as NIfTI with the input's affine (``OUT_DIR/<case>.nii
 Inputs are files or folders of images: MSD style (one file per case, 3D, or 4D with the
 modalities as channels) or nnU-Net style (one file per channel, ``<case>_0000.nii.gz``,
 ``<case>_0001.nii.gz``, ...). Every input is checked (readable, channel count) before anything
-is written.
+is written: headers, channels, affines and the memory needed first, then (for a batch) every
+voxel, so a truncated file or NaN in a later case stops the batch before the first write.
 """
 
 from __future__ import annotations
@@ -30,16 +31,30 @@ from tqdm import tqdm
 
 from decathlon.errors import DatasetError
 from decathlon.fsutil import ensure_out_dir
-from decathlon.io import Image, image_suffix, read_geometry, read_image, strip_suffix, write_image
+from decathlon.io import (
+    Geometry,
+    Image,
+    image_suffix,
+    read_geometry,
+    read_image,
+    strip_suffix,
+    write_image,
+)
+from decathlon.memory import check_memory
+from decathlon.orientation import reorientation_of
 from decathlon.outputs import check_files, check_separate, record_files
+from decathlon.paths import why_unusable
+from decathlon.plan import Plan
 from decathlon.preprocess import preprocess_case, restore_to_original
+from nasmed.memory import network_bytes
 from nasmed.models.spec import ModelSpec, load_model
 from nasmed.runtime import resolve_device
 
-__all__ = ["InputCase", "find_inputs", "predict", "predict_probabilities"]
+__all__ = ["InputCase", "find_inputs", "predict", "predict_bytes", "predict_probabilities"]
 
 log = logging.getLogger(__name__)
 
+SW_BATCH = 2  # sliding-window patches per forward pass
 #: The writer recorded for the predictions (:mod:`decathlon.outputs`).
 VERB = "predict"
 
@@ -89,7 +104,7 @@ def find_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputCase]:
                 raise DatasetError(f"{p}: not an image file (unsupported extension)")
             files.append(p)
         else:
-            raise DatasetError(f"{p}: input not found")
+            raise DatasetError(f"{p}: {why_unusable(p, 'input')}")
     groups: dict[tuple[Path, str], dict[int, Path]] = {}
     for f in files:
         m = _CHANNEL.match(strip_suffix(f))
@@ -126,11 +141,12 @@ def find_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputCase]:
     return cases
 
 
-def _check_case(case: InputCase, channels: int, modalities: Sequence[str]) -> None:
+def _check_case(case: InputCase, channels: int, modalities: Sequence[str]) -> Geometry:
     total = 0
     first = None
     for f in case.files:
         geometry, n = read_geometry(f)
+        reorientation_of(geometry, f)  # a singular affine is refused before any inference
         total += n
         if first is None:
             first = geometry
@@ -143,6 +159,31 @@ def _check_case(case: InputCase, channels: int, modalities: Sequence[str]) -> No
             f"{case.files[0]}: {total} channel(s), but the model was trained on {channels} "
             f"({', '.join(modalities)})"
         )
+    assert first is not None
+    return first
+
+
+def predict_bytes(geometry: Geometry, spec: ModelSpec, plan: Plan, tta_mirror: bool) -> float:
+    """Estimated peak bytes of predicting one case (checked before anything is read).
+
+    The image on its grid (float32 per channel, plus its reordered copy and the restored
+    probabilities: ``C + 1 + K`` values per voxel), the resampled image and the summed, current
+    and restored probabilities at the target spacing (``C + 3 K``), and the network's forward
+    pass on the sliding-window batch (:func:`nasmed.memory.network_bytes`).
+    """
+    voxels = float(np.prod(geometry.shape))
+    ratio = float(np.prod(np.asarray(geometry.spacing) / np.asarray(plan.target_spacing)))
+    c, k = spec.in_channels, spec.out_channels
+    arrays = 4 * (voxels * (2 * c + 1 + k) + voxels * ratio * (c + (4 if tta_mirror else 3) * k))
+    net = network_bytes(
+        spec.patch,
+        batch=SW_BATCH,
+        in_channels=c,
+        num_classes=k,
+        width=spec.width,
+        training=False,
+    )
+    return arrays + net
 
 
 def _read(case: InputCase) -> Image:
@@ -164,7 +205,7 @@ def predict_probabilities(
     device: torch.device,
     overlap: float = 0.5,
     tta_mirror: bool = False,
-    sw_batch_size: int = 2,
+    sw_batch_size: int = SW_BATCH,
 ) -> np.ndarray:
     """Softmax ``(K, x, y, z)`` of a preprocessed ``(C, x, y, z)`` array (sliding window,
     Gaussian blending, optional mirroring over all 8 axis flips)."""
@@ -236,7 +277,16 @@ def predict(
     plan = spec.load_plan()
     cases = find_inputs(inputs)
     for case in cases:  # check everything before writing anything
-        _check_case(case, spec.in_channels, plan.modalities)
+        geometry = _check_case(case, spec.in_channels, plan.modalities)
+        check_memory(
+            predict_bytes(geometry, spec, plan, tta_mirror),
+            f"{case.files[0]}: predicting {'x'.join(map(str, geometry.shape))} voxels",
+            "predict on a machine with more memory, or crop the image",
+            device=str(dev),
+        )
+    if len(cases) > 1:  # a batch: read every voxel first, so a bad later case writes nothing
+        for case in tqdm(cases, desc="check inputs", unit="case", disable=not progress):
+            _read(case)
     targets = [Path(out_dir) / f"{case.name}.nii.gz" for case in cases]
     check_separate(out_dir, [model_dir, *inputs, *(f for c in cases for f in c.files)])
     check_files(targets, VERB)

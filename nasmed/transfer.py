@@ -24,11 +24,13 @@ import torch
 from torch import nn
 
 from decathlon.fsutil import atomic_write_json
+from decathlon.paths import why_unusable
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
 from nasmed.models.baselines import encoder_parameter_names
 from nasmed.models.spec import WEIGHTS_FILE
 from nasmed.train.api import _run
+from nasmed.weights import check_finite, load_weights_file
 
 __all__ = ["adapt_input_channels", "load_weights", "match_state", "transfer"]
 
@@ -45,15 +47,13 @@ def load_weights(weights: str | os.PathLike[str]) -> tuple[Path, dict[str, torch
     if p.is_dir():
         p = p / WEIGHTS_FILE
     if not p.is_file():
-        raise RunDirError(f"{p}: weights file not found")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RunDirError(f"{p}: not loadable with weights_only ({type(exc).__name__})") from None
+        raise RunDirError(f"{p}: weights {why_unusable(p)}")
+    state = load_weights_file(p)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RunDirError(f"{p}: not a state dict of tensors")
+    check_finite(state, p)
     return p, state
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fixed seed, few torch threads, and a small synthetic task on disk."""
+"""Shared fixtures: a fixed seed, few torch threads, and a small synthetic task on disk; tests
+marked ``cuda`` are skipped where CUDA is not available."""
 
 from __future__ import annotations
 
@@ -19,3 +20,13 @@ def _seed_and_threads() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the ``cuda``-marked tests on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run benchmarks/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

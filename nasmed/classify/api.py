@@ -83,7 +83,12 @@ class ClassifyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.time_budget) or self.time_budget < MIN_BUDGET:
+        if not math.isfinite(self.time_budget):
+            raise ConfigError(
+                f"--time-budget must be a finite number of seconds, not {self.time_budget:g} "
+                "(the budget decides when training stops and how the ALC is scored)"
+            )
+        if self.time_budget < MIN_BUDGET:
             raise ConfigError(
                 f"--time-budget {self.time_budget:g} s is too small to train at all; "
                 f"give at least {MIN_BUDGET:g} s"

@@ -74,6 +74,9 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Configure the root logger for the command line."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # matplotlib warns over several lines when HOME is read-only and then works from a temporary
+    # folder; nasmed reports the problems that matter itself, in one line.
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
 
 
 def add_task_verb(

@@ -3,7 +3,9 @@
 Each verb group lives in its own module of :mod:`nasmed.cli` and exposes
 ``register(subparsers)``, which adds its verbs; a verb's parser carries ``func(args) -> int``.
 User errors (:class:`decathlon.errors.DecathlonError`, :class:`nasmed.errors.NasmedError`,
-:class:`searchspaces.SpaceError`) print one line to stderr and exit with status 2.
+:class:`searchspaces.SpaceError`) print one line to stderr and exit with status 2; so do the file
+system's refusals (read-only folder, disk full, symlink loop, ...: :mod:`nasmed.cli.oserrors`)
+and running out of memory. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from nasmed import __version__
 from nasmed.allocator import configure_cpu_allocator
 from nasmed.cli.common import USER_ERRORS, setup_logging
+from nasmed.cli.oserrors import describe_os_error, is_user_os_error
 
 __all__ = ["build_parser", "main"]
 
@@ -60,11 +63,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_cpu_allocator(args.cpu_allocator)
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
-        print(f"nasmed {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.verb, str(exc))
+    except MemoryError:
+        return _fail(args.verb, "out of memory; use a smaller --patch, --batch or --shape")
+    except (OSError, RuntimeError) as exc:
+        if not is_user_os_error(exc):
+            raise
+        return _fail(args.verb, describe_os_error(exc))
     except KeyboardInterrupt:
         logging.getLogger("nasmed").warning("interrupted")
         return 130
+
+
+def _fail(verb: str, message: str) -> int:
+    """Print the one error line (newlines inside the message folded) and return status 2."""
+    print(f"nasmed {verb}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -12,11 +12,13 @@ from nasmed.errors import ConfigError, GenotypeError
 from nasmed.genotype import Genotype
 from nasmed.models.nnunet import is_nnunet_arch, nnunet_divisor, parse_nnunet_arch
 
-__all__ = ["BASELINES", "build_model", "check_patch", "load_arch", "patch_divisor"]
+__all__ = ["BASELINES", "MAX_WIDTH", "build_model", "check_patch", "load_arch", "patch_divisor"]
 
 BASELINES = ("unet", "dynunet")
 
 Arch = str | os.PathLike[str] | Genotype
+
+MAX_WIDTH = 8.0  # channel multiplier beyond which a network no longer fits any machine
 
 
 def load_arch(arch: Arch) -> str | Genotype:
@@ -105,8 +107,8 @@ def build_model(
     """
     if in_channels < 1 or out_channels < 1:
         raise ConfigError(f"channels must be >= 1 (in {in_channels}, out {out_channels})")
-    if not width > 0:
-        raise ConfigError(f"--width must be > 0, got {width}")
+    if not 0 < width <= MAX_WIDTH:
+        raise ConfigError(f"--width must be in (0, {MAX_WIDTH:g}], got {width:g}")
     resolved = load_arch(arch)
     if isinstance(resolved, Genotype):
         from nasmed.models.derived import build_network

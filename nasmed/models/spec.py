@@ -18,10 +18,13 @@ import torch
 from torch import nn
 
 from decathlon.fsutil import atomic_write_json
+from decathlon.paths import why_unusable
 from decathlon.plan import Plan
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
+from nasmed.models.factory import MAX_WIDTH
 from nasmed.models.nnunet import is_nnunet_arch
+from nasmed.weights import check_finite, load_weights_file
 
 __all__ = ["MODEL_FILE", "MODEL_SPEC_VERSION", "WEIGHTS_FILE", "ModelSpec", "load_model"]
 
@@ -121,8 +124,11 @@ class ModelSpec:
             if arch == "genotype" and not isinstance(data.get("genotype"), dict):
                 raise ValueError("arch 'genotype' needs the 'genotype' object")
             patch = tuple(int(p) for p in data["patch"])
-            if len(patch) != 3:
-                raise ValueError(f"patch must have 3 sides, got {list(patch)}")
+            if len(patch) != 3 or min(patch) < 1:
+                raise ValueError(f"patch must have 3 sides of at least 1 voxel, got {list(patch)}")
+            width = float(data.get("width", 1.0))
+            if not 0 < width <= MAX_WIDTH:
+                raise ValueError(f"width must be in (0, {MAX_WIDTH:g}], got {width:g}")
             Plan.from_json(data["plan"])  # validates
             return cls(
                 arch=arch,
@@ -131,7 +137,7 @@ class ModelSpec:
                 patch=(patch[0], patch[1], patch[2]),
                 plan=dict(data["plan"]),
                 genotype=data.get("genotype"),
-                width=float(data.get("width", 1.0)),
+                width=width,
                 deep_supervision=bool(data.get("deep_supervision", False)),
                 info=dict(data.get("info") or {}),
             )
@@ -162,6 +168,9 @@ class ModelSpec:
             ) from None
         except (OSError, json.JSONDecodeError) as exc:
             raise RunDirError(f"{p}: unreadable model file ({exc})") from None
+        except (UnicodeDecodeError, RecursionError) as exc:
+            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+            raise RunDirError(f"{p}: not a model file ({why})") from None
         return cls.from_json(data, source=str(p))
 
 
@@ -178,11 +187,11 @@ def load_model(
     spec = ModelSpec.load(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
-        raise RunDirError(f"{weights}: weights not found; the training did not finish")
-    try:
-        state = torch.load(weights, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise RunDirError(f"{weights}: not loadable ({type(exc).__name__}: {exc})") from None
+        raise RunDirError(f"{weights}: weights {why_unusable(weights)}; did the training finish?")
+    state = load_weights_file(weights, map_location=map_location)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RunDirError(f"{weights}: not a state dict of tensors (a foreign file?)")
+    check_finite(state, weights)
     net = spec.build()
     try:
         net.load_state_dict(state)

@@ -36,9 +36,10 @@ from decathlon.synthetic import embedded_task
 from nasmed.distributed import init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype
+from nasmed.memory import check_network
 from nasmed.rundir import SPLIT_SEED, prepare_run_dir, prepare_work, release_run_dir
 from nasmed.runtime import resolve_device, seed_everything
-from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
+from nasmed.search.config import CostTerm, Mode, SearchConfig, parse_cost_budget
 from nasmed.search.searcher import CHECKPOINT_FILE
 from nasmed.supernet import Supernet
 from searchspaces import SearchSpace
@@ -140,6 +141,14 @@ def run_search(
     init_distributed(dev)
     space = searchspaces.load(config.space)
     patch = _check_patch(space, config)
+    check_network(  # before any data or network is made
+        patch,
+        batch=config.batch_size,
+        device=str(dev),
+        what=f"searching on --patch {' '.join(map(str, patch))} (batch {config.batch_size})",
+        width=config.width,
+        ops_per_edge=len(space.ops) if config.mode == Mode.MIXED else 1,
+    )
     task = load_task(task_dir if task_dir is not None else embedded_task())
     n_cases = len(task.training)
     if n_cases < MIN_CASES:

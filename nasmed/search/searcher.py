@@ -40,7 +40,7 @@ from nasmed.search.decode import decode
 from nasmed.search.gumbel import entropy
 from nasmed.supernet import Supernet, expected_cost
 from nasmed.supernet.plans import subset_logits
-from nasmed.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from nasmed.train.checkpoint import capture_rng, restore_checkpoint, restore_rng, save_checkpoint
 from nasmed.train.history import History
 from nasmed.train.losses import make_seg_loss
 
@@ -360,7 +360,7 @@ class Searcher:
         path = self.run_dir / CHECKPOINT_FILE
         if not path.is_file():
             return False
-        self.load_checkpoint_state(load_checkpoint(path, map_location=self.device))
+        restore_checkpoint(path, self.load_checkpoint_state, map_location=self.device)
         log.info("resuming %s after epoch %d", self.run_dir, self.start_epoch)
         return True
 

@@ -38,6 +38,7 @@ from decathlon.splits import ALL_FOLD
 from nasmed.distributed import barrier, init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype, check_space
+from nasmed.memory import check_network
 from nasmed.models.factory import build_model, check_patch, load_arch, patch_divisor
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
 from nasmed.rundir import prepare_run_dir, prepare_work, release_run_dir
@@ -278,6 +279,15 @@ def _run(
         )
     if patch is not None:
         patch = check_patch(resolved, patch)
+        check_network(
+            patch,
+            batch=batch_size,
+            device=str(dev),
+            what=f"training on --patch {' '.join(map(str, patch))} (batch {batch_size})",
+            width=width,
+            in_channels=task.num_channels,
+            num_classes=len(task.labels),
+        )
     config = TrainConfig(
         epochs=epochs,
         patch=patch or (16, 16, 16),

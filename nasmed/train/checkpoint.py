@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,17 @@ import numpy as np
 import torch
 
 from decathlon.fsutil import atomic_open
+from decathlon.paths import why_unusable
 from nasmed.errors import RunDirError
+from nasmed.weights import check_finite, load_weights_file
 
-__all__ = ["capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+__all__ = [
+    "capture_rng",
+    "load_checkpoint",
+    "restore_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +49,36 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     """
     p = Path(path)
     if not p.is_file():
-        raise RunDirError(f"{p}: checkpoint not found")
-    try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise RunDirError(f"{p}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise RunDirError(f"{p}: checkpoint {why_unusable(p)}")
+    state = load_weights_file(p, map_location=map_location)
     if not isinstance(state, dict):
         raise RunDirError(f"{p}: checkpoint is not a dict")
+    check_finite(state, p)
     return state
+
+
+def restore_checkpoint(
+    path: str | os.PathLike[str],
+    apply: Callable[[dict[str, Any]], None],
+    map_location: Any = "cpu",
+) -> None:
+    """Load the checkpoint at ``path`` and hand it to ``apply`` (a ``load_checkpoint_state``).
+
+    Raises:
+        RunDirError: the file is not loadable, or is not a checkpoint of this kind of run (a
+            foreign dict, another verb's checkpoint, another network): one line naming it.
+    """
+    state = load_checkpoint(path, map_location=map_location)
+    try:
+        apply(state)
+    except KeyError as exc:
+        raise RunDirError(
+            f"{path}: not a checkpoint of this run (it has no {exc.args[0]!r}; keys: "
+            f"{', '.join(sorted(map(str, state))[:8])})"
+        ) from None
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RunDirError(f"{path}: checkpoint does not fit this run ({first})") from None
 
 
 def capture_rng(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from decathlon.sampling import make_loader
 from nasmed.distributed import is_main
 from nasmed.errors import ConfigError
-from nasmed.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from nasmed.train.checkpoint import capture_rng, restore_checkpoint, restore_rng, save_checkpoint
 from nasmed.train.history import History
 from nasmed.train.losses import DeepSupervisionLoss, make_seg_loss
 
@@ -341,7 +341,7 @@ class Trainer:
         last = self.ckpt_dir / "last.pt"
         if not last.is_file():
             return False
-        self.load_checkpoint_state(load_checkpoint(last, map_location=self.device))
+        restore_checkpoint(last, self.load_checkpoint_state, map_location=self.device)
         log.info("resuming %s after epoch %d", self.run_dir, self.start_epoch)
         return True
 

@@ -53,5 +53,5 @@ def test_load_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(RunDirError, match="not a loadable checkpoint"):
+    with pytest.raises(RunDirError, match=r"bad\.pt: not loadable"):
         load_checkpoint(tmp_path / "bad.pt")
