@@ -18,14 +18,25 @@ from pathlib import Path
 import yaml
 
 from searchspaces.errors import SpaceError
-from searchspaces.schema import SCHEMA_VERSION, CellType, Layer, SearchSpace, Sharing, Upsample
+from searchspaces.schema import (
+    SCHEMA_VERSION,
+    CellOutput,
+    CellType,
+    Layer,
+    SearchSpace,
+    Sharing,
+    Skip,
+    Upsample,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CellOutput",
     "CellType",
     "Layer",
     "SearchSpace",
     "Sharing",
+    "Skip",
     "SpaceError",
     "Upsample",
     "list",

@@ -1,26 +1,47 @@
 """Costs from the operations' declarations: of one architecture, and expected under sampling.
 
-Every cost is the sum of declared costs (``nasmed.ops``), nothing is run: parameters, FLOPs of
-one forward pass, and bytes of activations kept for the backward pass (float32, batch 1). The
-activation figure is an estimate to compare architectures and to budget the search, not a
-prediction of a process's peak memory. Deep-supervision heads are not counted.
+Every declared cost is the sum of declared costs (``nasmed.ops``), nothing is run: parameters,
+FLOPs of one forward pass, and bytes of activations kept for the backward pass (float32, batch
+1). The activation figure is an estimate to compare architectures and to budget the search, not
+a prediction of a process's peak memory. Deep-supervision heads are not counted. In a
+pre-activation space the shared norm of a source node is counted when one of its kept edges runs
+a non-raw op (exact for one architecture; the expected cost counts every source, an upper bound).
+
+*Measured* latency (``latency_s``: seconds of one forward + backward pass, batch 1, on the
+device of the logits) comes from :mod:`nasmed.ops.profile`: every candidate op timed at each
+level's shape and channels, plus the fixed part (stem, entries, projections, heads) timed as the
+network with every edge zero. It is the sum of those, so it ignores the overlap and overheads of a
+whole network; it ranks architectures by time where FLOPs do not.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from nasmed.genotype import Genotype, check_space
-from nasmed.ops import op_cost
-from nasmed.supernet.network import fixed_cost
+from nasmed.ops import op_class, op_cost
+from nasmed.ops.profile import ProfileCache, device_key, measure, measure_op
+from nasmed.supernet.cell import preact_block, preact_cost
+from nasmed.supernet.network import CellNetwork, fixed_cost
 from nasmed.supernet.plans import kept_probabilities
 from searchspaces import SearchSpace
 
-__all__ = ["Cost", "architecture_cost", "expected_cost", "level_voxels", "param_range"]
+__all__ = [
+    "Cost",
+    "LatencyTable",
+    "architecture_cost",
+    "architecture_latency",
+    "expected_cost",
+    "latency_table",
+    "level_voxels",
+    "param_range",
+]
 
 
 @dataclass(frozen=True)
@@ -49,10 +70,19 @@ def _op_table(
     for c in space.channels(width):
         row = {}
         for op in space.ops:
-            cost = op_cost(op, dims, in_channels=c, out_channels=c)
+            cost = op_cost(op, dims, in_channels=c, out_channels=c, normed=not space.preact)
             row[op] = (cost.params, cost.flops, cost.act_bytes)
         out.append(row)
     return out
+
+
+def _preact_sources(genotype: Genotype, key: str) -> set[int]:
+    """Sources of ``key``'s cell whose shared norm runs (a kept edge with a non-raw op)."""
+    return {
+        source
+        for (source, _node), op in genotype.cell(key).edges().items()
+        if not getattr(op_class(op), "raw_input", False)
+    }
 
 
 def architecture_cost(
@@ -72,6 +102,7 @@ def architecture_cost(
         space, in_channels, out_channels, voxels, width=width, spatial_dims=dims
     )
     table = _op_table(space, width, dims)
+    channels = space.channels(width)
     for layer in space.layers():
         n = voxels[layer.level]
         for edge_op in genotype.cell(layer.key).edges().values():
@@ -79,6 +110,12 @@ def architecture_cost(
             params += p
             flops += f * n
             act += a * n
+        if space.preact:
+            norm = preact_cost(channels[layer.level])
+            count = len(_preact_sources(genotype, layer.key))
+            params += count * norm.params
+            flops += count * norm.flops * n
+            act += count * norm.act_bytes * n
     return Cost(int(params), float(flops), float(act))
 
 
@@ -98,10 +135,13 @@ def param_range(
     table = _op_table(space, width, spatial_dims)
     edges = sum(space.kept(i) for i in range(1, space.nodes + 1))
     low = high = fixed
+    channels = space.channels(width)
     for layer in space.layers():
         counts = [p for p, _, _ in table[layer.level].values()]
         low += edges * min(counts)
         high += edges * max(counts)
+        if space.preact:  # every source's norm (low: identity and zero edges need none)
+            high += space.nodes * preact_cost(channels[layer.level]).params
     return int(low), int(high)
 
 
@@ -121,7 +161,9 @@ def expected_cost(
     enter (it only sharpens the samples, not their distribution).
 
     Returns:
-        ``{"params": ..., "flops": ..., "act_bytes": ...}`` scalar tensors.
+        ``{"params": ..., "flops": ..., "act_bytes": ...}`` scalar tensors. ``"latency_s"``
+        (expected measured seconds, :func:`latency_table` on the logits' device) is computed
+        when first read, so a search that never budgets latency never measures anything.
     """
     voxels = level_voxels(space, patch)
     dims = len(patch)
@@ -140,6 +182,7 @@ def expected_cost(
         alpha = torch.softmax(logits[key]["ops"], dim=-1)
         keep = kept_probabilities(logits[key]["inputs"], space)
         expected[key] = keep @ alpha  # (n_ops,): expected number of kept edges running each op
+    channels = space.channels(width)
     for layer in space.layers():
         n = voxels[layer.level]
         costs = torch.tensor(
@@ -149,4 +192,184 @@ def expected_cost(
         total["params"] = total["params"] + e[0]
         total["flops"] = total["flops"] + e[1] * n
         total["act_bytes"] = total["act_bytes"] + e[2] * n
+        if space.preact:
+            norm = preact_cost(channels[layer.level])
+            total["params"] = total["params"] + space.nodes * norm.params
+            total["flops"] = total["flops"] + space.nodes * norm.flops * n
+            total["act_bytes"] = total["act_bytes"] + space.nodes * norm.act_bytes * n
+
+    def latency() -> torch.Tensor:
+        lat = latency_table(
+            space,
+            patch,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            width=width,
+            device=some.device,
+        )
+        value = some.new_tensor(lat.fixed_s)
+        for layer in space.layers():
+            row = torch.tensor(
+                [lat.ops[layer.level][op] for op in space.ops],
+                dtype=some.dtype,
+                device=some.device,
+            )
+            value = value + expected[layer.key] @ row + space.nodes * lat.preact[layer.level]
+        return value
+
+    return _LazyCosts(total, latency_s=latency)
+
+
+class _LazyCosts(dict[str, torch.Tensor]):
+    """A dict of costs whose listed extra keys are computed when first read."""
+
+    def __init__(self, values: Mapping[str, torch.Tensor], **lazy: Any) -> None:
+        super().__init__(values)
+        self._lazy = lazy
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        if key not in self._lazy:
+            raise KeyError(key)
+        value: torch.Tensor = self._lazy.pop(key)()
+        self[key] = value
+        return value
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Measured seconds (forward + backward, batch 1) of a space's parts at one patch.
+
+    Attributes:
+        device: the profile's device key (:func:`~nasmed.ops.profile.device_key`).
+        fixed_s: the network with every edge zero (stem, entries, projections, heads).
+        ops: per level, per op: one edge running the op at that level's shape.
+        preact: per level: one shared norm -> act (0 without ``preact``).
+        saved_bytes: per level, per op: bytes autograd saved for the backward pass.
+    """
+
+    device: str
+    fixed_s: float
+    ops: tuple[dict[str, float], ...]
+    preact: tuple[float, ...]
+    saved_bytes: tuple[dict[str, float], ...]
+
+
+def latency_table(
+    space: SearchSpace,
+    patch: Sequence[int],
+    *,
+    in_channels: int = 1,
+    out_channels: int = 2,
+    width: float = 1.0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache: str | None = None,
+    repeats: int = 3,
+) -> LatencyTable:
+    """Measure (or read from the profile cache) every candidate op at every level's shape."""
+    return _latency_table(
+        space,
+        tuple(space.check_patch(patch)),
+        in_channels,
+        out_channels,
+        float(width),
+        str(torch.device(device)),
+        dtype,
+        cache,
+        repeats,
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _latency_table(
+    space: SearchSpace,
+    patch: tuple[int, ...],
+    in_channels: int,
+    out_channels: int,
+    width: float,
+    device: str,
+    dtype: torch.dtype,
+    cache: str | None,
+    repeats: int,
+) -> LatencyTable:
+    dims = len(patch)
+    store = ProfileCache(device_key(device, dtype), cache)
+    top = space.stem_stride
+    ops, pre, saved = [], [], []
+    bare = space.preact
+    for level, c in enumerate(space.channels(width)):
+        size = tuple(p // (top * 2**level) for p in patch)
+        shape = "x".join(map(str, size))
+        row, mem = {}, {}
+        for op in space.ops:
+            if getattr(op_class(op), "is_zero", False):
+                row[op], mem[op] = 0.0, 0.0
+                continue
+            name = f"op {op} {'bare' if bare else f'{space.norm}/{space.act}'} c{c} {shape}"
+            m = store.get(
+                name,
+                lambda op=op, c=c, size=size: measure_op(
+                    op,
+                    dims,
+                    c,
+                    size,
+                    bare=bare,
+                    norm=space.norm,
+                    act=space.act,
+                    device=device,
+                    dtype=dtype,
+                    repeats=repeats,
+                ),
+            )
+            assert m is not None
+            row[op], mem[op] = m.seconds, m.saved_bytes
+        ops.append(row)
+        saved.append(mem)
+        if space.preact:
+            name = f"preact {space.norm}/{space.act} c{c} {shape}"
+            block = preact_block(dims, c, space.norm, space.act)
+            m = store.get(
+                name,
+                lambda block=block, c=c, size=size: measure(
+                    block, (1, c, *size), device=device, dtype=dtype, repeats=repeats
+                ),
+            )
+            assert m is not None
+            pre.append(m.seconds)
+        else:
+            pre.append(0.0)
+    name = (
+        f"fixed {space.content_hash()[:16]} {'x'.join(map(str, patch))} "
+        f"in{in_channels} out{out_channels} w{width:g}"
+    )
+
+    def fixed() -> Any:
+        net = CellNetwork(
+            space, in_channels, out_channels, lambda _l: {}, width=width, spatial_dims=dims
+        )
+        plans = {key: ((),) * space.nodes for key in space.arch_keys()}
+        return measure(
+            net,
+            (1, in_channels, *patch),
+            device=device,
+            dtype=dtype,
+            repeats=repeats,
+            forward=lambda m, x: m.forward_plans(x, plans),  # type: ignore[operator]
+        )
+
+    m = store.get(name, fixed)
+    assert m is not None
+    store.save()
+    return LatencyTable(store.key, m.seconds, tuple(ops), tuple(pre), tuple(saved))
+
+
+def architecture_latency(genotype: Genotype, space: SearchSpace, table: LatencyTable) -> float:
+    """Measured seconds of ``genotype``'s network: fixed part + its ops + its shared norms."""
+    check_space(genotype, space)
+    total = table.fixed_s
+    for layer in space.layers():
+        for op in genotype.cell(layer.key).edges().values():
+            total += table.ops[layer.level][op]
+        if space.preact:
+            total += len(_preact_sources(genotype, layer.key)) * table.preact[layer.level]
     return total

@@ -55,7 +55,7 @@ def test_deep_supervision_outputs() -> None:
     net = DerivedNet(sample_genotype(space, 0), space, 1, 2, deep_supervision=True, spatial_dims=2)
     outs = net(torch.randn(1, 1, 64, 64))
     assert isinstance(outs, tuple)
-    assert [o.shape[-1] for o in outs] == [64, 16, 8]  # full, level 1, level 2 (stem stride 2)
+    assert [o.shape[-1] for o in outs] == [64, 32, 16, 8]  # full, levels 0, 1, 2 (stem stride 2)
     net.eval()
     assert isinstance(net(torch.randn(1, 1, 64, 64)), torch.Tensor)
 
