@@ -7,11 +7,13 @@ a prediction of a process's peak memory. Deep-supervision heads are not counted.
 pre-activation space the shared norm of a source node is counted when one of its kept edges runs
 a non-raw op (exact for one architecture; the expected cost counts every source, an upper bound).
 
-*Measured* latency (``latency_s``: seconds of one forward + backward pass, batch 1, on the
-device of the logits) comes from :mod:`nasmed.ops.profile`: every candidate op timed at each
+*Measured* latency (``latency_s``: seconds of one forward + backward pass at batch
+``PROFILE_BATCH`` (2, nnU-Net's batch), on the device of the logits) comes from :mod:`nasmed.ops.profile`: every candidate op timed at each
 level's shape and channels, plus the fixed part (stem, entries, projections, heads) timed as the
 network with every edge zero. It is the sum of those, so it ignores the overlap and overheads of a
-whole network; it ranks architectures by time where FLOPs do not.
+whole network; it ranks architectures by time where FLOPs do not. The batch matters beyond
+proportion: on this project's CPU a 3x3x3 conv at 32^3, 16 channels takes longer at batch 1 than
+at batch 2 (oneDNN picks another backward kernel), so profiles are keyed by batch.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from nasmed.supernet.plans import kept_probabilities
 from searchspaces import SearchSpace
 
 __all__ = [
+    "PROFILE_BATCH",
     "Cost",
     "LatencyTable",
     "architecture_cost",
@@ -42,6 +45,10 @@ __all__ = [
     "level_voxels",
     "param_range",
 ]
+
+
+#: Batch of the latency profiles (nnU-Net's and ``nasmed search``'s default).
+PROFILE_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -237,7 +244,7 @@ class _LazyCosts(dict[str, torch.Tensor]):
 
 @dataclass(frozen=True)
 class LatencyTable:
-    """Measured seconds (forward + backward, batch 1) of a space's parts at one patch.
+    """Measured seconds (forward + backward at one batch) of a space's parts at one patch.
 
     Attributes:
         device: the profile's device key (:func:`~nasmed.ops.profile.device_key`).
@@ -265,8 +272,22 @@ def latency_table(
     dtype: torch.dtype = torch.float32,
     cache: str | None = None,
     repeats: int = 3,
+    batch: int = PROFILE_BATCH,
 ) -> LatencyTable:
-    """Measure (or read from the profile cache) every candidate op at every level's shape."""
+    """Measure (or read from the profile cache) every candidate op at every level's shape.
+
+    Args:
+        space: the space (its ops, channels, norm and ``preact``).
+        patch: the input patch (checked against the space).
+        in_channels: image channels (for the fixed part).
+        out_channels: classes (for the fixed part).
+        width: channel multiplier.
+        device: where to measure.
+        dtype: the dtype measured.
+        cache: the cache folder (default ``$NASMED_CACHE`` or ``~/.cache/nasmed``).
+        repeats: timed passes per measurement (the median is kept).
+        batch: the batch measured.
+    """
     return _latency_table(
         space,
         tuple(space.check_patch(patch)),
@@ -277,6 +298,7 @@ def latency_table(
         dtype,
         cache,
         repeats,
+        batch,
     )
 
 
@@ -291,6 +313,7 @@ def _latency_table(
     dtype: torch.dtype,
     cache: str | None,
     repeats: int,
+    batch: int,
 ) -> LatencyTable:
     dims = len(patch)
     store = ProfileCache(device_key(device, dtype), cache)
@@ -305,7 +328,8 @@ def _latency_table(
             if getattr(op_class(op), "is_zero", False):
                 row[op], mem[op] = 0.0, 0.0
                 continue
-            name = f"op {op} {'bare' if bare else f'{space.norm}/{space.act}'} c{c} {shape}"
+            form = "bare" if bare else f"{space.norm}/{space.act}"
+            name = f"op {op} {form} c{c} b{batch} {shape}"
             m = store.get(
                 name,
                 lambda op=op, c=c, size=size: measure_op(
@@ -313,6 +337,7 @@ def _latency_table(
                     dims,
                     c,
                     size,
+                    batch=batch,
                     bare=bare,
                     norm=space.norm,
                     act=space.act,
@@ -326,12 +351,12 @@ def _latency_table(
         ops.append(row)
         saved.append(mem)
         if space.preact:
-            name = f"preact {space.norm}/{space.act} c{c} {shape}"
+            name = f"preact {space.norm}/{space.act} c{c} b{batch} {shape}"
             block = preact_block(dims, c, space.norm, space.act)
             m = store.get(
                 name,
                 lambda block=block, c=c, size=size: measure(
-                    block, (1, c, *size), device=device, dtype=dtype, repeats=repeats
+                    block, (batch, c, *size), device=device, dtype=dtype, repeats=repeats
                 ),
             )
             assert m is not None
@@ -340,7 +365,7 @@ def _latency_table(
             pre.append(0.0)
     name = (
         f"fixed {space.content_hash()[:16]} {'x'.join(map(str, patch))} "
-        f"in{in_channels} out{out_channels} w{width:g}"
+        f"in{in_channels} out{out_channels} w{width:g} b{batch}"
     )
 
     def fixed() -> Any:
@@ -350,7 +375,7 @@ def _latency_table(
         plans = {key: ((),) * space.nodes for key in space.arch_keys()}
         return measure(
             net,
-            (1, in_channels, *patch),
+            (batch, in_channels, *patch),
             device=device,
             dtype=dtype,
             repeats=repeats,
