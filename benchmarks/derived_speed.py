@@ -12,8 +12,8 @@ count matches the derived networks' median), at each ``--patches`` side, on CPU:
 - step MB: bytes autograd saves for the backward pass in one step (``saved_tensors_hooks``,
   unique storages), the activation memory a step adds whatever the allocator does;
 - the Dice + CE loss after ``--steps`` AdamW steps (lr 1e-3) on a fixed batch of synthetic
-  phantom cases (:func:`decathlon.phantom.synthesize_case`, 2 foreground classes), one run per ``--seeds``
-  seed, and the smallest class' Dice on that batch after training.
+  phantom cases (:func:`decathlon.phantom.synthesize_case`, 2 foreground classes), one run per
+  ``--seeds`` seed, and the smallest class' Dice on that batch after training.
 
 Then the issue's targets, met or not: a derived network's s/step at most 1.5x the faster
 baseline's, its loss within 1.2x of the better baseline's (median over genotypes). The epoch
@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import statistics
@@ -39,7 +40,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -159,7 +159,8 @@ def measure(
     x, y = data
     torch.manual_seed(0)
     net = make().train()
-    row = Row(name, kind, patch, _count(net), _flops(net, x), 0.0, _saved_mb(net, x, y, make_seg_loss()))
+    saved = _saved_mb(net, x, y, make_seg_loss())
+    row = Row(name, kind, patch, _count(net), _flops(net, x), 0.0, saved)
     del net
     times: list[float] = []
     for seed in seeds:
@@ -203,22 +204,20 @@ def run(args: argparse.Namespace) -> list[Row]:
         derived: list[Row] = []
         for name, space, g in _genotypes(args):
             space.check_patch((patch,) * 3)
-            make = lambda g=g, space=space: DerivedNet(  # noqa: E731
-                g, space, 1, CLASSES, width=args.width
-            )
+            make = functools.partial(DerivedNet, g, space, 1, CLASSES, width=args.width)
             derived.append(measure(name, "derived", make, patch, data, args.steps, args.seeds))
         rows += derived
         target = statistics.median(r.params for r in derived) if derived else 2.6e6
         sides = (patch,) * 3
-        unet_w = _matched_width(lambda w: make_unet(1, CLASSES, width=w, patch=sides), target)
-        dyn_w = _matched_width(
-            lambda w: make_dynunet(1, CLASSES, patch=sides, spacing=SPACING, width=w), target
-        )
+        unet = functools.partial(make_unet, 1, CLASSES, patch=sides)
+        dyn = functools.partial(make_dynunet, 1, CLASSES, patch=sides, spacing=SPACING)
+        unet_w = _matched_width(lambda w: unet(width=w), target)  # noqa: B023
+        dyn_w = _matched_width(lambda w: dyn(width=w), target)  # noqa: B023
         rows.append(
             measure(
                 f"MONAI UNet (width {unet_w:.2f})",
                 "unet",
-                lambda: make_unet(1, CLASSES, width=unet_w, patch=sides),
+                functools.partial(unet, width=unet_w),
                 patch,
                 data,
                 args.steps,
@@ -229,7 +228,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             measure(
                 f"DynUNet (width {dyn_w:.2f})",
                 "dynunet",
-                lambda: make_dynunet(1, CLASSES, patch=sides, spacing=SPACING, width=dyn_w),
+                functools.partial(dyn, width=dyn_w),
                 patch,
                 data,
                 args.steps,

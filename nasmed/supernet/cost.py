@@ -8,19 +8,20 @@ pre-activation space the shared norm of a source node is counted when one of its
 a non-raw op (exact for one architecture; the expected cost counts every source, an upper bound).
 
 *Measured* latency (``latency_s``: seconds of one forward + backward pass at batch
-``PROFILE_BATCH`` (2, nnU-Net's batch), on the device of the logits) comes from :mod:`nasmed.ops.profile`: every candidate op timed at each
-level's shape and channels, plus the fixed part (stem, entries, projections, heads) timed as the
-network with every edge zero. It is the sum of those, so it ignores the overlap and overheads of a
-whole network; it ranks architectures by time where FLOPs do not. The batch matters beyond
-proportion: on this project's CPU a 3x3x3 conv at 32^3, 16 channels takes longer at batch 1 than
-at batch 2 (oneDNN picks another backward kernel), so profiles are keyed by batch.
+``PROFILE_BATCH`` (2, nnU-Net's batch), on the device of the logits) comes from
+:mod:`nasmed.ops.profile`: every candidate op timed at each level's shape and channels, plus the
+fixed part (stem, entries, projections, heads) timed as the network with every edge zero. It is
+the sum of those, so it ignores the overlap and overheads of a whole network; it ranks
+architectures by time where FLOPs do not. The batch matters beyond proportion: on this project's
+CPU a 3x3x3 conv at 32^3, 16 channels takes longer at batch 1 than at batch 2 (oneDNN picks
+another backward kernel), so profiles are keyed by batch.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 
 from nasmed.genotype import Genotype, check_space
 from nasmed.ops import op_class, op_cost
-from nasmed.ops.profile import ProfileCache, device_key, measure, measure_op
+from nasmed.ops.profile import Measure, ProfileCache, device_key, measure, measure_op
 from nasmed.supernet.cell import preact_block, preact_cost
 from nasmed.supernet.network import CellNetwork, fixed_cost
 from nasmed.supernet.plans import kept_probabilities
@@ -214,6 +215,7 @@ def expected_cost(
             width=width,
             device=some.device,
         )
+        assert lat is not None  # measured when missing
         value = some.new_tensor(lat.fixed_s)
         for layer in space.layers():
             row = torch.tensor(
@@ -273,7 +275,8 @@ def latency_table(
     cache: str | None = None,
     repeats: int = 3,
     batch: int = PROFILE_BATCH,
-) -> LatencyTable:
+    measure_missing: bool = True,
+) -> LatencyTable | None:
     """Measure (or read from the profile cache) every candidate op at every level's shape.
 
     Args:
@@ -287,7 +290,25 @@ def latency_table(
         cache: the cache folder (default ``$NASMED_CACHE`` or ``~/.cache/nasmed``).
         repeats: timed passes per measurement (the median is kept).
         batch: the batch measured.
+        measure_missing: ``False``: only read the cache; ``None`` if something is missing.
     """
+    if not measure_missing:
+        try:
+            return _latency_table.__wrapped__(
+                space,
+                tuple(space.check_patch(patch)),
+                in_channels,
+                out_channels,
+                float(width),
+                str(torch.device(device)),
+                dtype,
+                cache,
+                repeats,
+                batch,
+                False,
+            )
+        except _Missing:
+            return None
     return _latency_table(
         space,
         tuple(space.check_patch(patch)),
@@ -302,6 +323,10 @@ def latency_table(
     )
 
 
+class _Missing(LookupError):
+    """A measurement is not in the cache (and was not to be made)."""
+
+
 @functools.lru_cache(maxsize=32)
 def _latency_table(
     space: SearchSpace,
@@ -314,9 +339,17 @@ def _latency_table(
     cache: str | None,
     repeats: int,
     batch: int,
+    measure_missing: bool = True,
 ) -> LatencyTable:
     dims = len(patch)
     store = ProfileCache(device_key(device, dtype), cache)
+
+    def get(name: str, make: Callable[[], Measure]) -> Measure:
+        m = store.get(name, make if measure_missing else None)
+        if m is None:
+            raise _Missing(name)
+        return m
+
     top = space.stem_stride
     ops, pre, saved = [], [], []
     bare = space.preact
@@ -330,7 +363,7 @@ def _latency_table(
                 continue
             form = "bare" if bare else f"{space.norm}/{space.act}"
             name = f"op {op} {form} c{c} b{batch} {shape}"
-            m = store.get(
+            m = get(
                 name,
                 lambda op=op, c=c, size=size: measure_op(
                     op,
@@ -346,20 +379,18 @@ def _latency_table(
                     repeats=repeats,
                 ),
             )
-            assert m is not None
             row[op], mem[op] = m.seconds, m.saved_bytes
         ops.append(row)
         saved.append(mem)
         if space.preact:
             name = f"preact {space.norm}/{space.act} c{c} b{batch} {shape}"
             block = preact_block(dims, c, space.norm, space.act)
-            m = store.get(
+            m = get(
                 name,
                 lambda block=block, c=c, size=size: measure(
                     block, (batch, c, *size), device=device, dtype=dtype, repeats=repeats
                 ),
             )
-            assert m is not None
             pre.append(m.seconds)
         else:
             pre.append(0.0)
@@ -368,7 +399,7 @@ def _latency_table(
         f"in{in_channels} out{out_channels} w{width:g} b{batch}"
     )
 
-    def fixed() -> Any:
+    def fixed() -> Measure:
         net = CellNetwork(
             space, in_channels, out_channels, lambda _l: {}, width=width, spatial_dims=dims
         )
@@ -382,8 +413,7 @@ def _latency_table(
             forward=lambda m, x: m.forward_plans(x, plans),  # type: ignore[operator]
         )
 
-    m = store.get(name, fixed)
-    assert m is not None
+    m = get(name, fixed)
     store.save()
     return LatencyTable(store.key, m.seconds, tuple(ops), tuple(pre), tuple(saved))
 
