@@ -2,7 +2,7 @@
 
 >>> import searchspaces
 >>> searchspaces.list()                       # the shipped spaces
-['scnas', 'scnas-shared', 'scnas-small']
+['scnas', 'scnas-shared', 'scnas-small', 'scnas-v1']
 >>> space = searchspaces.load("scnas-small")  # or a path to a YAML file
 >>> space.size() > 10**6
 True

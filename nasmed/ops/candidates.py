@@ -150,12 +150,13 @@ class PseudoThreeD(nn.Module):
         axis = 2 + self.through % 3
         y = x.movedim(axis, -1)
         for block in (self.plane, self.across):
-            conv = block.conv
-            padding = tuple(conv.padding[a] for a in _moved(axis - 2))  # type: ignore[index]
+            conv = block.get_submodule("conv")
+            assert isinstance(conv, nn.Conv3d)
+            padding = [int(conv.padding[a]) for a in _moved(axis - 2)]
             weight = conv.weight.movedim(axis, -1).contiguous()
             y = F.conv3d(y, weight, padding=padding)
-        if hasattr(self.across, "adn"):
-            y = self.across.adn(y)  # instance norm and activation ignore the axis order
+        if hasattr(self.across, "adn"):  # instance norm and activation ignore the axis order
+            y = self.across.get_submodule("adn")(y)
         return y.movedim(-1, axis)
 
     @classmethod

@@ -365,7 +365,8 @@ def _latency_table(
             name = f"op {op} {form} c{c} b{batch} {shape}"
             m = get(
                 name,
-                lambda op=op, c=c, size=size: measure_op(
+                functools.partial(
+                    measure_op,
                     op,
                     dims,
                     c,
@@ -387,8 +388,8 @@ def _latency_table(
             block = preact_block(dims, c, space.norm, space.act)
             m = get(
                 name,
-                lambda block=block, c=c, size=size: measure(
-                    block, (batch, c, *size), device=device, dtype=dtype, repeats=repeats
+                functools.partial(
+                    measure, block, (batch, c, *size), device=device, dtype=dtype, repeats=repeats
                 ),
             )
             pre.append(m.seconds)

@@ -74,8 +74,8 @@ def _stem(space: SearchSpace, spatial_dims: int, in_channels: int, channels: int
 
 
 def aux_levels(space: SearchSpace) -> tuple[int, ...]:
-    """Levels with a deep-supervision head: every decoder level below the head's resolution
-    but the bottleneck's neighbour ... ``0`` included when the cells run below a stride-2 stem."""
+    """Decoder levels with a deep-supervision head: ``0..L-1`` when the cells run below a
+    stride-2 stem (level 0 is then at half the output's resolution), else ``1..L-1``."""
     return tuple(range(0 if space.stem_stride == 2 else 1, space.levels))
 
 
