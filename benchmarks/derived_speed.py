@@ -51,6 +51,7 @@ from decathlon.phantom import synthesize_case
 from nasmed.genotype import Genotype
 from nasmed.models.baselines import make_dynunet, make_unet
 from nasmed.models.derived import DerivedNet
+from nasmed.ops.profile import SavedTensors
 from nasmed.supernet import sample_genotype
 from nasmed.train.losses import make_seg_loss
 from searchspaces import SearchSpace
@@ -107,18 +108,11 @@ def _flops(net: nn.Module, x: torch.Tensor) -> float:
 
 
 def _saved_mb(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> float:
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        saved[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedTensors() as saved:
         loss = loss_fn(_logits(net(x)), y)
     loss.backward()
     net.zero_grad(set_to_none=True)
-    return sum(saved.values()) / 2**20
+    return saved.bytes / 2**20
 
 
 def _train(

@@ -36,6 +36,7 @@ __all__ = [
     "PROFILE_FILE",
     "Measure",
     "ProfileCache",
+    "SavedTensors",
     "cache_dir",
     "device_key",
     "measure",
@@ -90,6 +91,42 @@ def device_key(device: torch.device | str, dtype: torch.dtype = torch.float32) -
     return f"{dev.type}:{name}|{str(dtype).removeprefix('torch.')}|torch {torch.__version__}"
 
 
+class SavedTensors:
+    """Context manager recording the bytes of every storage autograd saves for the backward pass.
+
+    >>> with SavedTensors() as saved:
+    ...     loss = net(x).sum()
+    >>> saved.bytes      # unique storages, parameters included unless listed in ``skip``
+    """
+
+    def __init__(self, skip: set[tuple[int, int]] | None = None) -> None:
+        self.saved: dict[tuple[int, int], int] = {}
+        self.skip = skip or set()
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        try:
+            storage = t.untyped_storage()
+        except RuntimeError:  # tensors without storage (e.g. sparse)
+            return t
+        key = (storage.data_ptr(), storage.nbytes())
+        if key not in self.skip:
+            self.saved[key] = key[1]
+        return t
+
+    def __enter__(self) -> SavedTensors:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of the unique storages saved so far."""
+        return sum(self.saved.values())
+
+
 def measure(
     module: torch.nn.Module,
     shape: Sequence[int],
@@ -114,17 +151,7 @@ def measure(
     x = torch.randn(*shape, device=dev, dtype=dtype, requires_grad=True)
     call = forward or (lambda m, t: m(t))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    saved: dict[tuple[int, int], int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        try:
-            key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        except RuntimeError:  # tensors without storage (e.g. sparse)
-            return t
-        saved[key] = key[1]
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedTensors() as saved:
         out = call(module, x)
     _backward(out)
     times, peak = [], 0.0
@@ -141,7 +168,7 @@ def measure(
         times.append(time.perf_counter() - start)
         if dev.type == "cuda":
             peak = max(peak, float(torch.cuda.max_memory_allocated(dev) - base))
-    return Measure(statistics.median(times), float(sum(saved.values())), peak)
+    return Measure(statistics.median(times), float(saved.bytes), peak)
 
 
 def _backward(out: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
@@ -173,8 +200,9 @@ def measure_op(
         spatial_dims,
         in_channels=channels,
         out_channels=channels,
-        norm=None if bare else norm,
-        act=None if bare else act,
+        norm=norm,
+        act=act,
+        bare=bare,
     )
     return measure(op, (batch, channels, *size), device=device, dtype=dtype, repeats=repeats)
 

@@ -106,9 +106,15 @@ def create_op(
     out_channels: int,
     norm: str | None = "instance",
     act: str | None = "leakyrelu",
+    bare: bool = False,
 ) -> nn.Module:
-    """Build the operation ``name`` (see :func:`list_ops`); ``norm=act=None``: bare."""
+    """Build the operation ``name`` (see :func:`list_ops`).
+
+    ``bare`` (or ``norm=act=None``): its convolutions only, for pre-activation cells.
+    """
     cls = op_class(name)
+    if bare:
+        norm = act = None
     return cls(spatial_dims, in_channels, out_channels, norm, act)
 
 

@@ -206,8 +206,9 @@ class Cell(nn.Module):
                         spatial_dims,
                         in_channels=channels,
                         out_channels=channels,
-                        norm=None if preact else norm,
-                        act=None if preact else act,
+                        norm=norm,
+                        act=act,
+                        bare=preact,
                     )
                     for op in ops
                 }

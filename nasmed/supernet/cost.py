@@ -292,24 +292,7 @@ def latency_table(
         batch: the batch measured.
         measure_missing: ``False``: only read the cache; ``None`` if something is missing.
     """
-    if not measure_missing:
-        try:
-            return _latency_table.__wrapped__(
-                space,
-                tuple(space.check_patch(patch)),
-                in_channels,
-                out_channels,
-                float(width),
-                str(torch.device(device)),
-                dtype,
-                cache,
-                repeats,
-                batch,
-                False,
-            )
-        except _Missing:
-            return None
-    return _latency_table(
+    key = (
         space,
         tuple(space.check_patch(patch)),
         in_channels,
@@ -321,6 +304,12 @@ def latency_table(
         repeats,
         batch,
     )
+    if not measure_missing:  # not through the in-process cache: a miss must not stick
+        try:
+            return _latency_table.__wrapped__(*key, False)
+        except _Missing:
+            return None
+    return _latency_table(*key)
 
 
 class _Missing(LookupError):
