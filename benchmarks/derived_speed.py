@@ -207,28 +207,13 @@ def run(args: argparse.Namespace) -> list[Row]:
         dyn = functools.partial(make_dynunet, 1, CLASSES, patch=sides, spacing=SPACING)
         unet_w = _matched_width(lambda w: unet(width=w), target)  # noqa: B023
         dyn_w = _matched_width(lambda w: dyn(width=w), target)  # noqa: B023
-        rows.append(
-            measure(
-                f"MONAI UNet (width {unet_w:.2f})",
-                "unet",
-                functools.partial(unet, width=unet_w),
-                patch,
-                data,
-                args.steps,
-                args.seeds,
-            )
-        )
-        rows.append(
-            measure(
-                f"DynUNet (width {dyn_w:.2f})",
-                "dynunet",
-                functools.partial(dyn, width=dyn_w),
-                patch,
-                data,
-                args.steps,
-                args.seeds,
-            )
-        )
+        baselines = {
+            "unet": (f"MONAI UNet (width {unet_w:.2f})", functools.partial(unet, width=unet_w)),
+            "dynunet": (f"DynUNet (width {dyn_w:.2f})", functools.partial(dyn, width=dyn_w)),
+        }
+        for kind in args.baselines:
+            name, make_base = baselines[kind]
+            rows.append(measure(name, kind, make_base, patch, data, args.steps, args.seeds))
     return rows
 
 
@@ -282,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="training steps (default 200; --quick: 20)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument(
+        "--baselines", nargs="+", choices=("unet", "dynunet"), default=["unet", "dynunet"]
+    )
     parser.add_argument("--width", type=float, default=1.0, help="width of the derived networks")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(

@@ -126,6 +126,6 @@ def test_old_genotype_of_the_changed_default_fails_with_one_line() -> None:
         build_network(stale, 1, 2)
     message = str(info.value)
     assert "\n" not in message and "changed since the genotype was made" in message
-    assert old.space_hash[:12] in message
+    assert old.space_hash[:12] in message and "set its \"space\" to 'scnas-v1'" in message
     # the old space is still shipped under its own name, with its old hash
     assert searchspaces.load("scnas-v1").content_hash() == old.space_hash
