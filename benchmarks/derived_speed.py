@@ -8,7 +8,9 @@ count matches the derived networks' median), at each ``--patches`` side, on CPU:
 - params;
 - GFLOP of one forward + backward pass per sample, counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls; norms are not counted);
-- s/step: median seconds of an AdamW step at ``--batch`` after one warm-up step;
+- s/step: median seconds of an AdamW step at ``--batch``, timed round-robin (``--time-rounds``
+  rounds of one step per network, after a warm-up step each), so a change in the machine's load
+  hits every network alike;
 - step MB: bytes autograd saves for the backward pass in one step (``saved_tensors_hooks``,
   unique storages), the activation memory a step adds whatever the allocator does;
 - the Dice + CE loss after ``--steps`` AdamW steps (lr 1e-3) on a fixed batch of synthetic
@@ -156,15 +158,36 @@ def measure(
     saved = _saved_mb(net, x, y, make_seg_loss())
     row = Row(name, kind, patch, _count(net), _flops(net, x), 0.0, saved)
     del net
-    times: list[float] = []
     for seed in seeds:
-        loss, dice, t = _train(make, x, y, steps, seed)
+        loss, dice, _ = _train(make, x, y, steps, seed)
         row.losses.append(loss)
         row.small_dice.append(dice)
-        times += t[1:] if len(t) > 1 else t
-    row.s_step = statistics.median(times)
-    logging.info("%s %d^3: %.3f s/step, loss %s", name, patch, row.s_step, row.losses)
+    logging.info("%s %d^3: loss %s", name, patch, row.losses)
     return row
+
+
+def time_round_robin(
+    makers: Sequence[Callable[[], nn.Module]], data: tuple[torch.Tensor, torch.Tensor], rounds: int
+) -> list[float]:
+    """Median s/step of each network, one step each per round (after a warm-up step each)."""
+    x, y = data
+    loss_fn = make_seg_loss()
+    nets, opts = [], []
+    for make in makers:
+        torch.manual_seed(0)
+        net = make().train()
+        nets.append(net)
+        opts.append(torch.optim.AdamW(net.parameters(), lr=1e-3))
+    times: list[list[float]] = [[] for _ in nets]
+    for r in range(rounds + 1):
+        for i, (net, opt) in enumerate(zip(nets, opts)):
+            start = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss_fn(_logits(net(x)), y).backward()
+            opt.step()
+            if r:  # round 0 warms up
+                times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def _matched_width(factory: Callable[[float], nn.Module], params: float) -> float:
@@ -196,11 +219,12 @@ def run(args: argparse.Namespace) -> list[Row]:
     for patch in args.patches:
         data = _batch(patch, args.batch)
         derived: list[Row] = []
+        makers: list[Callable[[], nn.Module]] = []
         for name, space, g in _genotypes(args):
             space.check_patch((patch,) * 3)
             make = functools.partial(DerivedNet, g, space, 1, CLASSES, width=args.width)
+            makers.append(make)
             derived.append(measure(name, "derived", make, patch, data, args.steps, args.seeds))
-        rows += derived
         target = statistics.median(r.params for r in derived) if derived else 2.6e6
         sides = (patch,) * 3
         unet = functools.partial(make_unet, 1, CLASSES, patch=sides)
@@ -211,9 +235,14 @@ def run(args: argparse.Namespace) -> list[Row]:
             "unet": (f"MONAI UNet (width {unet_w:.2f})", functools.partial(unet, width=unet_w)),
             "dynunet": (f"DynUNet (width {dyn_w:.2f})", functools.partial(dyn, width=dyn_w)),
         }
+        here = list(derived)
         for kind in args.baselines:
             name, make_base = baselines[kind]
-            rows.append(measure(name, kind, make_base, patch, data, args.steps, args.seeds))
+            makers.append(make_base)
+            here.append(measure(name, kind, make_base, patch, data, args.steps, args.seeds))
+        for row, seconds in zip(here, time_round_robin(makers, data, args.time_rounds)):
+            row.s_step = seconds
+        rows += here
     return rows
 
 
@@ -267,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="training steps (default 200; --quick: 20)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--time-rounds", type=int, default=5, help="timed steps per network")
     parser.add_argument(
         "--baselines", nargs="+", choices=("unet", "dynunet"), default=["unet", "dynunet"]
     )
