@@ -228,3 +228,13 @@ def _write_full(tmp_path: Path, name: str, **changes: object) -> Path:
     path = tmp_path / f"{name}-changed.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def test_default_space_is_the_measured_choice() -> None:
+    """scnas: residual cells without dw3 (docs/search.md "What changed"); still above DiNTS."""
+    space, old = searchspaces.load("scnas"), searchspaces.load("scnas-v1")
+    assert space.cell_output is searchspaces.CellOutput.RESIDUAL and not space.preact
+    assert "dw3" not in space.ops and set(space.ops) < set(old.ops)
+    assert space.content_hash() != old.content_hash()
+    assert math.log10(space.distinct_size()) >= DINTS_SIZE_LOG10
+    assert space.channels() == old.channels() and space.divisor == old.divisor
