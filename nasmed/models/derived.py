@@ -110,7 +110,7 @@ def build_network(
                 raise GenotypeError(
                     f"search space {space.name!r} changed since the genotype was made (content "
                     f"hash {space.content_hash()[:12]} != {genotype.space_hash[:12]}); the shipped "
-                    f"space {same[0]!r} has the genotype's hash: set its \"space\" to {same[0]!r}"
+                    f'space {same[0]!r} has the genotype\'s hash: set its "space" to {same[0]!r}'
                 )
     return DerivedNet(genotype, space, in_channels, out_channels, **kw)
 
