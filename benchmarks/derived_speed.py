@@ -135,7 +135,7 @@ def _train(
         times.append(time.perf_counter() - start)
     net.eval()
     with torch.no_grad():
-        pred = net(x).argmax(1, keepdim=True)  # type: ignore[union-attr]
+        pred = _logits(net(x)).argmax(1, keepdim=True)
     counts = torch.bincount(y.flatten(), minlength=CLASSES)
     small = int(counts[1:].argmin()) + 1
     inter = ((pred == small) & (y == small)).sum().item()
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         dyn = functools.partial(make_dynunet, 1, CLASSES, patch=sides, spacing=SPACING)
         unet_w = _matched_width(lambda w: unet(width=w), target)  # noqa: B023
         dyn_w = _matched_width(lambda w: dyn(width=w), target)  # noqa: B023
-        baselines = {
+        baselines: dict[str, tuple[str, Callable[[], nn.Module]]] = {
             "unet": (f"MONAI UNet (width {unet_w:.2f})", functools.partial(unet, width=unet_w)),
             "dynunet": (f"DynUNet (width {dyn_w:.2f})", functools.partial(dyn, width=dyn_w)),
         }

@@ -13,15 +13,12 @@ from collections.abc import Sequence
 import torch
 
 from nasmed.ops import op_cost
-from nasmed.supernet.cost import (
+from nasmed.supernet.cost import Cost, architecture_cost, expected_cost, param_range
+from nasmed.supernet.latency import (
     PROFILE_BATCH,
-    Cost,
     LatencyTable,
-    architecture_cost,
     architecture_latency,
-    expected_cost,
     latency_table,
-    param_range,
 )
 from nasmed.supernet.sampling import sample_genotype
 from searchspaces import SearchSpace

@@ -11,8 +11,10 @@ import torch
 from nasmed.ops import profile
 from nasmed.search.config import CostTerm
 from nasmed.supernet import cost as cost_mod
+from nasmed.supernet import latency as latency_mod
 from nasmed.supernet import sample_genotype
-from nasmed.supernet.cost import LatencyTable, architecture_latency, expected_cost, latency_table
+from nasmed.supernet.cost import expected_cost
+from nasmed.supernet.latency import LatencyTable, architecture_latency, latency_table
 from searchspaces import SearchSpace
 
 SPACE = SearchSpace(
@@ -28,7 +30,7 @@ PATCH = (8, 8, 8)
 
 @pytest.fixture(autouse=True)
 def _fresh() -> None:
-    cost_mod._latency_table.cache_clear()
+    latency_mod._latency_table.cache_clear()
 
 
 def test_measure_op_times_and_counts_saved_tensors() -> None:
@@ -55,9 +57,9 @@ def test_latency_table_is_cached_per_device(
     def refuse(*_a: object, **_k: object) -> None:
         raise AssertionError("measured again")
 
-    cost_mod._latency_table.cache_clear()
-    monkeypatch.setattr(cost_mod, "measure_op", refuse)
-    monkeypatch.setattr(cost_mod, "measure", refuse)
+    latency_mod._latency_table.cache_clear()
+    monkeypatch.setattr(latency_mod, "measure_op", refuse)
+    monkeypatch.setattr(latency_mod, "measure", refuse)
     again = latency_table(SPACE, PATCH, cache=str(tmp_path), repeats=1)
     assert again == table  # read back from the JSON file
 
