@@ -146,7 +146,21 @@ def measure(
         repeats: timed passes after one warm-up pass; the median is kept.
         forward: how to call the module (default ``module(x)``).
     """
-    dev = torch.device(device)
+    with torch.enable_grad():  # also when asked from inside a no_grad block
+        return _measure(
+            module, shape, dev=torch.device(device), dtype=dtype, repeats=repeats, forward=forward
+        )
+
+
+def _measure(
+    module: torch.nn.Module,
+    shape: Sequence[int],
+    *,
+    dev: torch.device,
+    dtype: torch.dtype,
+    repeats: int,
+    forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None,
+) -> Measure:
     module = module.to(dev, dtype).train()
     x = torch.randn(*shape, device=dev, dtype=dtype, requires_grad=True)
     call = forward or (lambda m, t: m(t))

@@ -109,3 +109,13 @@ def test_expected_latency_is_lazy_and_differentiable(monkeypatch: pytest.MonkeyP
     penalty.backward()
     grad = logits[SPACE.arch_keys()[0]]["ops"].grad
     assert grad is not None and float(grad[:, 0].sum()) > 0  # more conv3, more latency
+
+
+def test_latency_budget_parses_and_measures_inside_no_grad(tmp_path: Path) -> None:
+    from nasmed.search.config import CostMetric, parse_cost_budget
+
+    term = parse_cost_budget("latency=0.25", 2.0)  # seconds
+    assert term.metric is CostMetric.LATENCY and term.budget == pytest.approx(0.25)
+    with torch.no_grad():
+        m = profile.measure_op("conv1", 3, 4, (4, 4, 4), repeats=1)
+    assert m.seconds > 0 and m.saved_bytes > 0
