@@ -2,7 +2,7 @@
 
 >>> import searchspaces
 >>> searchspaces.list()                       # the shipped spaces
-['scnas', 'scnas-shared', 'scnas-small']
+['scnas', 'scnas-shared', 'scnas-small', 'scnas-v1']
 >>> space = searchspaces.load("scnas-small")  # or a path to a YAML file
 >>> space.size() > 10**6
 True
@@ -18,14 +18,25 @@ from pathlib import Path
 import yaml
 
 from searchspaces.errors import SpaceError
-from searchspaces.schema import SCHEMA_VERSION, CellType, Layer, SearchSpace, Sharing, Upsample
+from searchspaces.schema import (
+    SCHEMA_VERSION,
+    CellOutput,
+    CellType,
+    Layer,
+    SearchSpace,
+    Sharing,
+    Skip,
+    Upsample,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CellOutput",
     "CellType",
     "Layer",
     "SearchSpace",
     "Sharing",
+    "Skip",
     "SpaceError",
     "Upsample",
     "list",

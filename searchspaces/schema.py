@@ -18,37 +18,24 @@ from typing import Any
 
 from searchspaces.errors import SpaceError
 from searchspaces.ops import known_ops
+from searchspaces.options import CellOutput, CellType, Sharing, Skip, Upsample
 
-__all__ = ["SCHEMA_VERSION", "CellType", "Layer", "SearchSpace", "Sharing", "Upsample"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "CellOutput",
+    "CellType",
+    "Layer",
+    "SearchSpace",
+    "Sharing",
+    "Skip",
+    "Upsample",
+]
 
 #: Version of the YAML format (and of the content hash's canonical form).
 SCHEMA_VERSION = 1
 
 NORMS = ("instance", "batch")
 ACTS = ("leakyrelu", "relu", "elu")
-
-
-class CellType(str, Enum):
-    """The four SCNAS cell types."""
-
-    ENCODER = "encoder"
-    REDUCTION = "reduction"
-    DECODER = "decoder"
-    EXPANSION = "expansion"
-
-
-class Sharing(str, Enum):
-    """One searched structure per cell type, or one per layer."""
-
-    CELL_TYPE = "cell_type"
-    LAYER = "layer"
-
-
-class Upsample(str, Enum):
-    """How an expansion cell doubles the resolution before its DAG."""
-
-    TRANSPOSED = "transposed"
-    TRILINEAR = "trilinear"
 
 
 @dataclass(frozen=True)
@@ -93,6 +80,15 @@ class SearchSpace:
         upsample: how expansion cells upsample (``transposed`` conv or ``trilinear`` + 1x1 conv).
         stem_stride: 1, or 2 to run every cell at half the input resolution (the stem
             downsamples, the head upsamples and adds a full-resolution skip).
+        cell_output: how a cell combines its nodes (:class:`CellOutput`).
+        preact: pre-activation operations: every source node is normalised and activated
+            once (shared by its outgoing edges) and the operations are bare convolutions whose
+            outputs are summed into the nodes (ResNet v2 ordering); ``identity`` edges pass the
+            raw state. Otherwise each operation is conv -> norm -> act (post-activation).
+        stem_blocks: conv blocks of the fixed full-resolution stem (2: nnU-Net's first stage of
+            two conv -> norm -> act; the head then also gets ``stem_blocks - 1`` conv blocks
+            before its 1x1x1 conv, as nnU-Net's last decoder stage).
+        skip: how the decoder takes the encoder's output of the same level (:class:`Skip`).
         default_patch: the patch used when none is given (must fit the space).
         description: free text.
         source: where the space came from (file path or name), for error messages only.
@@ -112,6 +108,10 @@ class SearchSpace:
     act: str = "leakyrelu"
     upsample: Upsample = Upsample.TRANSPOSED
     stem_stride: int = 1
+    cell_output: CellOutput = CellOutput.CONCAT
+    preact: bool = False
+    stem_blocks: int = 1
+    skip: Skip = Skip.SUM
     default_patch: tuple[int, ...] | None = None
     description: str = ""
     source: str = field(default="", compare=False, repr=False)
@@ -139,6 +139,10 @@ class SearchSpace:
             raise _fail(where, f"unknown act {self.act!r}; valid: {', '.join(ACTS)}")
         if self.stem_stride not in (1, 2):
             raise _fail(where, f"'stem_stride' must be 1 or 2, got {self.stem_stride!r}")
+        if self.stem_blocks not in (1, 2):
+            raise _fail(where, f"'stem_blocks' must be 1 or 2, got {self.stem_blocks!r}")
+        if not isinstance(self.preact, bool):
+            raise _fail(where, f"'preact' must be true or false, got {self.preact!r}")
         if self.default_patch is not None:
             self.check_patch(self.default_patch)
 
@@ -250,8 +254,32 @@ class SearchSpace:
         return total
 
     def size(self) -> int:
-        """Number of distinct architectures (genotypes) of the space, exact."""
+        """Number of genotypes of the space, exact (see :meth:`distinct_size`)."""
         return self.cell_size() ** len(self.arch_keys())
+
+    def distinct_cell_size(self) -> int:
+        """Number of distinct networks one cell can be (zero edges removed).
+
+        A ``zero`` edge builds and runs nothing, so genotypes that differ only in which sources
+        their zero edges point to build the same network. Each node's network is the set of its
+        non-zero terms ``(source, op)`` over distinct sources: ``r`` of them (``0 <= r <= k``) are
+        chosen among the node's ``i`` sources with ``m - 1`` ops each, and the remaining ``k - r``
+        kept slots are zero edges (always placeable, as ``i >= k``). Hence per node
+        ``sum_r C(i, r) (m - 1)**r``; without ``zero`` in the ops, ``C(i, k) m**k``. Nothing
+        else is identified (e.g. an op on an all-zero node still adds its norm's bias).
+        """
+        m = len(self.ops)
+        if "zero" not in self.ops:
+            return self.cell_size()
+        total = 1
+        for i in range(1, self.nodes + 1):
+            k = self.kept(i)
+            total *= sum(math.comb(i, r) * (m - 1) ** r for r in range(k + 1))
+        return total
+
+    def distinct_size(self) -> int:
+        """Number of distinct networks of the space, exact (:meth:`distinct_cell_size`)."""
+        return self.distinct_cell_size() ** len(self.arch_keys())
 
     # -- serialisation -----------------------------------------------------------------------
 
@@ -273,10 +301,15 @@ class SearchSpace:
         """SHA-256 of the canonical content: everything but ``name`` and ``description``.
 
         Two spaces with the same hash build the same supernet and accept the same genotypes.
+        Fields added after the first release are left out while at their default, so a space
+        that does not use them keeps the hash its genotypes were made with.
         """
         data = self.to_dict()
         for key in ("name", "description", "default_patch"):
             data.pop(key)
+        for key, default in _LATER_FIELDS.items():
+            if data[key] == default:  # spaces that do not use a later option keep their hash
+                data.pop(key)
         data["channel_growth"] = float(data["channel_growth"])
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -311,6 +344,10 @@ class SearchSpace:
                 kwargs["sharing"] = _enum(Sharing, "sharing", kwargs["sharing"])
             if "upsample" in kwargs:
                 kwargs["upsample"] = _enum(Upsample, "upsample", kwargs["upsample"])
+            if "cell_output" in kwargs:
+                kwargs["cell_output"] = _enum(CellOutput, "cell_output", kwargs["cell_output"])
+            if "skip" in kwargs:
+                kwargs["skip"] = _enum(Skip, "skip", kwargs["skip"])
             if kwargs.get("default_patch") is not None:
                 patch = kwargs["default_patch"]
                 if isinstance(patch, str) or not isinstance(patch, Sequence):
@@ -319,6 +356,15 @@ class SearchSpace:
         except ValueError as exc:
             raise _fail(where, str(exc)) from None
         return cls(**kwargs, source=source)
+
+
+#: Fields added after the first release, with the default that leaves a space as it was.
+_LATER_FIELDS: dict[str, Any] = {
+    "cell_output": CellOutput.CONCAT.value,
+    "preact": False,
+    "stem_blocks": 1,
+    "skip": Skip.SUM.value,
+}
 
 
 def _enum(kind: type[Enum], key: str, value: Any) -> Any:

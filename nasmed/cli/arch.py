@@ -23,8 +23,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "show-space",
         help="describe a search space: structure, size, parameter range, cost of a child",
-        description="Print a search space's levels, ops and nodes, its size (number of "
-        "distinct architectures), the parameter range over its architectures and the cost "
+        description="Print a search space's levels, ops and nodes, its size (distinct "
+        "networks and genotypes), the parameter range over its architectures and the cost "
         "(params, FLOPs, activation memory) of one child network at a patch.",
     )
     p.add_argument("space", metavar="NAME", help="shipped space name (see below) or a YAML file")
@@ -37,6 +37,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--in-channels", type=int, default=1, help="image channels (default 1)")
     p.add_argument("--out-channels", type=int, default=2, help="classes (default 2)")
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="measure every op's latency per level on this machine (cached in $NASMED_CACHE; "
+        "without it, measured latencies are shown only if already cached)",
+    )
     p.epilog = f"shipped spaces: {', '.join(searchspaces.list_spaces())}"
     add_common(p)
     p.set_defaults(func=_show_space)
@@ -59,7 +65,11 @@ def _show_space(args: argparse.Namespace) -> int:
     space = searchspaces.load(args.space)
     print(
         describe_space(
-            space, args.patch, in_channels=args.in_channels, out_channels=args.out_channels
+            space,
+            args.patch,
+            in_channels=args.in_channels,
+            out_channels=args.out_channels,
+            latency=True if args.measure else None,
         )
     )
     return 0

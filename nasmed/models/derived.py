@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import searchspaces
+from nasmed.errors import GenotypeError
 from nasmed.genotype import Genotype, check_space
 from nasmed.supernet.cell import CellPlan, Term
 from nasmed.supernet.network import CellNetwork
@@ -103,4 +104,19 @@ def build_network(
             space = searchspaces.load(genotype.space)
         except SpaceError as exc:
             raise SpaceError(f"genotype's space: {exc}") from None
+        if genotype.space_hash != space.content_hash():
+            same = [n for n in searchspaces.list() if _hash(n) == genotype.space_hash]
+            if same:
+                raise GenotypeError(
+                    f"search space {space.name!r} changed since the genotype was made (content "
+                    f"hash {space.content_hash()[:12]} != {genotype.space_hash[:12]}); the shipped "
+                    f'space {same[0]!r} has the genotype\'s hash: set its "space" to {same[0]!r}'
+                )
     return DerivedNet(genotype, space, in_channels, out_channels, **kw)
+
+
+def _hash(name: str) -> str:
+    try:
+        return searchspaces.load(name).content_hash()
+    except SpaceError:
+        return ""

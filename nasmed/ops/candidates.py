@@ -1,12 +1,15 @@
 """The built-in candidate operations (docs/search.md explains the choice).
 
 All are dimension-agnostic (``spatial_dims`` 2 or 3) and keep the spatial size: resolution
-changes happen in the cells' fixed entry blocks, never on searched edges.
+changes happen in the cells' fixed entry blocks, never on searched edges. Built with ``norm`` and
+``act`` ``None`` an operation is *bare* (its convolutions only), the form pre-activation cells
+use after their shared norm -> act; ``cost(..., normed=False)`` declares that form.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nasmed.ops.blocks import conv_block, conv_block_cost
@@ -14,16 +17,19 @@ from nasmed.ops.registry import OpCost, register_op
 
 __all__ = ["Conv", "DepthwiseSeparable", "Dilated", "Identity", "PseudoThreeD", "Zero"]
 
+Norm = str | None
+
 
 class Conv(nn.Module):
     """A conv block with a cubic kernel and a dilation (set by subclasses)."""
 
     is_zero = False
+    raw_input = False
     kernel = 3
     dilation = 1
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, act: str
+        self, spatial_dims: int, in_channels: int, out_channels: int, norm: Norm, act: Norm
     ) -> None:
         super().__init__()
         self.block = conv_block(
@@ -40,8 +46,12 @@ class Conv(nn.Module):
         return self.block(x)
 
     @classmethod
-    def cost(cls, spatial_dims: int, in_channels: int, out_channels: int) -> OpCost:
-        return conv_block_cost(spatial_dims, in_channels, out_channels, kernel=cls.kernel)
+    def cost(
+        cls, spatial_dims: int, in_channels: int, out_channels: int, *, normed: bool = True
+    ) -> OpCost:
+        return conv_block_cost(
+            spatial_dims, in_channels, out_channels, kernel=cls.kernel, normed=normed
+        )
 
 
 @register_op("conv3", "3x3x3 convolution")
@@ -71,9 +81,10 @@ class DepthwiseSeparable(nn.Module):
     """3x3x3 depthwise conv, then 1x1x1 pointwise conv -> norm -> act."""
 
     is_zero = False
+    raw_input = False
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, act: str
+        self, spatial_dims: int, in_channels: int, out_channels: int, norm: Norm, act: Norm
     ) -> None:
         super().__init__()
         self.depthwise = conv_block(
@@ -87,27 +98,37 @@ class DepthwiseSeparable(nn.Module):
         return self.pointwise(self.depthwise(x))
 
     @classmethod
-    def cost(cls, spatial_dims: int, in_channels: int, out_channels: int) -> OpCost:
+    def cost(
+        cls, spatial_dims: int, in_channels: int, out_channels: int, *, normed: bool = True
+    ) -> OpCost:
         dw = conv_block_cost(
             spatial_dims, in_channels, in_channels, groups=in_channels, normed=False
         )
-        return dw + conv_block_cost(spatial_dims, in_channels, out_channels, kernel=1)
+        pw = conv_block_cost(spatial_dims, in_channels, out_channels, kernel=1, normed=normed)
+        return dw + pw
 
 
 class PseudoThreeD(nn.Module):
     """Pseudo-3D: an in-plane 3x3 conv, then a 3-tap conv across the plane -> norm -> act.
 
     ``through`` is the axis across the plane (2 for 3x3x1 then 1x1x3). In 2D the axis is taken
-    modulo 2, so the op stays a factorised 3x3 conv.
+    modulo 2, so the op stays a factorised 3x3 conv. With ``permute`` set (3D), the forward pass
+    moves the ``through`` axis last and runs the kernels rotated to 3x3x1 then 1x1x3: the same
+    function and parameters (kept in their natural orientation), but PyTorch's CPU convolution
+    runs a 1x3x3 then 3x1x1 pair about 1.7x slower than 3x3x1 then 1x1x3 at 32^3, 16 channels
+    (measured, docs/search.md).
     """
 
     is_zero = False
+    raw_input = False
     through = 2
+    permute = False
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, act: str
+        self, spatial_dims: int, in_channels: int, out_channels: int, norm: Norm, act: Norm
     ) -> None:
         super().__init__()
+        self.rotate = self.permute and spatial_dims == 3 and self.through % 3 != 2
         first, second = self.kernels(spatial_dims)
         self.plane = conv_block(
             spatial_dims, in_channels, out_channels, kernel=first, norm=None, act=None
@@ -124,13 +145,36 @@ class PseudoThreeD(nn.Module):
         return first, second
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.across(self.plane(x))
+        if not self.rotate:
+            return self.across(self.plane(x))
+        axis = 2 + self.through % 3
+        y = x.movedim(axis, -1)
+        for block in (self.plane, self.across):
+            conv = block.get_submodule("conv")
+            assert isinstance(conv, nn.Conv3d)
+            padding = [int(conv.padding[a]) for a in _moved(axis - 2)]
+            weight = conv.weight.movedim(axis, -1).contiguous()
+            y = F.conv3d(y, weight, padding=padding)
+        if hasattr(self.across, "adn"):  # instance norm and activation ignore the axis order
+            y = self.across.get_submodule("adn")(y)
+        return y.movedim(-1, axis)
 
     @classmethod
-    def cost(cls, spatial_dims: int, in_channels: int, out_channels: int) -> OpCost:
+    def cost(
+        cls, spatial_dims: int, in_channels: int, out_channels: int, *, normed: bool = True
+    ) -> OpCost:
         first, second = cls.kernels(spatial_dims)
         plane = conv_block_cost(spatial_dims, in_channels, out_channels, kernel=first, normed=False)
-        return plane + conv_block_cost(spatial_dims, out_channels, out_channels, kernel=second)
+        across = conv_block_cost(
+            spatial_dims, out_channels, out_channels, kernel=second, normed=normed
+        )
+        return plane + across
+
+
+def _moved(axis: int) -> tuple[int, ...]:
+    """Spatial axes ``0, 1, 2`` after moving ``axis`` last."""
+    rest = [a for a in range(3) if a != axis]
+    return (*rest, axis)
 
 
 @register_op("p3d331", "pseudo-3D: 3x3x1 then 1x1x3 convolution")
@@ -149,19 +193,25 @@ class P3D313(PseudoThreeD):
 
 @register_op("p3d133", "pseudo-3D: 1x3x3 then 3x1x1 convolution")
 class P3D133(PseudoThreeD):
-    """Pseudo-3D: 1x3x3 then 3x1x1."""
+    """Pseudo-3D: 1x3x3 then 3x1x1 (run rotated, see :class:`PseudoThreeD`)."""
 
     through = 0
+    permute = True
 
 
 @register_op("identity", "identity (skip)")
 class Identity(nn.Module):
-    """The input unchanged (needs ``in_channels == out_channels``)."""
+    """The input unchanged (needs ``in_channels == out_channels``).
+
+    ``raw_input``: in a pre-activation cell it passes the raw state, not the normalised one, so
+    identity edges make residual paths.
+    """
 
     is_zero = False
+    raw_input = True
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, act: str
+        self, spatial_dims: int, in_channels: int, out_channels: int, norm: Norm, act: Norm
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -173,7 +223,9 @@ class Identity(nn.Module):
         return x
 
     @classmethod
-    def cost(cls, spatial_dims: int, in_channels: int, out_channels: int) -> OpCost:
+    def cost(
+        cls, spatial_dims: int, in_channels: int, out_channels: int, *, normed: bool = True
+    ) -> OpCost:
         return OpCost(0, 0.0, 0.0)
 
 
@@ -182,9 +234,10 @@ class Zero(nn.Module):
     """Zeros with ``out_channels`` channels; cells skip it instead of running it."""
 
     is_zero = True
+    raw_input = True
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, act: str
+        self, spatial_dims: int, in_channels: int, out_channels: int, norm: Norm, act: Norm
     ) -> None:
         super().__init__()
         self.out_channels = out_channels
@@ -193,5 +246,7 @@ class Zero(nn.Module):
         return x.new_zeros((x.shape[0], self.out_channels, *x.shape[2:]))
 
     @classmethod
-    def cost(cls, spatial_dims: int, in_channels: int, out_channels: int) -> OpCost:
+    def cost(
+        cls, spatial_dims: int, in_channels: int, out_channels: int, *, normed: bool = True
+    ) -> OpCost:
         return OpCost(0, 0.0, 0.0)

@@ -3,14 +3,17 @@
 Every operation is an ``nn.Module`` class with the constructor
 ``(spatial_dims, in_channels, out_channels, norm, act)`` and a classmethod ``cost`` declaring its
 parameters, FLOPs per output voxel and activation bytes per output voxel, so the search can be
-cost-aware without running anything (like MONAI DiNTS' ``ram_cost``, but for all three).
+cost-aware without running anything (like MONAI DiNTS' ``ram_cost``, but for all three). With
+``norm`` and ``act`` ``None`` an operation is built bare (convolutions only, for pre-activation
+cells); ``cost(..., normed=False)`` declares that form. Measured costs are in
+:mod:`nasmed.ops.profile`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from torch import nn
 
@@ -43,12 +46,20 @@ class CandidateOp(Protocol):
     """What a registered operation class provides."""
 
     is_zero: ClassVar[bool]
+    raw_input: ClassVar[bool]  # a pre-activation cell passes it the raw state (identity, zero)
 
     def __call__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, norm: str, act: str
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        norm: str | None,
+        act: str | None,
     ) -> nn.Module: ...
 
-    def cost(self, spatial_dims: int, in_channels: int, out_channels: int) -> OpCost: ...
+    def cost(
+        self, spatial_dims: int, in_channels: int, out_channels: int, *, normed: bool = True
+    ) -> OpCost: ...
 
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
@@ -93,15 +104,27 @@ def create_op(
     *,
     in_channels: int,
     out_channels: int,
-    norm: str = "instance",
-    act: str = "leakyrelu",
+    norm: str | None = "instance",
+    act: str | None = "leakyrelu",
+    bare: bool = False,
 ) -> nn.Module:
-    """Build the operation ``name`` (see :func:`list_ops`)."""
+    """Build the operation ``name`` (see :func:`list_ops`).
+
+    ``bare`` (or ``norm=act=None``): its convolutions only, for pre-activation cells.
+    """
     cls = op_class(name)
+    if bare:
+        norm = act = None
     return cls(spatial_dims, in_channels, out_channels, norm, act)
 
 
-def op_cost(name: str, spatial_dims: int = 3, *, in_channels: int, out_channels: int) -> OpCost:
-    """Declared cost of the operation ``name`` with these channels."""
-    cost: OpCost = op_class(name).cost(spatial_dims, in_channels, out_channels)  # type: ignore[attr-defined]
+def op_cost(
+    name: str, spatial_dims: int = 3, *, in_channels: int, out_channels: int, normed: bool = True
+) -> OpCost:
+    """Declared cost of the operation ``name`` with these channels (``normed=False``: bare)."""
+    cls: Any = op_class(name)
+    if normed:
+        cost: OpCost = cls.cost(spatial_dims, in_channels, out_channels)
+    else:
+        cost = cls.cost(spatial_dims, in_channels, out_channels, normed=False)
     return cost

@@ -40,16 +40,19 @@ DEFAULT_WEIGHT_LR = {WeightOptimizer.SGD: 1e-2, WeightOptimizer.ADAMW: 1e-3}
 
 
 class CostMetric(str, Enum):
-    """What the cost-aware term budgets (declared costs, see :mod:`nasmed.supernet.cost`)."""
+    """What the cost-aware term budgets (see :mod:`nasmed.supernet.cost`): declared params,
+    FLOPs or activation memory, or ``latency`` (measured seconds per step, profiled once per
+    device and cached)."""
 
     PARAMS = "params"
     FLOPS = "flops"
     MEMORY = "memory"
+    LATENCY = "latency"
 
     @property
     def key(self) -> str:
         """The key of :func:`~nasmed.supernet.expected_cost`'s result."""
-        return "act_bytes" if self is CostMetric.MEMORY else self.value
+        return {"memory": "act_bytes", "latency": "latency_s"}.get(self.value, self.value)
 
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
@@ -64,9 +67,10 @@ class CostTerm:
     architecture logits (:func:`~nasmed.supernet.expected_cost`).
 
     Attributes:
-        metric: ``params``, ``flops`` (per forward pass) or ``memory`` (activation bytes kept
-            for the backward pass, batch 1).
-        budget: the budget, in parameters, FLOPs or bytes.
+        metric: ``params``, ``flops`` (per forward pass), ``memory`` (activation bytes kept
+            for the backward pass, batch 1) or ``latency`` (measured seconds of a forward +
+            backward pass at batch 2).
+        budget: the budget, in parameters, FLOPs, bytes or seconds.
         weight: the penalty's weight.
     """
 

@@ -8,21 +8,31 @@ from __future__ import annotations
 
 from nasmed.supernet.cell import Cell, CellPlan, Term
 from nasmed.supernet.cost import Cost, architecture_cost, expected_cost, level_voxels, param_range
+from nasmed.supernet.latency import (
+    PROFILE_BATCH,
+    LatencyTable,
+    architecture_latency,
+    latency_table,
+)
 from nasmed.supernet.network import CellNetwork
 from nasmed.supernet.plans import Mode
 from nasmed.supernet.sampling import sample_genotype
 from nasmed.supernet.supernet import Supernet, plan_genotype
 
 __all__ = [
+    "PROFILE_BATCH",
     "Cell",
     "CellNetwork",
     "CellPlan",
     "Cost",
+    "LatencyTable",
     "Mode",
     "Supernet",
     "Term",
     "architecture_cost",
+    "architecture_latency",
     "expected_cost",
+    "latency_table",
     "level_voxels",
     "param_range",
     "plan_genotype",

@@ -3,8 +3,14 @@
 Node 0 is the cell's input after its fixed entry block (identity for normal cells, a stride-2
 conv block for reduction cells, a transposed conv block or trilinear upsampling + 1x1x1 conv
 block for expansion cells). Node ``i`` (1..nodes) is the sum of the operations on its kept
-incoming edges ``j -> i`` (``j < i``). The cell's output is a 1x1x1 conv block projecting the
-concatenation of nodes 1..nodes back to the cell's channels.
+incoming edges ``j -> i`` (``j < i``). The cell's output (the space's ``cell_output``) is a
+1x1x1 conv block projecting the concatenation of nodes 1..nodes back to the cell's channels
+(``concat``), that plus node 0 (``residual``), or node 0 plus the nodes' sum (``sum``).
+
+In a pre-activation cell (``preact``) each source node is normalised and activated once, shared
+by all its outgoing edges, and the operations are bare convolutions; ``identity`` edges take the
+raw state. The output is then a raw (not normalised) sum and the residual projection a bare
+1x1x1 conv.
 
 The same class serves the supernet (every candidate op on every edge) and derived networks (the
 chosen op on the kept edges only). What runs in a forward pass is given by a *plan*: per node,
@@ -17,12 +23,23 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
+from monai.networks.blocks import ADN
 from torch import nn
 
 from nasmed.ops import OpCost, conv_block, conv_block_cost, create_op
-from searchspaces import CellType, Upsample
+from nasmed.ops.blocks import ACT_FLOPS, BYTES, NORM_FLOPS, norm_act
+from searchspaces import CellOutput, CellType, Upsample
 
-__all__ = ["Cell", "CellPlan", "Term", "entry_block", "entry_cost", "projection_cost"]
+__all__ = [
+    "Cell",
+    "CellPlan",
+    "Term",
+    "entry_block",
+    "entry_cost",
+    "preact_block",
+    "preact_cost",
+    "projection_cost",
+]
 
 
 class Term(NamedTuple):
@@ -101,10 +118,40 @@ def entry_cost(
     return conv_block_cost(spatial_dims, in_channels, channels, kernel=1)
 
 
-def projection_cost(spatial_dims: int, nodes: int, channels: int) -> OpCost:
-    """Declared cost of the output projection, including the kept concatenation."""
-    concat = OpCost(0, 0.0, 4.0 * nodes * channels)
-    return concat + conv_block_cost(spatial_dims, nodes * channels, channels, kernel=1)
+def projection_cost(
+    spatial_dims: int,
+    nodes: int,
+    channels: int,
+    output: CellOutput = CellOutput.CONCAT,
+    *,
+    preact: bool = False,
+) -> OpCost:
+    """Declared cost of the cell's output (projection with its kept concatenation, sums)."""
+    if output is CellOutput.SUM:
+        return OpCost(0, float(nodes * channels), 0.0)
+    concat = OpCost(0, 0.0, float(BYTES * nodes * channels))
+    normed = not (preact and output is CellOutput.RESIDUAL)
+    cost = concat + conv_block_cost(
+        spatial_dims, nodes * channels, channels, kernel=1, normed=normed
+    )
+    if output is CellOutput.RESIDUAL:
+        cost = cost + OpCost(0, float(channels), 0.0)
+    return cost
+
+
+def preact_block(spatial_dims: int, channels: int, norm: str, act: str) -> nn.Module:
+    """The shared norm -> act of a source node in a pre-activation cell (MONAI's ADN)."""
+    norm_arg, act_arg = norm_act(norm, act)
+    # not in place: the raw state is still needed by identity edges and the residual
+    act_arg = (act_arg[0], {k: v for k, v in act_arg[1].items() if k != "inplace"})
+    return ADN(
+        ordering="NA", in_channels=channels, act=act_arg, norm=norm_arg, norm_dim=spatial_dims
+    )
+
+
+def preact_cost(channels: int) -> OpCost:
+    """Declared cost of :func:`preact_block` (per voxel): both outputs kept for the backward."""
+    return OpCost(2 * channels, float((NORM_FLOPS + ACT_FLOPS) * channels), 2.0 * BYTES * channels)
 
 
 class Cell(nn.Module):
@@ -121,6 +168,8 @@ class Cell(nn.Module):
         norm: norm name of the conv blocks.
         act: activation name of the conv blocks.
         upsample: how an expansion cell upsamples.
+        output: how the nodes make the cell's output.
+        preact: pre-activation operations (shared norm -> act per source, bare ops).
     """
 
     def __init__(
@@ -135,10 +184,14 @@ class Cell(nn.Module):
         norm: str = "instance",
         act: str = "leakyrelu",
         upsample: Upsample = Upsample.TRANSPOSED,
+        output: CellOutput = CellOutput.CONCAT,
+        preact: bool = False,
     ) -> None:
         super().__init__()
         self.cell_type = cell_type
         self.nodes = nodes
+        self.output = output
+        self.preact = preact
         self.entry = entry_block(
             cell_type, spatial_dims, in_channels, channels, norm=norm, act=act, upsample=upsample
         )
@@ -155,13 +208,35 @@ class Cell(nn.Module):
                         out_channels=channels,
                         norm=norm,
                         act=act,
+                        bare=preact,
                     )
                     for op in ops
                 }
             )
-        self.project = conv_block(
-            spatial_dims, nodes * channels, channels, kernel=1, norm=norm, act=act
-        )
+        # pre-activation: one norm -> act per source node that feeds a non-raw operation
+        self.pre = nn.ModuleDict()
+        if preact:
+            sources = sorted(
+                {
+                    source
+                    for (source, _node), ops in edges.items()
+                    for op in ops
+                    if not getattr(self.op(source, _node, op), "raw_input", False)
+                }
+            )
+            for source in sources:
+                self.pre[str(source)] = preact_block(spatial_dims, channels, norm, act)
+        self.project: nn.Module | None = None
+        if output is not CellOutput.SUM:
+            bare = preact and output is CellOutput.RESIDUAL
+            self.project = conv_block(
+                spatial_dims,
+                nodes * channels,
+                channels,
+                kernel=1,
+                norm=None if bare else norm,
+                act=None if bare else act,
+            )
 
     def op(self, source: int, node: int, name: str) -> nn.Module:
         """The module of operation ``name`` on edge ``source -> node``."""
@@ -172,16 +247,38 @@ class Cell(nn.Module):
         if len(plan) != self.nodes:
             raise ValueError(f"plan has {len(plan)} nodes, the cell {self.nodes}")
         states = [self.entry(x)]
+        activated: dict[int, torch.Tensor] = {}
         for node, terms in enumerate(plan, start=1):
             total: torch.Tensor | None = None
             for term in terms:
                 module = self.op(term.source, node, term.op)
                 if getattr(module, "is_zero", False):
                     continue
-                y = module(states[term.source])
+                y = module(self._input(states, activated, term.source, module))
                 if term.weight is not None:
                     y = y * term.weight
                 total = y if total is None else total + y
             states.append(torch.zeros_like(states[0]) if total is None else total)
+        if self.project is None:  # sum
+            total = states[0]
+            for state in states[1:]:
+                total = total + state
+            return total
         out: torch.Tensor = self.project(torch.cat(states[1:], dim=1))
+        if self.output is CellOutput.RESIDUAL:
+            out = out + states[0]
         return out
+
+    def _input(
+        self,
+        states: list[torch.Tensor],
+        activated: dict[int, torch.Tensor],
+        source: int,
+        module: nn.Module,
+    ) -> torch.Tensor:
+        """The state an operation reads: raw, or (pre-activation) its source's norm -> act."""
+        if not self.preact or getattr(module, "raw_input", False):
+            return states[source]
+        if source not in activated:
+            activated[source] = self.pre[str(source)](states[source])
+        return activated[source]

@@ -1,9 +1,14 @@
 """Costs from the operations' declarations: of one architecture, and expected under sampling.
 
-Every cost is the sum of declared costs (``nasmed.ops``), nothing is run: parameters, FLOPs of
-one forward pass, and bytes of activations kept for the backward pass (float32, batch 1). The
-activation figure is an estimate to compare architectures and to budget the search, not a
-prediction of a process's peak memory. Deep-supervision heads are not counted.
+Every declared cost is the sum of declared costs (``nasmed.ops``), nothing is run: parameters,
+FLOPs of one forward pass, and bytes of activations kept for the backward pass (float32, batch
+1). The activation figure is an estimate to compare architectures and to budget the search, not
+a prediction of a process's peak memory. Deep-supervision heads are not counted. In a
+pre-activation space the shared norm of a source node is counted when one of its kept edges runs
+a non-raw op (exact for one architecture; the expected cost counts every source, an upper bound).
+
+``expected_cost(...)["latency_s"]`` is the *measured* latency (:mod:`nasmed.supernet.latency`)
+in expectation, measured only when first read.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from nasmed.genotype import Genotype, check_space
 from nasmed.ops import op_cost
+from nasmed.supernet.cell import preact_cost
+from nasmed.supernet.latency import latency_table, preact_sources
 from nasmed.supernet.network import fixed_cost
 from nasmed.supernet.plans import kept_probabilities
 from searchspaces import SearchSpace
@@ -49,7 +57,7 @@ def _op_table(
     for c in space.channels(width):
         row = {}
         for op in space.ops:
-            cost = op_cost(op, dims, in_channels=c, out_channels=c)
+            cost = op_cost(op, dims, in_channels=c, out_channels=c, normed=not space.preact)
             row[op] = (cost.params, cost.flops, cost.act_bytes)
         out.append(row)
     return out
@@ -72,6 +80,7 @@ def architecture_cost(
         space, in_channels, out_channels, voxels, width=width, spatial_dims=dims
     )
     table = _op_table(space, width, dims)
+    channels = space.channels(width)
     for layer in space.layers():
         n = voxels[layer.level]
         for edge_op in genotype.cell(layer.key).edges().values():
@@ -79,6 +88,12 @@ def architecture_cost(
             params += p
             flops += f * n
             act += a * n
+        if space.preact:
+            norm = preact_cost(channels[layer.level])
+            count = len(preact_sources(genotype, layer.key))
+            params += count * norm.params
+            flops += count * norm.flops * n
+            act += count * norm.act_bytes * n
     return Cost(int(params), float(flops), float(act))
 
 
@@ -98,10 +113,13 @@ def param_range(
     table = _op_table(space, width, spatial_dims)
     edges = sum(space.kept(i) for i in range(1, space.nodes + 1))
     low = high = fixed
+    channels = space.channels(width)
     for layer in space.layers():
         counts = [p for p, _, _ in table[layer.level].values()]
         low += edges * min(counts)
         high += edges * max(counts)
+        if space.preact:  # every source's norm (low: identity and zero edges need none)
+            high += space.nodes * preact_cost(channels[layer.level]).params
     return int(low), int(high)
 
 
@@ -121,7 +139,9 @@ def expected_cost(
     enter (it only sharpens the samples, not their distribution).
 
     Returns:
-        ``{"params": ..., "flops": ..., "act_bytes": ...}`` scalar tensors.
+        ``{"params": ..., "flops": ..., "act_bytes": ...}`` scalar tensors. ``"latency_s"``
+        (expected measured seconds, :func:`latency_table` on the logits' device) is computed
+        when first read, so a search that never budgets latency never measures anything.
     """
     voxels = level_voxels(space, patch)
     dims = len(patch)
@@ -140,6 +160,7 @@ def expected_cost(
         alpha = torch.softmax(logits[key]["ops"], dim=-1)
         keep = kept_probabilities(logits[key]["inputs"], space)
         expected[key] = keep @ alpha  # (n_ops,): expected number of kept edges running each op
+    channels = space.channels(width)
     for layer in space.layers():
         n = voxels[layer.level]
         costs = torch.tensor(
@@ -149,4 +170,45 @@ def expected_cost(
         total["params"] = total["params"] + e[0]
         total["flops"] = total["flops"] + e[1] * n
         total["act_bytes"] = total["act_bytes"] + e[2] * n
-    return total
+        if space.preact:
+            norm = preact_cost(channels[layer.level])
+            total["params"] = total["params"] + space.nodes * norm.params
+            total["flops"] = total["flops"] + space.nodes * norm.flops * n
+            total["act_bytes"] = total["act_bytes"] + space.nodes * norm.act_bytes * n
+
+    def latency() -> torch.Tensor:
+        lat = latency_table(
+            space,
+            patch,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            width=width,
+            device=some.device,
+        )
+        assert lat is not None  # measured when missing
+        value = some.new_tensor(lat.fixed_s)
+        for layer in space.layers():
+            row = torch.tensor(
+                [lat.ops[layer.level][op] for op in space.ops],
+                dtype=some.dtype,
+                device=some.device,
+            )
+            value = value + expected[layer.key] @ row + space.nodes * lat.preact[layer.level]
+        return value
+
+    return _LazyCosts(total, latency_s=latency)
+
+
+class _LazyCosts(dict[str, torch.Tensor]):
+    """A dict of costs whose listed extra keys are computed when first read."""
+
+    def __init__(self, values: Mapping[str, torch.Tensor], **lazy: Any) -> None:
+        super().__init__(values)
+        self._lazy = lazy
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        if key not in self._lazy:
+            raise KeyError(key)
+        value: torch.Tensor = self._lazy.pop(key)()
+        self[key] = value
+        return value

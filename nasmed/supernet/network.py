@@ -7,6 +7,12 @@ head. With ``stem_stride`` 2, the stem ends with a stride-2 conv block and the h
 1x1x1 conv. Which operations each cell holds and runs is given from outside (edges at
 construction, plans per forward), so a supernet's sampled child and the derived network of the
 same genotype run the same modules.
+
+The space's options: ``stem_blocks`` 2 makes the stem nnU-Net's first stage (two conv -> norm ->
+act) and puts one more conv block before the head; ``skip: concat`` concatenates the encoder's
+output with the expansion cell's (the next decoder cell's entry 1x1x1 block mixes them, as
+nnU-Net's decoder does after its transposed conv); with ``preact`` the cells' outputs are raw
+sums, so every head first normalises and activates.
 """
 
 from __future__ import annotations
@@ -18,8 +24,16 @@ from monai.networks.blocks import Convolution
 from torch import nn
 
 from nasmed.ops import OpCost, conv_block, conv_block_cost
-from nasmed.supernet.cell import Cell, CellPlan, entry_block, entry_cost, projection_cost
-from searchspaces import CellType, Layer, SearchSpace
+from nasmed.supernet.cell import (
+    Cell,
+    CellPlan,
+    entry_block,
+    entry_cost,
+    preact_block,
+    preact_cost,
+    projection_cost,
+)
+from searchspaces import CellType, Layer, SearchSpace, Skip
 
 __all__ = ["CellNetwork", "EdgeOps", "fixed_cost"]
 
@@ -27,10 +41,42 @@ __all__ = ["CellNetwork", "EdgeOps", "fixed_cost"]
 EdgeOps = Callable[[Layer], Mapping[tuple[int, int], Sequence[str]]]
 
 
-def _head(spatial_dims: int, channels: int, out_channels: int) -> nn.Module:
-    return Convolution(
+def _head(
+    space: SearchSpace, spatial_dims: int, channels: int, out_channels: int, blocks: int = 0
+) -> nn.Module:
+    """1x1x1 conv with bias, after ``blocks`` conv blocks (and a norm -> act with ``preact``)."""
+    conv = Convolution(
         spatial_dims, channels, out_channels, kernel_size=1, conv_only=True, bias=True
     )
+    if not blocks and not space.preact:
+        return conv
+    layers: list[nn.Module] = []
+    if space.preact:
+        layers.append(preact_block(spatial_dims, channels, space.norm, space.act))
+    layers += [
+        conv_block(spatial_dims, channels, channels, kernel=3, norm=space.norm, act=space.act)
+        for _ in range(blocks)
+    ]
+    return nn.Sequential(*layers, conv)
+
+
+def _stem(space: SearchSpace, spatial_dims: int, in_channels: int, channels: int) -> nn.Module:
+    """The full-resolution stem: ``stem_blocks`` conv blocks."""
+    norm, act = space.norm, space.act
+    first = conv_block(spatial_dims, in_channels, channels, kernel=3, norm=norm, act=act)
+    if space.stem_blocks == 1:
+        return first
+    rest = [
+        conv_block(spatial_dims, channels, channels, kernel=3, norm=norm, act=act)
+        for _ in range(space.stem_blocks - 1)
+    ]
+    return nn.Sequential(first, *rest)
+
+
+def aux_levels(space: SearchSpace) -> tuple[int, ...]:
+    """Decoder levels with a deep-supervision head: ``0..L-1`` when the cells run below a
+    stride-2 stem (level 0 is then at half the output's resolution), else ``1..L-1``."""
+    return tuple(range(0 if space.stem_stride == 2 else 1, space.levels))
 
 
 class CellNetwork(nn.Module):
@@ -44,7 +90,9 @@ class CellNetwork(nn.Module):
         width: channel multiplier of every level.
         spatial_dims: 2 or 3.
         deep_supervision: in training mode, also return 1x1x1 heads of the decoder levels
-            ``1..L-1``: ``(full, level 1, level 2, ...)``.
+            (:func:`aux_levels`: ``0..L-1`` below a stride-2 stem, else ``1..L-1``), highest
+            resolution first: ``(full, level 0, level 1, ...)``, as nnU-Net's deep supervision
+            and :class:`~nasmed.train.losses.DeepSupervisionLoss` take them.
     """
 
     def __init__(
@@ -67,25 +115,26 @@ class CellNetwork(nn.Module):
         self.deep_supervision = deep_supervision
         ch = space.channels(width)
         sd, norm, act = spatial_dims, space.norm, space.act
+        blocks = space.stem_blocks - 1
         if space.stem_stride == 2:
             cs = space.stem_channels(width)
-            self.stem = conv_block(sd, in_channels, cs, kernel=3, norm=norm, act=act)
+            self.stem = _stem(space, sd, in_channels, cs)
             self.down: nn.Module | None = conv_block(
                 sd, cs, ch[0], kernel=3, stride=2, norm=norm, act=act
             )
             self.up: nn.Module | None = entry_block(
                 CellType.EXPANSION, sd, ch[0], cs, norm=norm, act=act, upsample=space.upsample
             )
-            self.head = _head(sd, cs, out_channels)
+            self.head = _head(space, sd, cs, out_channels, blocks)
         else:
-            self.stem = conv_block(sd, in_channels, ch[0], kernel=3, norm=norm, act=act)
+            self.stem = _stem(space, sd, in_channels, ch[0])
             self.down = self.up = None
-            self.head = _head(sd, ch[0], out_channels)
+            self.head = _head(space, sd, ch[0], out_channels, blocks)
         self.cells = nn.ModuleDict()
         for layer in self.layers:
             self.cells[layer.name] = Cell(
                 layer.cell_type,
-                _in_channels(layer, ch),
+                _in_channels(space, layer, ch),
                 ch[layer.level],
                 edge_ops(layer),
                 space.nodes,
@@ -93,11 +142,13 @@ class CellNetwork(nn.Module):
                 norm=norm,
                 act=act,
                 upsample=space.upsample,
+                output=space.cell_output,
+                preact=space.preact,
             )
         self.aux_heads = nn.ModuleDict()
         if deep_supervision:
-            for level in range(1, space.levels):
-                self.aux_heads[str(level)] = _head(sd, ch[level], out_channels)
+            for level in aux_levels(space):
+                self.aux_heads[str(level)] = _head(space, sd, ch[level], out_channels)
         self._last_decoder = {
             layer.level: layer.name for layer in self.layers if layer.cell_type is CellType.DECODER
         }
@@ -117,7 +168,8 @@ class CellNetwork(nn.Module):
                 skips[layer.level - 1] = x
             x = self.cells[layer.name](x, plans[layer.key])
             if layer.cell_type is CellType.EXPANSION:
-                x = x + skips.pop(layer.level)
+                skip = skips.pop(layer.level)
+                x = torch.cat([skip, x], dim=1) if self.space.skip is Skip.CONCAT else x + skip
             if str(layer.level) in self.aux_heads and self._last_decoder[layer.level] == layer.name:
                 aux[layer.level] = self.aux_heads[str(layer.level)](x)
         if self.up is not None:
@@ -128,11 +180,13 @@ class CellNetwork(nn.Module):
         return out
 
 
-def _in_channels(layer: Layer, channels: Sequence[int]) -> int:
+def _in_channels(space: SearchSpace, layer: Layer, channels: Sequence[int]) -> int:
     if layer.cell_type is CellType.REDUCTION:
         return channels[layer.level - 1]
     if layer.cell_type is CellType.EXPANSION:
         return channels[layer.level + 1]
+    if space.skip is Skip.CONCAT and layer.name == f"decoder_l{layer.level}_c0":
+        return 2 * channels[layer.level]  # the skip concatenated after the expansion cell
     return channels[layer.level]
 
 
@@ -154,22 +208,30 @@ def fixed_cost(
     sd = spatial_dims
     full = voxels[-1]
     parts: list[tuple[OpCost, float]] = []
-    head = OpCost(out_channels * (ch[0] + 1), 2.0 * ch[0] * out_channels, 4.0 * out_channels)
+    top = ch[0]
     if space.stem_stride == 2:
-        cs = space.stem_channels(width)
-        parts.append((conv_block_cost(sd, in_channels, cs, kernel=3), full))
-        parts.append((conv_block_cost(sd, cs, ch[0], kernel=3, stride=2), voxels[0]))
-        parts.append((entry_cost(CellType.EXPANSION, sd, ch[0], cs, space.upsample), full))
-        head = OpCost(out_channels * (cs + 1), 2.0 * cs * out_channels, 4.0 * out_channels)
-    else:
-        parts.append((conv_block_cost(sd, in_channels, ch[0], kernel=3), full))
+        top = space.stem_channels(width)
+        parts.append((conv_block_cost(sd, top, ch[0], kernel=3, stride=2), voxels[0]))
+        parts.append((entry_cost(CellType.EXPANSION, sd, ch[0], top, space.upsample), full))
+    parts.append((conv_block_cost(sd, in_channels, top, kernel=3), full))
+    for _ in range(space.stem_blocks - 1):  # the stem's and the head's extra blocks
+        parts.append(
+            (
+                conv_block_cost(sd, top, top, kernel=3) + conv_block_cost(sd, top, top, kernel=3),
+                full,
+            )
+        )
+    head = OpCost(out_channels * (top + 1), 2.0 * top * out_channels, 4.0 * out_channels)
+    if space.preact:
+        head = head + preact_cost(top)
     parts.append((head, full))
     for layer in space.layers():
         c, n = ch[layer.level], voxels[layer.level]
+        cin = _in_channels(space, layer, ch)
+        parts.append((entry_cost(layer.cell_type, sd, cin, c, space.upsample), n))
         parts.append(
-            (entry_cost(layer.cell_type, sd, _in_channels(layer, ch), c, space.upsample), n)
+            (projection_cost(sd, space.nodes, c, space.cell_output, preact=space.preact), n)
         )
-        parts.append((projection_cost(sd, space.nodes, c), n))
     params = sum(cost.params for cost, _ in parts)
     flops = sum(cost.flops * n for cost, n in parts)
     act = sum(cost.act_bytes * n for cost, n in parts)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nasmed.supernet.cell import Cell, Term
-from searchspaces import CellType, Upsample
+from searchspaces import CellOutput, CellType, Upsample
 
 OPS = ("conv3", "identity", "zero", "dw3")
 EDGES = {(j, i): OPS for i in range(1, 4) for j in range(i)}
@@ -70,3 +70,48 @@ def test_bad_plan_and_edges() -> None:
         cell(torch.randn(1, 2, 4, 4), ((Term(0, "conv3"),),))
     with pytest.raises(ValueError, match="edge 2->1"):
         Cell(CellType.ENCODER, 2, 2, {(2, 1): ("conv3",)}, 2, spatial_dims=2)
+
+
+def _encoder(output: CellOutput, preact: bool, edges: object = None) -> Cell:
+    ops = edges or {(j, i): ("conv3", "identity", "zero") for i in range(1, 3) for j in range(i)}
+    return Cell(CellType.ENCODER, 3, 3, ops, 2, spatial_dims=3, output=output, preact=preact)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_residual_and_sum_outputs_pass_node_0(preact: bool) -> None:
+    x = torch.randn(1, 3, 4, 4, 4)
+    zero = ((Term(0, "zero"),), (Term(0, "zero"), Term(1, "zero")))
+    for output in (CellOutput.RESIDUAL, CellOutput.SUM):
+        # every node zero: the output is node 0, the cell's input (the projection of zeros is 0)
+        assert torch.allclose(_encoder(output, preact)(x, zero), x, atol=1e-6)
+    concat = _encoder(CellOutput.CONCAT, preact)
+    assert not torch.allclose(concat(x, zero), x)
+    # sum: node 1 = identity(node 0), node 2 = identity(node 0) + identity(node 1)
+    ident = ((Term(0, "identity"),), (Term(0, "identity"), Term(1, "identity")))
+    assert torch.allclose(_encoder(CellOutput.SUM, preact)(x, ident), 4 * x)
+
+
+def test_preact_shares_one_norm_per_source_and_ops_are_bare() -> None:
+    cell = _encoder(CellOutput.RESIDUAL, True)
+    assert sorted(cell.pre) == ["0", "1"]  # sources with a conv edge
+    assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in cell.edges.modules())
+    assert cell.project is not None and not any(
+        isinstance(m, torch.nn.InstanceNorm3d) for m in cell.project.modules()
+    )
+    seen: list[torch.Tensor] = []
+    cell.op(0, 1, "conv3").register_forward_hook(lambda _m, inp, _o: seen.append(inp[0]))
+    cell.op(0, 2, "conv3").register_forward_hook(lambda _m, inp, _o: seen.append(inp[0]))
+    x = torch.randn(1, 3, 4, 4, 4)
+    cell(x, ((Term(0, "conv3"),), (Term(0, "conv3"), Term(1, "identity"))))
+    assert len(seen) == 2 and seen[0] is seen[1]  # normalised once, shared
+    assert torch.allclose(seen[0], cell.pre["0"](x))
+    only_identity = _encoder(
+        CellOutput.RESIDUAL, True, {(0, 1): ("identity",), (0, 2): ("zero",), (1, 2): ("identity",)}
+    )
+    assert len(only_identity.pre) == 0
+
+
+def test_post_activation_cell_keeps_normed_ops() -> None:
+    cell = _encoder(CellOutput.CONCAT, False)
+    assert len(cell.pre) == 0
+    assert any(isinstance(m, torch.nn.InstanceNorm3d) for m in cell.op(0, 1, "conv3").modules())

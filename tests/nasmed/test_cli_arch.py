@@ -15,7 +15,7 @@ def test_show_space(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show-space", "scnas-small", "--patch", "32", "32", "16"]) == 0
     out = capsys.readouterr().out
     space = searchspaces.load("scnas-small")
-    assert f"size: {space.size()} distinct architectures (10^21.0)" in out
+    assert f"size: {space.distinct_size()} distinct networks (10^20.8); {space.size()} " in out
     assert "parameters:" in out and "child at patch 32x32x16" in out
     assert "FLOP" in out and "activations" in out
     for op in space.ops:

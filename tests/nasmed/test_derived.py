@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ import searchspaces
 from nasmed.errors import GenotypeError
 from nasmed.genotype import Genotype
 from nasmed.models.derived import DerivedNet, build_network
-from nasmed.supernet import Supernet, architecture_cost, sample_genotype
+from nasmed.supernet import Supernet, architecture_cost, param_range, sample_genotype
+from nasmed.train.losses import DeepSupervisionLoss, make_seg_loss
+from searchspaces import CellOutput, Skip
 
 SPACE = searchspaces.load("scnas-small")
 
@@ -55,7 +58,7 @@ def test_deep_supervision_outputs() -> None:
     net = DerivedNet(sample_genotype(space, 0), space, 1, 2, deep_supervision=True, spatial_dims=2)
     outs = net(torch.randn(1, 1, 64, 64))
     assert isinstance(outs, tuple)
-    assert [o.shape[-1] for o in outs] == [64, 16, 8]  # full, level 1, level 2 (stem stride 2)
+    assert [o.shape[-1] for o in outs] == [64, 32, 16, 8]  # full, levels 0, 1, 2 (stem stride 2)
     net.eval()
     assert isinstance(net(torch.randn(1, 1, 64, 64)), torch.Tensor)
 
@@ -75,3 +78,54 @@ def test_changed_space_is_refused() -> None:
         build_network(stale, 1, 2)
     with pytest.raises(searchspaces.SpaceError, match="unknown search space"):
         build_network(Genotype("gone", "0" * 64, g.cells), 1, 2)
+
+
+OPTIONS = [
+    {"cell_output": CellOutput.RESIDUAL},
+    {"cell_output": CellOutput.RESIDUAL, "preact": True},
+    {"cell_output": CellOutput.SUM, "preact": True, "stem_blocks": 2},
+    {"cell_output": CellOutput.RESIDUAL, "preact": True, "skip": Skip.CONCAT, "stem_stride": 1},
+    {"cell_output": CellOutput.CONCAT, "stem_blocks": 2, "skip": Skip.CONCAT},
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{v}" for v in o.values()))
+def test_cell_options_build_train_and_cost_what_they_declare(options: dict[str, object]) -> None:
+    space = dataclasses.replace(SPACE, **options)  # type: ignore[arg-type]
+    g = sample_genotype(space, 4)
+    plain = DerivedNet(g, space, 2, 3)  # costs leave the deep-supervision heads out
+    assert architecture_cost(g, space, 2, 3, (32, 32, 32)).params == _count(plain)
+    low, high = param_range(space, 2, 3)
+    assert low <= _count(plain) <= high
+    net = DerivedNet(g, space, 2, 3, deep_supervision=True)
+    outs = net(torch.randn(2, 2, 32, 32, 32))
+    assert isinstance(outs, tuple) and outs[0].shape == (2, 3, 32, 32, 32)
+    loss = DeepSupervisionLoss(make_seg_loss())(outs, torch.randint(0, 3, (2, 1, 32, 32, 32)))
+    loss.backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    # the supernet holds every module the derived net has (weights transfer by name)
+    supernet = Supernet(space, 2, 3)
+    assert set(plain.net.state_dict()) <= {k.removeprefix("net.") for k in supernet.state_dict()}
+
+
+def test_stem_blocks_make_an_nnunet_first_stage() -> None:
+    space = dataclasses.replace(SPACE, stem_blocks=2)
+    net = DerivedNet(sample_genotype(space, 0), space, 1, 2)
+    convs = [m for m in net.net.stem.modules() if isinstance(m, torch.nn.Conv3d)]
+    norms = [m for m in net.net.stem.modules() if isinstance(m, torch.nn.InstanceNorm3d)]
+    assert [c.kernel_size for c in convs] == [(3, 3, 3)] * 2 and len(norms) == 2
+    head_convs = [m for m in net.net.head.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert [c.kernel_size for c in head_convs] == [(3, 3, 3), (1, 1, 1)]
+
+
+def test_old_genotype_of_the_changed_default_fails_with_one_line() -> None:
+    old = sample_genotype(searchspaces.load("scnas-v1"), 0)
+    stale = Genotype("scnas", old.space_hash, old.cells)  # made before scnas changed
+    with pytest.raises(GenotypeError) as info:
+        build_network(stale, 1, 2)
+    message = str(info.value)
+    assert "\n" not in message and "changed since the genotype was made" in message
+    assert old.space_hash[:12] in message and "set its \"space\" to 'scnas-v1'" in message
+    # the old space is still shipped under its own name, with its old hash
+    assert searchspaces.load("scnas-v1").content_hash() == old.space_hash

@@ -77,3 +77,52 @@ def test_registered_op_becomes_valid_in_spaces(tmp_path: pytest.TempPathFactory)
     assert space.ops == ("test_double",)
     with pytest.raises(ValueError, match="already registered"):
         register_op("test_double")(torch.nn.Identity)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("name", list_ops())
+def test_declared_flops_match_flop_counter(name: str, spatial_dims: int) -> None:
+    """Declared convolution FLOPs == torch's FlopCounterMode, bare and normed, every op."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nasmed.ops.blocks import ACT_FLOPS, NORM_FLOPS
+
+    c, side = 6, 5
+    voxels = side**spatial_dims
+    x = torch.randn(1, c, *([side] * spatial_dims))
+    for bare in (True, False):
+        op = create_op(
+            name,
+            spatial_dims,
+            in_channels=c,
+            out_channels=c,
+            norm=None if bare else "instance",
+            act=None if bare else "leakyrelu",
+        )
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            op(x)
+        declared = op_cost(name, spatial_dims, in_channels=c, out_channels=c, normed=not bare)
+        norms = 0 if bare or declared.params == 0 else (NORM_FLOPS + ACT_FLOPS) * c
+        assert declared.flops - norms == pytest.approx(counter.get_total_flops() / voxels)
+        assert declared.params == sum(p.numel() for p in op.parameters())
+        if bare:  # a bare op has no norm
+            assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in op.modules())
+
+
+def test_rotated_p3d133_is_the_same_function() -> None:
+    op = create_op("p3d133", 3, in_channels=3, out_channels=4)
+    assert op.rotate
+    x = torch.randn(2, 3, 5, 6, 7, requires_grad=True)
+    y = op(x)
+    op.rotate = False
+    y_plain = op(x)
+    assert torch.allclose(y, y_plain, atol=1e-5)
+    (g,) = torch.autograd.grad(y.square().sum(), x)
+    (g_plain,) = torch.autograd.grad(y_plain.square().sum(), x)
+    assert torch.allclose(g, g_plain, atol=1e-4)
+
+
+def test_raw_input_ops() -> None:
+    assert op_class("identity").raw_input and op_class("zero").raw_input
+    assert not op_class("conv3").raw_input and not op_class("p3d331").raw_input

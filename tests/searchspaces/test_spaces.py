@@ -160,3 +160,81 @@ def test_round_trip_dict() -> None:
     space = searchspaces.load("scnas")
     again = SearchSpace.from_dict(space.to_dict())
     assert again == space and again.content_hash() == space.content_hash()
+
+
+def _networks(space: SearchSpace) -> set[object]:
+    """Every network of a one-key space by enumeration: per node, its non-zero terms."""
+    import itertools
+
+    per_node = []
+    for i in range(1, space.nodes + 1):
+        options = set()
+        for sources in itertools.combinations(range(i), space.kept(i)):
+            for ops in itertools.product(space.ops, repeat=len(sources)):
+                options.add(frozenset((s, o) for s, o in zip(sources, ops) if o != "zero"))
+        per_node.append(options)
+    return set(itertools.product(*per_node))
+
+
+@pytest.mark.parametrize(
+    ("nodes", "kept", "ops"),
+    [
+        (3, 2, ("conv3", "identity", "zero")),
+        (4, 2, ("conv3", "zero")),
+        (3, 3, ("conv1", "zero")),
+        (3, 1, ("conv3", "identity")),
+    ],
+)
+def test_distinct_size_by_enumeration(nodes: int, kept: int, ops: tuple[str, ...]) -> None:
+    space = SearchSpace(
+        name="t", levels=1, base_channels=4, nodes=nodes, inputs_per_node=kept, ops=ops
+    )
+    assert space.distinct_cell_size() == len(_networks(space))
+    assert space.distinct_size() == space.distinct_cell_size() ** len(space.arch_keys())
+    if "zero" in ops and kept < nodes:  # a zero edge can point at several sources
+        assert space.distinct_size() < space.size()
+    else:
+        assert space.distinct_size() == space.size()
+
+
+def test_old_scnas_counts_duplicates() -> None:
+    old = searchspaces.load("scnas-v1")  # the issue's figures: 10^103.2 genotypes, 10^101.7 nets
+    assert round(math.log10(old.size()), 1) == 103.2
+    assert round(math.log10(old.distinct_size()), 1) == 101.7
+
+
+def test_new_options_keep_old_hashes_and_validate(tmp_path: Path) -> None:
+    old = searchspaces.load("scnas-v1")
+    explicit = searchspaces.load(
+        _write_full(tmp_path, "scnas-v1", cell_output="concat", preact=False, stem_blocks=1)
+    )
+    assert explicit.content_hash() == old.content_hash()
+    changed = searchspaces.load(_write_full(tmp_path, "scnas-v1", cell_output="residual"))
+    assert changed.content_hash() != old.content_hash()
+    assert changed.cell_output is searchspaces.CellOutput.RESIDUAL
+    for key, value, message in [
+        ("cell_output", "mean", "'cell_output' must be one of concat, residual, sum"),
+        ("skip", "max", "'skip' must be one of sum, concat"),
+        ("stem_blocks", 3, "'stem_blocks' must be 1 or 2"),
+        ("preact", "yes", "'preact' must be true or false"),
+    ]:
+        with pytest.raises(SpaceError, match=message):
+            searchspaces.load(_write(tmp_path, **{key: value}))
+
+
+def _write_full(tmp_path: Path, name: str, **changes: object) -> Path:
+    data = yaml.safe_load(searchspaces.space_path(name).read_text())
+    data.update(changes)
+    path = tmp_path / f"{name}-changed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_default_space_is_the_measured_choice() -> None:
+    """scnas: residual cells without dw3 (docs/search.md "What changed"); still above DiNTS."""
+    space, old = searchspaces.load("scnas"), searchspaces.load("scnas-v1")
+    assert space.cell_output is searchspaces.CellOutput.RESIDUAL and not space.preact
+    assert "dw3" not in space.ops and set(space.ops) < set(old.ops)
+    assert space.content_hash() != old.content_hash()
+    assert math.log10(space.distinct_size()) >= DINTS_SIZE_LOG10
+    assert space.channels() == old.channels() and space.divisor == old.divisor

@@ -97,7 +97,7 @@ def test_sequence_computes_the_network(
     with torch.no_grad():
         expected, got = net(x), seq(x)
     if kind == "derived_ds" and training:
-        assert isinstance(got, tuple) and len(got) == len(expected) == 2
+        assert isinstance(got, tuple) and len(got) == len(expected) == 3  # full, levels 0, 1
         for a, b in zip(expected, got):
             torch.testing.assert_close(b, a, rtol=0, atol=0)
     else:
