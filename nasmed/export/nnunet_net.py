@@ -12,9 +12,9 @@ stride-2 stage) and ``conv_op`` (listed in ``_kw_requires_import``; it gives the
 With deep supervision on, the forward returns a list highest resolution first, one output per
 stage but the lowest, exactly nnU-Net's ``1 / cumprod(strides)[:-1]`` scales. The
 :class:`~nasmed.supernet.network.CellNetwork` computes the heads of decoder levels ``1..L-1``
-in every forward; the outputs are collected with forward hooks (the network is shared with the
-search and exposes no per-level outputs; hooks avoid duplicating its forward). With a stride-2
-stem the level-0 decoder output is one more scale: it gets its own 1x1 head here.
+(``0..L-1`` below a stride-2 stem) in every forward; the outputs are collected with forward hooks
+(the network is shared with the search and exposes no per-level outputs; hooks avoid duplicating
+its forward).
 """
 
 from __future__ import annotations
@@ -45,13 +45,11 @@ def genotype_strides(genotype: Genotype, spatial_dims: int = 3) -> list[list[int
 
 
 class _Decoder(nn.Module):
-    """Holds the switch nnU-Net's trainer sets (``network.decoder.deep_supervision``) and, with
-    a stride-2 stem, the head of the level-0 decoder output."""
+    """Holds the switch nnU-Net's trainer sets (``network.decoder.deep_supervision``)."""
 
-    def __init__(self, deep_supervision: bool, level0_head: nn.Module | None) -> None:
+    def __init__(self, deep_supervision: bool) -> None:
         super().__init__()
         self.deep_supervision = deep_supervision
-        self.level0_head = level0_head
 
 
 class NasmedNnUNet(nn.Module):
@@ -100,18 +98,13 @@ class NasmedNnUNet(nn.Module):
             deep_supervision=True,
             spatial_dims=spatial_dims,
         )
-        cells = self.net.net
-        head: nn.Module | None = None
-        if cells.up is not None:
-            channels = cells.space.channels(width)[0]
-            conv: type[nn.Module] = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
-            head = conv(channels, num_classes, kernel_size=1, bias=True)
-        self.decoder = _Decoder(deep_supervision, head)
+        # The derived network's own deep-supervision heads (levels 0..L-1 below a stride-2
+        # stem, else 1..L-1) run in every mode; nnU-Net also validates with the list, so their
+        # outputs are captured by hooks instead of relying on the training-mode tuple.
+        self.decoder = _Decoder(deep_supervision)
         self._captured: dict[int, torch.Tensor] = {}
-        for level, aux in cells.aux_heads.items():
+        for level, aux in self.net.net.aux_heads.items():
             aux.register_forward_hook(self._capture(int(level)))
-        if cells.up is not None:
-            cells.up.register_forward_pre_hook(self._capture_level0)
 
     def _capture(self, level: int) -> Any:
         def hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
@@ -119,20 +112,12 @@ class NasmedNnUNet(nn.Module):
 
         return hook
 
-    def _capture_level0(self, _m: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
-        self._captured[-1] = inp[0]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         self._captured = {}
         out = self.net(x)
         full = out[0] if isinstance(out, tuple) else out
         if not self.decoder.deep_supervision:
             return full
-        outputs = [full]
-        if self.decoder.level0_head is not None:
-            outputs.append(self.decoder.level0_head(self._captured[-1]))
-        outputs.extend(
-            self._captured[level] for level in sorted(k for k in self._captured if k >= 0)
-        )
+        outputs = [full, *(self._captured[level] for level in sorted(self._captured))]
         self._captured = {}
         return outputs

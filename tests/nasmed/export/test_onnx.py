@@ -89,8 +89,8 @@ def test_run_without_weights_exits_2(
     (run / "model.pt").unlink()
     for route in ("onnx", "torchscript"):
         assert main(["export", route, str(run)]) == 2
-        assert "model.pt: weights not found" in _err(capsys)
+        assert "model.pt: weights file not found" in _err(capsys)
     assert main(["export", "bundle", str(run), "--out", str(tmp_path / "b")]) == 2
-    assert "weights not found" in _err(capsys)
+    assert "weights file not found" in _err(capsys)
     assert sorted(p.name for p in run.iterdir() if p.name.startswith("model")) == ["model.json"]
     assert not (tmp_path / "b").exists()
