@@ -11,7 +11,7 @@ from nasmed.supernet.cost import Cost, architecture_cost, expected_cost, level_v
 from nasmed.supernet.network import CellNetwork
 from nasmed.supernet.plans import Mode
 from nasmed.supernet.sampling import sample_genotype
-from nasmed.supernet.supernet import Supernet, plan_genotype
+from nasmed.supernet.supernet import Supernet, genotype_plans, plan_genotype
 
 __all__ = [
     "Cell",
@@ -23,6 +23,7 @@ __all__ = [
     "Term",
     "architecture_cost",
     "expected_cost",
+    "genotype_plans",
     "level_voxels",
     "param_range",
     "plan_genotype",
