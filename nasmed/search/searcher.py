@@ -238,10 +238,10 @@ class Searcher:
 
     # ---- the loop -------------------------------------------------------------------------
 
-    def train_epoch(self, epoch: int, bar: Any) -> dict[str, Any]:
-        """One epoch; returns its history fields."""
+    def begin_epoch(self, epoch: int) -> tuple[bool, float, float]:
+        """Set the epoch's temperature, entropy weight and weights' learning rate, train mode;
+        returns ``(searching, tau, lr)``."""
         c = self.config
-        search = epoch >= c.warmup_epochs
         tau = c.tau(epoch)
         self.model.set_temperature(tau)
         self.entropy_weight = c.entropy_weight_at(epoch)
@@ -249,6 +249,11 @@ class Searcher:
         for group in self.w_opt.param_groups:
             group["lr"] = lr
         self.net.train()
+        return epoch >= c.warmup_epochs, tau, lr
+
+    def train_epoch(self, epoch: int, bar: Any) -> dict[str, Any]:
+        """One epoch; returns its history fields."""
+        search, tau, lr = self.begin_epoch(epoch)
         if self.w_loader is None or self.a_loader is None:
             raise RuntimeError("this Searcher has no data (it was made with cache_dir=None)")
         for loader in (self.w_loader, self.a_loader):

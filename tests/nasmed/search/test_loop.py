@@ -160,8 +160,8 @@ def test_cost_term_gradient_lowers_the_expected_cost() -> None:
     term.penalty(expected_cost(net.logits(), space, patch)).backward()
     grad = net.arch_ops["encoder"].grad
     assert grad is not None
-    zero, conv3 = space.ops.index("zero"), space.ops.index("conv3")
-    assert (grad[:, conv3] > grad[:, zero]).all()  # descent moves mass from conv3 to zero
+    free, conv3 = space.ops.index("identity"), space.ops.index("conv3")
+    assert (grad[:, conv3] > grad[:, free]).all()  # descent moves mass from conv3 to identity
     with torch.no_grad():
         for p in net.arch_parameters():
             assert p.grad is not None
