@@ -75,7 +75,8 @@ def test_search_writes_every_output(reference: Path) -> None:
     assert rows[0]["loss_a"] is None and rows[1]["loss_a"] > 0
     assert [r["tau"] for r in rows] == pytest.approx([5.0, 5.0, 0.5])
     for key in ("entropy_ops", "entropy_inputs", "entropy_ops.encoder", "entropy_inputs.decoder"):
-        assert all(r[key] >= 0 for r in rows)
+        assert all(0 <= r[key] <= r[key.split(".")[0] + "_max"] + 1e-6 for r in rows)
+    assert [r["entropy_weight"] for r in rows] == [0.0, 0.0, 1.0]  # ramped over the search
     assert rows[0]["val_dice"] is None and all(0 <= r["val_dice"] <= 1 for r in rows[1:])
     assert all(r["peak_memory_mb"] > 0 and r["seconds"] > 0 for r in rows)
 
@@ -221,3 +222,21 @@ def test_folder_of_another_run_is_refused(
 def test_bad_settings_raise_config_errors(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         replace(TINY, **changes)
+
+
+def test_a_run_of_an_earlier_version_is_refused_on_resume_in_one_line(
+    reference: Path, search_task: Path, search_work: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(reference, run)
+    (run / "genotype.json").unlink()
+    info = json.loads((run / "run.json").read_text())
+    for key in ("estimator", "entropy_weight"):  # what a run before --estimator lacks
+        del info["settings"][key]
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(RunDirError, match=r"cannot resume with estimator='reinforce'") as err:
+        _search(search_task, search_work, run, resume=True)
+    assert "\n" not in str(err.value)
+    assert Genotype.load(reference / "genotype.json").search["estimator"] == "reinforce"
