@@ -108,11 +108,8 @@ class _CellProbe(nn.Module):
         generator: torch.Generator | None = None,
         plans: Mapping[str, CellPlan] | None = None,
     ) -> torch.Tensor:
-        sn = self.supernet
-        if plans is None:
-            plans = sn.plans(generator if generator is not None else sn.generator)
-        sn.last_plans = dict(plans)
-        out: torch.Tensor = sn.net.cells[self.layer.name](x, plans[self.layer.key])
+        plan = self.supernet.draw(generator, plans)[self.layer.key]
+        out: torch.Tensor = self.supernet.net.cells[self.layer.name](x, plan)
         return out
 
 

@@ -146,6 +146,18 @@ class Supernet(nn.Module):
                 out[key] = mixed_plan(d["ops"], d["inputs"], self.space)
         return out
 
+    def draw(
+        self,
+        generator: torch.Generator | None = None,
+        plans: Mapping[str, CellPlan] | None = None,
+    ) -> dict[str, CellPlan]:
+        """The plans of the next forward pass (``plans``, or drawn as in :meth:`forward`), kept in
+        ``last_plans``."""
+        if plans is None:
+            plans = self.plans(generator if generator is not None else self.generator)
+        self.last_plans = dict(plans)
+        return self.last_plans
+
     def forward(
         self,
         x: torch.Tensor,
@@ -159,9 +171,7 @@ class Supernet(nn.Module):
         ``plans`` (an estimator's) replace the drawn ones. The plans used are kept in
         ``last_plans`` (see :meth:`sampled_genotype`).
         """
-        if plans is None:
-            plans = self.plans(generator if generator is not None else self.generator)
-        self.last_plans = dict(plans)
+        self.draw(generator, plans)
         out = self.net.forward_plans(x, self.last_plans)
         assert isinstance(out, torch.Tensor)
         return out
