@@ -140,6 +140,7 @@ def real(
     steps: int,
     patch: tuple[int, int, int],
     sharings: tuple[str, ...] = ("cell_type", "layer"),
+    estimators: tuple[str, ...] = ESTIMATORS,
 ) -> list[Any]:
     """Part 3: one row per (sharing, estimator)."""
     task = out / "task"
@@ -162,7 +163,7 @@ def real(
         chance_op = float(np.mean(1 / mask.sum(1)))
         nodes = [n for n in range(1, space.nodes + 1) if space.kept(n) < n]
         chance_in = float(np.mean([1 / math.comb(n, space.kept(n)) for n in nodes]))
-        for est in ESTIMATORS:
+        for est in estimators:
             decisions_op, decisions_in, ent, ent_in, seconds = [], [], [], [], []
             for seed in range(seeds):
                 run = out / f"{sharing}_{est}_{seed}"
@@ -230,6 +231,7 @@ def main() -> None:
     p.add_argument("--patch", type=int, nargs=3, default=[32, 32, 16])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--sharing", nargs="+", default=["cell_type", "layer"], help="real part")
+    p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), help="real part")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny everything")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -243,7 +245,15 @@ def main() -> None:
         _write(args.out / "snr.csv", snr(10 if args.quick else 100, 1 if args.quick else 2, taus))
     if "real" in args.parts:
         patch = (args.patch[0], args.patch[1], args.patch[2])
-        rows = real(args.out, args.seeds, args.epochs, args.steps, patch, tuple(args.sharing))
+        rows = real(
+            args.out,
+            args.seeds,
+            args.epochs,
+            args.steps,
+            patch,
+            tuple(args.sharing),
+            tuple(args.estimators),
+        )
         _write(args.out / "real.csv", rows)
 
 
