@@ -23,7 +23,7 @@ from nasmed.errors import ConfigError
 
 #: ``SearchConfig``'s defaults of the options below (kept torch-free here; a test checks them).
 DEFAULTS: dict[str, Any] = {
-    "estimator": "reinforce",
+    "estimator": "gdas",
     "entropy_weight": 1.0,
     "temperature": "linear",
     "tau_start": 1.0,

@@ -173,7 +173,7 @@ class SearchConfig:
     patch: tuple[int, int, int] | None = None
     batch_size: int = 2
     mode: Mode = Mode.SAMPLED
-    estimator: Estimator = Estimator.REINFORCE
+    estimator: Estimator = Estimator.GDAS
     temperature: ScheduleKind = ScheduleKind.LINEAR
     tau_start: float = 1.0
     tau_end: float = 1.0

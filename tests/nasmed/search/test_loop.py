@@ -236,7 +236,29 @@ def test_a_run_of_an_earlier_version_is_refused_on_resume_in_one_line(
     for key in ("estimator", "entropy_weight"):  # what a run before --estimator lacks
         del info["settings"][key]
     (run / "run.json").write_text(json.dumps(info))
-    with pytest.raises(RunDirError, match=r"cannot resume with estimator='reinforce'") as err:
+    with pytest.raises(RunDirError, match=r"cannot resume with estimator='gdas'") as err:
         _search(search_task, search_work, run, resume=True)
     assert "\n" not in str(err.value)
-    assert Genotype.load(reference / "genotype.json").search["estimator"] == "reinforce"
+    assert Genotype.load(reference / "genotype.json").search["estimator"] == "gdas"
+
+
+@pytest.mark.parametrize("estimator", ["proxyless", "reinforce"])
+def test_kill_and_resume_repeats_every_estimator(
+    estimator: str, search_task: Path, search_work: Path, tmp_path: Path
+) -> None:
+    config = replace(TINY, estimator=estimator, val_every=3)  # type: ignore[arg-type]
+    whole = _search(search_task, search_work, tmp_path / "whole", config)
+
+    def kill(epoch: int, row: dict[str, Any]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    run = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        _search(search_task, search_work, run, config, on_epoch_end=kill)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    if estimator == "reinforce":
+        assert isinstance(state["estimator"]["baseline"], float)  # the baseline is kept
+    resumed = _search(search_task, search_work, run, config, resume=True)
+    assert _logits(run, 2) == _logits(tmp_path / "whole", 2)
+    assert resumed.genotype.cells == whole.genotype.cells
