@@ -22,6 +22,18 @@ from nasmed.cli.common import (
 )
 from nasmed.errors import ConfigError
 
+#: ``SearchConfig``'s defaults of the options below (kept torch-free here; a test checks them).
+DEFAULTS: dict[str, Any] = {
+    "estimator": "gdas",
+    "entropy_weight": 1.0,
+    "temperature": "linear",
+    "tau_start": 1.0,
+    "tau_end": 1.0,
+    "arch_lr": 3e-3,
+    "arch_weight_decay": 0.0,
+}
+ESTIMATORS = ("gdas", "proxyless", "reinforce")
+
 __all__ = ["register"]
 
 
@@ -66,16 +78,53 @@ def register(sub: Any) -> None:
         help="sampled: hard Gumbel samples, only sampled ops run (default); mixed: DARTS",
     )
     p.add_argument(
+        "--estimator",
+        choices=ESTIMATORS,
+        default=DEFAULTS["estimator"],
+        help="architecture gradient: gdas (straight-through Gumbel), proxyless (binary gates "
+        "over two sampled ops), reinforce (score function, forward only) "
+        f"(default {DEFAULTS['estimator']}; docs/search.md compares them)",
+    )
+    p.add_argument(
+        "--entropy-weight",
+        type=float,
+        default=DEFAULTS["entropy_weight"],
+        help="final weight of the entropy term that makes the search decide, ramped up from 0 "
+        f"over the search epochs (default {DEFAULTS['entropy_weight']:g}; 0: none)",
+    )
+    p.add_argument(
         "--temperature",
         choices=("linear", "exponential"),
-        default="linear",
-        help="temperature annealing per epoch (default linear)",
+        default=DEFAULTS["temperature"],
+        help=f"gdas temperature annealing per epoch (default {DEFAULTS['temperature']})",
     )
-    p.add_argument("--tau-start", type=float, default=10.0, help="first temperature (default 10)")
-    p.add_argument("--tau-end", type=float, default=0.1, help="last temperature (default 0.1)")
+    p.add_argument(
+        "--tau-start",
+        type=float,
+        default=DEFAULTS["tau_start"],
+        help=f"first gdas temperature (default {DEFAULTS['tau_start']:g})",
+    )
+    p.add_argument(
+        "--tau-end",
+        type=float,
+        default=DEFAULTS["tau_end"],
+        help=f"last gdas temperature (default {DEFAULTS['tau_end']:g})",
+    )
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="weights' (sgd)")
     p.add_argument("--lr", type=float, default=None, help="weights' lr (sgd 1e-2, adamw 1e-3)")
-    p.add_argument("--arch-lr", type=float, default=3e-3, help="architecture lr (default 3e-3)")
+    p.add_argument(
+        "--arch-lr",
+        type=float,
+        default=DEFAULTS["arch_lr"],
+        help=f"architecture lr (default {DEFAULTS['arch_lr']:g})",
+    )
+    p.add_argument(
+        "--arch-weight-decay",
+        type=float,
+        default=DEFAULTS["arch_weight_decay"],
+        help="decoupled (AdamW) weight decay of the architecture logits "
+        f"(default {DEFAULTS['arch_weight_decay']:g})",
+    )
     p.add_argument(
         "--cost-budget",
         default=None,
@@ -154,12 +203,15 @@ def _search(args: argparse.Namespace) -> int:
         patch=tuple(args.patch) if args.patch else None,
         batch_size=args.batch,
         mode=args.mode,
+        estimator=args.estimator,
+        entropy_weight=args.entropy_weight,
         temperature=args.temperature,
         tau_start=args.tau_start,
         tau_end=args.tau_end,
         weight_optimizer=args.optimizer,
         weight_lr=args.lr,
         arch_lr=args.arch_lr,
+        arch_weight_decay=args.arch_weight_decay,
         cost=cost,
         width=args.width,
         val_every=args.val_every,

@@ -12,9 +12,10 @@ DIR --dataset_dir IMAGES --output_dir OUT`` (every ``*.nii.gz`` of IMAGES is seg
 ``OUT/<name>.nii.gz`` on the input's grid).
 
 The preprocessing reproduces the plan with MONAI transforms, in nasmed's order
-(:func:`decathlon.caseprep.preprocess_case`): load (channel first), reorder the axes to the plan's
-canonical orientation (``Orientationd``, RAS, as :mod:`decathlon.orientation` does), crop to the non-zero box of all channels, normalise (CT: clip to the
-plan's percentiles and z-score with the dataset's statistics, as one linear
+(:func:`decathlon.caseprep.preprocess_case`): load (channel first), reorder the axes to the
+plan's canonical orientation (``Orientationd``, RAS, as :mod:`decathlon.orientation` does), crop
+to the non-zero box of all channels, normalise (CT: clip to the plan's percentiles and z-score
+with the dataset's statistics, as one linear
 ``ScaleIntensityRanged`` with ``clip``; MRI: per-image ``NormalizeIntensityd``, inside the non-zero
 mask when the plan says so), resample to the target spacing (``Spacingd``, spline order of the
 plan). The inferer is MONAI's ``SlidingWindowInferer`` (window = the training patch, Gaussian

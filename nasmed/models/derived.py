@@ -16,19 +16,11 @@ from torch import nn
 import searchspaces
 from nasmed.errors import GenotypeError
 from nasmed.genotype import Genotype, check_space
-from nasmed.supernet.cell import CellPlan, Term
 from nasmed.supernet.network import CellNetwork
+from nasmed.supernet.supernet import genotype_plans
 from searchspaces import Layer, SearchSpace, SpaceError
 
 __all__ = ["DerivedNet", "build_network", "genotype_plans"]
-
-
-def genotype_plans(genotype: Genotype) -> dict[str, CellPlan]:
-    """Fixed plans (unweighted terms) of every architecture key."""
-    return {
-        cell.key: tuple(tuple(Term(e.source, e.op) for e in node.inputs) for node in cell.nodes)
-        for cell in genotype.cells
-    }
 
 
 class DerivedNet(nn.Module):

@@ -15,17 +15,27 @@ from typing import Any
 import torch
 
 from nasmed.errors import ConfigError
-from nasmed.search.gumbel import ScheduleKind, TemperatureSchedule
+from nasmed.supernet.gumbel import ScheduleKind, TemperatureSchedule
 from nasmed.supernet.plans import Mode
 
 __all__ = [
     "DEFAULT_WEIGHT_LR",
     "CostMetric",
     "CostTerm",
+    "Estimator",
     "SearchConfig",
     "WeightOptimizer",
     "parse_cost_budget",
 ]
+
+
+class Estimator(str, Enum):
+    """How the architecture step turns a sampled child's loss into a gradient of the logits
+    (:mod:`nasmed.search.estimators`)."""
+
+    GDAS = "gdas"
+    PROXYLESS = "proxyless"
+    REINFORCE = "reinforce"
 
 
 class WeightOptimizer(str, Enum):
@@ -134,17 +144,24 @@ class SearchConfig:
             architecture update.
         patch: training patch (``None``: the space's ``default_patch``).
         batch_size: patches per batch.
-        mode: ``sampled`` (hard Gumbel samples; only sampled ops run) or ``mixed`` (DARTS).
+        mode: ``sampled`` (hard samples; only sampled ops run) or ``mixed`` (DARTS: every op
+            runs, softmax-weighted; the estimator is not used).
+        estimator: the architecture gradient: ``gdas`` (straight-through Gumbel),
+            ``proxyless`` (binary gates over two sampled ops) or ``reinforce`` (score function,
+            forward only); see docs/search.md for the comparison that chose the default.
         temperature: ``linear`` or ``exponential`` annealing, per epoch, from ``tau_start``
-            (end of the warm-up) to ``tau_end`` (last epoch).
+            (end of the warm-up) to ``tau_end`` (last epoch); only ``gdas`` uses it.
         tau_start: first temperature.
         tau_end: last temperature.
+        entropy_weight: final weight of the entropy term that makes the search decide, ramped
+            linearly from 0 at the first search epoch to this at the last (0: none).
         weight_optimizer: ``sgd`` (Nesterov, momentum 0.9) or ``adamw``.
         weight_lr: initial learning rate of the weights (default 1e-2 SGD, 1e-3 AdamW);
             cosine-decayed per epoch to 1% of it.
         weight_decay: of the weights' optimiser (default 3e-5 SGD, 1e-2 AdamW).
         arch_lr: Adam learning rate of the architecture logits.
-        arch_weight_decay: Adam weight decay of the architecture logits.
+        arch_weight_decay: decoupled (AdamW) weight decay of the architecture logits (default
+            0; a coupled L2 term swamps their gradients of about 1e-5).
         grad_clip: gradient-norm clip of the weights (0: none).
         cost: optional cost-aware term of the architecture loss.
         width: channel multiplier of the supernet.
@@ -160,14 +177,16 @@ class SearchConfig:
     patch: tuple[int, int, int] | None = None
     batch_size: int = 2
     mode: Mode = Mode.SAMPLED
+    estimator: Estimator = Estimator.GDAS
     temperature: ScheduleKind = ScheduleKind.LINEAR
-    tau_start: float = 10.0
-    tau_end: float = 0.1
+    tau_start: float = 1.0
+    tau_end: float = 1.0
+    entropy_weight: float = 1.0
     weight_optimizer: WeightOptimizer = WeightOptimizer.SGD
     weight_lr: float | None = None
     weight_decay: float | None = None
     arch_lr: float = 3e-3
-    arch_weight_decay: float = 1e-3
+    arch_weight_decay: float = 0.0
     grad_clip: float = 12.0
     cost: CostTerm | None = None
     width: float = 1.0
@@ -178,6 +197,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         for name, enum, option in (
             ("mode", Mode, "--mode"),
+            ("estimator", Estimator, "--estimator"),
             ("temperature", ScheduleKind, "--temperature"),
             ("weight_optimizer", WeightOptimizer, "--optimizer"),
         ):
@@ -210,6 +230,10 @@ class SearchConfig:
             ),
             (self.arch_lr > 0, f"--arch-lr must be > 0, got {self.arch_lr}"),
             (self.arch_weight_decay >= 0, "arch weight decay must be >= 0"),
+            (
+                math.isfinite(self.entropy_weight) and self.entropy_weight >= 0,
+                f"--entropy-weight must be >= 0, got {self.entropy_weight}",
+            ),
             (self.grad_clip >= 0, f"grad clip must be >= 0, got {self.grad_clip}"),
             (self.width > 0, f"--width must be > 0, got {self.width}"),
             (self.val_every >= 1, f"--val-every must be >= 1, got {self.val_every}"),
@@ -239,6 +263,13 @@ class SearchConfig:
             return self.tau_start
         return self.schedule()(epoch - self.warmup_epochs)
 
+    def entropy_weight_at(self, epoch: int) -> float:
+        """Weight of the entropy term in ``epoch``: 0 in the warm-up and the first search epoch,
+        rising linearly to :attr:`entropy_weight` at the last (decide late, but decide)."""
+        if epoch < self.warmup_epochs or self.search_epochs < 2:
+            return self.entropy_weight if epoch >= self.warmup_epochs else 0.0
+        return self.entropy_weight * (epoch - self.warmup_epochs) / (self.search_epochs - 1)
+
     @property
     def learning_rate(self) -> float:
         """Initial learning rate of the weights (given or the optimiser's default)."""
@@ -256,7 +287,7 @@ class SearchConfig:
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form (recorded in ``run.json`` and the genotype)."""
         data = asdict(self)
-        for key in ("mode", "temperature", "weight_optimizer"):
+        for key in ("mode", "estimator", "temperature", "weight_optimizer"):
             data[key] = getattr(self, key).value
         data["patch"] = list(self.patch) if self.patch is not None else None
         data["cost"] = self.cost.to_json() if self.cost is not None else None

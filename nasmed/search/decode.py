@@ -9,6 +9,11 @@ Row ``r`` of both arrays is edge ``space.edges()[r]`` = ``(source, node)``. Node
 edge takes the operation with the highest op logit (ties: the earlier op in ``space.ops``). This
 is the mode of the sampling distribution the supernet draws from, since a subset's score is the
 sum of its members' input logits.
+
+The ops an edge may not choose (:func:`~nasmed.supernet.plans.op_mask`: ``zero`` where the
+connectivity is chosen by ``inputs_per_node``, and on a node's only edge) are never decoded. No
+node is left dead: where every kept edge of a node would decode to ``zero``, the edge whose best
+other op has the highest logit takes that op.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
+from nasmed.supernet.plans import op_mask
 from searchspaces import SearchSpace
 
 __all__ = ["ArchLogits", "decode"]
@@ -60,18 +66,24 @@ def decode(
                 f"logits of {key!r}: expected ops {(len(edges), n_ops)} and inputs "
                 f"{(len(edges),)}, got {ops.shape} and {inputs.shape}"
             )
-        if exclude_zero and "zero" in space.ops:
-            ops = ops.copy()
-            ops[:, space.ops.index("zero")] = -np.inf
+        ops = np.where(op_mask(space), ops, -np.inf)
+        zero = space.ops.index("zero") if "zero" in space.ops else None
+        if exclude_zero and zero is not None:
+            ops[:, zero] = -np.inf
         nodes = []
         for node in range(1, space.nodes + 1):
             rows = [r for r, (_, i) in enumerate(edges) if i == node]
             order = np.argsort(-inputs[rows], kind="stable")[: space.kept(node)]
             kept = sorted(rows[int(k)] for k in order)
+            choice = {r: int(np.argmax(ops[r])) for r in kept}
+            if zero is not None and all(o == zero for o in choice.values()):
+                others = np.delete(ops[kept], zero, axis=1)
+                if others.shape[1]:
+                    best = int(np.argmax(others.max(axis=1)))  # the edge to revive
+                    o = int(np.argmax(others[best]))
+                    choice[kept[best]] = o + (o >= zero)
             nodes.append(
-                NodeChoice(
-                    tuple(EdgeChoice(edges[r][0], space.ops[int(np.argmax(ops[r]))]) for r in kept)
-                )
+                NodeChoice(tuple(EdgeChoice(edges[r][0], space.ops[choice[r]]) for r in kept))
             )
         cells.append(CellGenotype(key, tuple(nodes)))
     return Genotype(

@@ -39,9 +39,10 @@ from nasmed.genotype import Genotype
 from nasmed.memory import check_network
 from nasmed.rundir import SPLIT_SEED, prepare_run_dir, prepare_work, release_run_dir
 from nasmed.runtime import resolve_device, seed_everything
-from nasmed.search.config import CostTerm, Mode, SearchConfig, parse_cost_budget
+from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
+from nasmed.search.ddp import make_searcher
 from nasmed.search.searcher import CHECKPOINT_FILE
-from nasmed.supernet import Supernet
+from nasmed.supernet import Mode, Supernet
 from searchspaces import SearchSpace
 
 __all__ = [
@@ -210,8 +211,6 @@ def run_search(
             tau=config.tau_start,
             width=config.width,
         )
-        from nasmed.pipeline.ddp_search import make_searcher  # torch.distributed: lazily
-
         searcher = make_searcher(
             supernet,
             config,

@@ -4,8 +4,11 @@ One epoch is ``steps_per_epoch`` steps. During the warm-up a step is one update 
 on a batch of the weights half (a fresh child sampled per step). After it, a step is a weights
 update (SGD or AdamW) on a batch of the weights half followed by an architecture update (Adam) on
 a batch of the architecture half, each with a fresh Gumbel sample: first-order alternating
-updates (GDAS; Kim et al. 2019). Backward passes only accumulate into the parameters being
-updated. The temperature is set per epoch, the weights' learning rate decays per epoch.
+updates (Kim et al. 2019). How the architecture step estimates the gradient of the logits is
+the configured estimator's (:mod:`nasmed.search.estimators`: GDAS, ProxylessNAS or REINFORCE);
+after each Adam(W) step on that estimate, the entropy term takes its own decoupled step
+(:meth:`Searcher.decide_step`). Backward passes only accumulate into the parameters being
+updated. The temperature, the entropy weight and the weights' learning rate are set per epoch.
 
 Every patch depends only on ``(seed, epoch, index)`` (:func:`decathlon.sampling.make_loader`)
 and the Gumbel noise comes from one CPU generator whose state is checkpointed, so a run resumed
@@ -19,10 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from decathlon.fsutil import atomic_write_json
 from decathlon.sampling import make_loader
 from nasmed.distributed import is_main
 from nasmed.genotype import Genotype
-from nasmed.models.derived import genotype_plans
 from nasmed.search.config import SearchConfig, WeightOptimizer
 from nasmed.search.decode import decode
-from nasmed.search.gumbel import entropy
-from nasmed.supernet import Supernet, expected_cost
-from nasmed.supernet.plans import subset_logits
+from nasmed.search.estimators import Gdas, make_estimator
+from nasmed.search.monitor import ArgmaxChild, entropy_fields, peak_memory_mb, write_snapshot
+from nasmed.supernet import Mode, Supernet, expected_cost
+from nasmed.supernet.cell import CellPlan
 from nasmed.train.checkpoint import capture_rng, restore_checkpoint, restore_rng, save_checkpoint
 from nasmed.train.history import History
 from nasmed.train.losses import make_seg_loss
@@ -53,47 +53,6 @@ DEFAULT_WEIGHT_DECAY = {WeightOptimizer.SGD: 3e-5, WeightOptimizer.ADAMW: 1e-2}
 
 #: Scores a network; returns ``{"dice": mean, "per_class": {...}}`` (``validate_dice``).
 ValidateFn = Callable[[nn.Module], dict[str, Any]]
-
-
-class ArgmaxChild(nn.Module):
-    """The supernet running one fixed genotype (its weights shared, nothing copied)."""
-
-    def __init__(self, supernet: Supernet, genotype: Genotype) -> None:
-        super().__init__()
-        self.supernet = supernet
-        self.plans = genotype_plans(genotype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.supernet.net.forward_plans(x, self.plans)
-        assert isinstance(out, torch.Tensor)
-        return out
-
-
-def entropy_fields(supernet: Supernet) -> dict[str, float]:
-    """Entropies (nats) of the op and input choices, per architecture key and overall."""
-    space = supernet.space
-    out: dict[str, float] = {}
-    with torch.no_grad():
-        for key in space.arch_keys():
-            out[f"entropy_ops.{key}"] = float(entropy(supernet.arch_ops[key]).mean())
-            inputs = [
-                entropy(subset_logits(supernet.arch_inputs[key], space, node))
-                for node in range(1, space.nodes + 1)
-                if space.kept(node) < node
-            ]
-            out[f"entropy_inputs.{key}"] = float(torch.stack(inputs).mean()) if inputs else 0.0
-    overall = supernet.entropies()
-    out["entropy_ops"] = overall["ops"]
-    out["entropy_inputs"] = overall["inputs"]
-    return out
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory allocated (since the last reset), else the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 class Searcher:
@@ -151,12 +110,17 @@ class Searcher:
         self.weight_params = self.model.weight_parameters()
         self.arch_params = self.model.arch_parameters()
         self.w_opt = self.build_weight_optimizer()
-        self.a_opt = torch.optim.Adam(
+        # decoupled decay (AdamW): a coupled L2 term would dominate gradients of about 1e-5
+        self.a_opt = torch.optim.AdamW(
             self.arch_params,
             lr=config.arch_lr,
             betas=(0.5, 0.999),
             weight_decay=config.arch_weight_decay,
         )
+        self.estimator = (
+            make_estimator(config.estimator) if supernet.mode is Mode.SAMPLED else Gdas()
+        )
+        self.entropy_weight = 0.0
         loaders = [
             make_loader(
                 cache_dir,
@@ -195,11 +159,14 @@ class Searcher:
     def sync_gradients(self, params: Sequence[torch.Tensor]) -> None:
         """Average the gradients of ``params`` over ranks (a no-op here; DDP replaces it)."""
 
-    def seg_loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Dice + CE of one freshly sampled child (or the mixture) on ``batch``."""
+    def seg_loss(
+        self, batch: dict[str, Any], plans: Mapping[str, CellPlan] | None = None
+    ) -> torch.Tensor:
+        """Dice + CE on ``batch`` of ``plans`` (``None``: one freshly sampled child, or the
+        mixture)."""
         image = batch["image"].to(self.device, non_blocking=True)
         label = batch["label"].to(self.device, non_blocking=True)
-        out = self.net(image, generator=self.generator)
+        out = self.net(image, generator=self.generator, plans=plans)
         loss: torch.Tensor = self.loss_fn(out.float(), label)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"search loss is {loss.item()}; lower --lr or --arch-lr")
@@ -237,26 +204,56 @@ class Searcher:
     def arch_step(self, batch: dict[str, Any]) -> float:
         """One update of the architecture logits; returns the segmentation loss."""
         self.a_opt.zero_grad(set_to_none=True)
-        loss = self.seg_loss(batch)
+        surrogate, loss = self.estimator.surrogate(
+            self.model, lambda plans: self.seg_loss(batch, plans), self.generator
+        )
         penalty = self.cost_penalty()
-        total = loss if penalty is None else loss + penalty
-        total.backward(inputs=self.arch_params)
+        total = surrogate if penalty is None else surrogate + penalty
+        if total.requires_grad:
+            total.backward(inputs=self.arch_params)
         self.sync_gradients(self.arch_params)
         self.a_opt.step()
-        return float(loss.detach())
+        self.decide_step()
+        return loss
+
+    def decide_step(self) -> None:
+        """Lower the entropy of the choices: ``alpha -= arch_lr * weight * dH/dalpha``.
+
+        Decoupled from Adam like AdamW's decay: inside Adam's normalised step a term whose
+        gradient is O(0.01) would drown estimates of O(1e-5) at any useful weight, so the weight
+        could not be read. Here it is a rate: near the uniform distribution ``dH/dalpha`` is
+        about 0, so the term sharpens what the estimator has already preferred; with the
+        weight ramping up over the search (:meth:`SearchConfig.entropy_weight_at`) the search
+        decides late, but decides.
+        """
+        if self.entropy_weight <= 0:
+            return
+        h = self.model.entropy_terms().sum()
+        grads = torch.autograd.grad(h, self.arch_params, allow_unused=True)
+        step = self.config.arch_lr * self.entropy_weight
+        with torch.no_grad():
+            for p, g in zip(self.arch_params, grads):
+                if g is not None:
+                    p.sub_(step * g)
 
     # ---- the loop -------------------------------------------------------------------------
 
-    def train_epoch(self, epoch: int, bar: Any) -> dict[str, Any]:
-        """One epoch; returns its history fields."""
+    def begin_epoch(self, epoch: int) -> tuple[bool, float, float]:
+        """Set the epoch's temperature, entropy weight and weights' learning rate, train mode;
+        returns ``(searching, tau, lr)``."""
         c = self.config
-        search = epoch >= c.warmup_epochs
         tau = c.tau(epoch)
         self.model.set_temperature(tau)
+        self.entropy_weight = c.entropy_weight_at(epoch)
         lr = c.weight_lr_at(epoch)
         for group in self.w_opt.param_groups:
             group["lr"] = lr
         self.net.train()
+        return epoch >= c.warmup_epochs, tau, lr
+
+    def train_epoch(self, epoch: int, bar: Any) -> dict[str, Any]:
+        """One epoch; returns its history fields."""
+        search, tau, lr = self.begin_epoch(epoch)
         if self.w_loader is None or self.a_loader is None:
             raise RuntimeError("this Searcher has no data (it was made with cache_dir=None)")
         for loader in (self.w_loader, self.a_loader):
@@ -286,13 +283,14 @@ class Searcher:
             "loss_w": sum(losses_w) / len(losses_w),
             "loss_a": sum(losses_a) / len(losses_a) if losses_a else None,
             "tau": tau,
+            "entropy_weight": self.entropy_weight,
             "lr_w": lr,
             **entropy_fields(self.model),
             "exp_params": float(cost["params"]),
             "exp_gflops": float(cost["flops"]) / 1e9,
             "exp_act_mb": float(cost["act_bytes"]) / 2**20,
             "seconds": round(seconds, 3),
-            "peak_memory_mb": round(_peak_memory_mb(self.device), 1),
+            "peak_memory_mb": round(peak_memory_mb(self.device), 1),
         }
         return row
 
@@ -315,24 +313,8 @@ class Searcher:
 
     def snapshot(self, epoch: int, tau: float) -> Path:
         """Write ``alphas/epoch_XXXX.json``: the architecture logits after ``epoch``."""
-        space = self.model.space
         path = self.run_dir / "alphas" / f"epoch_{epoch:04d}.json"
-        atomic_write_json(
-            path,
-            {
-                "epoch": epoch,
-                "tau": tau,
-                "space": space.name,
-                "space_hash": space.content_hash(),
-                "ops": list(space.ops),
-                "edges": [list(e) for e in space.edges()],
-                "logits": {
-                    key: {name: a.tolist() for name, a in d.items()}
-                    for key, d in self.model.arch_logits().items()
-                },
-            },
-            indent=1,
-        )
+        write_snapshot(path, self.model, epoch, tau)
         return path
 
     def checkpoint_state(self, next_epoch: int) -> dict[str, Any]:
@@ -341,6 +323,7 @@ class Searcher:
             "supernet": self.model.state_dict(),
             "weight_optimizer": self.w_opt.state_dict(),
             "arch_optimizer": self.a_opt.state_dict(),
+            "estimator": self.estimator.state_dict(),
             "epoch": next_epoch,
             "last_dice": self.last_dice,
             "rng": capture_rng({"gumbel": self.generator}),
@@ -351,6 +334,7 @@ class Searcher:
         self.model.load_state_dict(state["supernet"])
         self.w_opt.load_state_dict(state["weight_optimizer"])
         self.a_opt.load_state_dict(state["arch_optimizer"])
+        self.estimator.load_state_dict(state.get("estimator") or {})
         self.start_epoch = int(state["epoch"])
         self.last_dice = state.get("last_dice")
         restore_rng(state["rng"], {"gumbel": self.generator})

@@ -17,7 +17,7 @@ from nasmed.supernet.latency import (
 from nasmed.supernet.network import CellNetwork
 from nasmed.supernet.plans import Mode
 from nasmed.supernet.sampling import sample_genotype
-from nasmed.supernet.supernet import Supernet, plan_genotype
+from nasmed.supernet.supernet import Supernet, genotype_plans, plan_genotype
 
 __all__ = [
     "PROFILE_BATCH",
@@ -32,6 +32,7 @@ __all__ = [
     "architecture_cost",
     "architecture_latency",
     "expected_cost",
+    "genotype_plans",
     "latency_table",
     "level_voxels",
     "param_range",

@@ -2,7 +2,10 @@
 edge, plus the architecture logits.
 
 Architecture parameters: per architecture key of the space, ``ops`` logits ``(E, n_ops)`` and
-``inputs`` logits ``(E,)`` (rows in ``space.edges()`` order), initialised to zero (uniform).
+``inputs`` logits ``(E,)`` (rows in ``space.edges()`` order), initialised to zero (uniform). The
+ops an edge may not choose (:func:`~nasmed.supernet.plans.op_mask`: ``zero`` where the
+connectivity is chosen otherwise) are masked in :meth:`Supernet.logits`, in every sample and in
+the entropies; the raw parameters (:meth:`Supernet.arch_logits`) keep their shape.
 
 >>> net = Supernet(space, in_channels=1, out_channels=2)          # mode="sampled"
 >>> weights, arch = net.weight_parameters(), net.arch_parameters()
@@ -21,13 +24,19 @@ import torch
 from torch import nn
 
 from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
-from nasmed.search.gumbel import entropy
-from nasmed.supernet.cell import CellPlan
+from nasmed.supernet.cell import CellPlan, Term
 from nasmed.supernet.network import CellNetwork
-from nasmed.supernet.plans import Mode, mixed_plan, sampled_plan, subset_logits
+from nasmed.supernet.plans import (
+    Mode,
+    choice_entropy,
+    masked_ops,
+    mixed_plan,
+    op_mask,
+    sampled_plan,
+)
 from searchspaces import SearchSpace
 
-__all__ = ["Supernet", "plan_genotype"]
+__all__ = ["Supernet", "genotype_plans", "plan_genotype"]
 
 
 class Supernet(nn.Module):
@@ -76,6 +85,8 @@ class Supernet(nn.Module):
         self.arch_inputs = nn.ParameterDict(
             {k: nn.Parameter(torch.zeros(n_edges)) for k in space.arch_keys()}
         )
+        self.op_allowed: torch.Tensor
+        self.register_buffer("op_allowed", torch.from_numpy(op_mask(space)), persistent=False)
         self.last_plans: dict[str, CellPlan] = {}
 
     # -- parameters ----------------------------------------------------------------------------
@@ -89,23 +100,31 @@ class Supernet(nn.Module):
         return list(self.net.parameters())
 
     def logits(self) -> dict[str, dict[str, torch.Tensor]]:
-        """The architecture logits as tensors: ``{key: {"ops": (E, n), "inputs": (E,)}}``."""
+        """The logits of the choices (masked ops at :data:`~nasmed.supernet.plans.MASKED`),
+        differentiable: ``{key: {"ops": (E, n), "inputs": (E,)}}``."""
+        return {
+            k: {"ops": masked_ops(self.arch_ops[k], self.op_allowed), "inputs": self.arch_inputs[k]}
+            for k in self.space.arch_keys()
+        }
+
+    def _raw(self) -> dict[str, dict[str, nn.Parameter]]:
         return {
             k: {"ops": self.arch_ops[k], "inputs": self.arch_inputs[k]}
             for k in self.space.arch_keys()
         }
 
     def arch_logits(self) -> dict[str, dict[str, np.ndarray]]:
-        """The architecture logits as numpy copies, the input of :func:`~nasmed.search.decode`."""
+        """The raw architecture parameters as numpy copies (snapshots, and the input of
+        :func:`~nasmed.search.decode`, which applies the same mask)."""
         return {
             k: {name: t.detach().cpu().numpy().copy() for name, t in d.items()}
-            for k, d in self.logits().items()
+            for k, d in self._raw().items()
         }
 
     def load_arch_logits(self, logits: Mapping[str, Mapping[str, np.ndarray]]) -> None:
         """Set the architecture logits from numpy arrays (e.g. a snapshot)."""
         with torch.no_grad():
-            for k, d in self.logits().items():
+            for k, d in self._raw().items():
                 for name, t in d.items():
                     t.copy_(torch.as_tensor(np.asarray(logits[k][name]), dtype=t.dtype))
 
@@ -127,13 +146,32 @@ class Supernet(nn.Module):
                 out[key] = mixed_plan(d["ops"], d["inputs"], self.space)
         return out
 
-    def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def draw(
+        self,
+        generator: torch.Generator | None = None,
+        plans: Mapping[str, CellPlan] | None = None,
+    ) -> dict[str, CellPlan]:
+        """The plans of the next forward pass (``plans``, or drawn as in :meth:`forward`), kept in
+        ``last_plans``."""
+        if plans is None:
+            plans = self.plans(generator if generator is not None else self.generator)
+        self.last_plans = dict(plans)
+        return self.last_plans
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        plans: Mapping[str, CellPlan] | None = None,
+    ) -> torch.Tensor:
         """One forward pass; in sampled mode a new child is drawn from ``generator``.
 
-        ``generator`` falls back to ``self.generator``, then to torch's global generator. The
-        plans used are kept in ``last_plans`` (see :meth:`sampled_genotype`).
+        ``generator`` falls back to ``self.generator``, then to torch's global generator;
+        ``plans`` (an estimator's) replace the drawn ones. The plans used are kept in
+        ``last_plans`` (see :meth:`sampled_genotype`).
         """
-        self.last_plans = self.plans(generator if generator is not None else self.generator)
+        self.draw(generator, plans)
         out = self.net.forward_plans(x, self.last_plans)
         assert isinstance(out, torch.Tensor)
         return out
@@ -146,18 +184,30 @@ class Supernet(nn.Module):
 
     # -- monitoring ----------------------------------------------------------------------------
 
+    def entropy_terms(self) -> torch.Tensor:
+        """``(ops, inputs)``: the mean entropies (nats) of the op choices and of the input-subset
+        choices of the nodes that have one (0 when none has), over every architecture key;
+        differentiable in the logits."""
+        return torch.stack(
+            [choice_entropy(d["ops"], d["inputs"], self.space) for d in self.logits().values()]
+        ).mean(0)
+
     def entropies(self) -> dict[str, float]:
-        """Mean entropy (nats) of the op choices, and of the input-subset choices of the nodes
-        that have one (0 when no node has a choice)."""
+        """:meth:`entropy_terms` as floats: ``{"ops": ..., "inputs": ...}``."""
         with torch.no_grad():
-            ops = torch.stack([entropy(t).mean() for t in self.arch_ops.values()]).mean()
-            inputs = [
-                entropy(subset_logits(t, self.space, node))
-                for t in self.arch_inputs.values()
-                for node in range(1, self.space.nodes + 1)
-                if self.space.kept(node) < node
-            ]
-        return {"ops": float(ops), "inputs": float(torch.stack(inputs).mean()) if inputs else 0.0}
+            ops, inputs = self.entropy_terms().tolist()
+        return {"ops": ops, "inputs": inputs}
+
+    def max_entropies(self) -> dict[str, float]:
+        """The entropies of the uniform distribution over the allowed choices (their maximum)."""
+        with torch.no_grad():
+            d = self.logits()[self.space.arch_keys()[0]]
+            ops, inputs = choice_entropy(
+                masked_ops(torch.zeros_like(d["ops"]), self.op_allowed),
+                torch.zeros_like(d["inputs"]),
+                self.space,
+            ).tolist()
+        return {"ops": ops, "inputs": inputs}
 
 
 def plan_genotype(
@@ -176,3 +226,12 @@ def plan_genotype(
             nodes.append(NodeChoice(tuple(edges)))
         cells.append(CellGenotype(key, tuple(nodes)))
     return Genotype(space.name, space.content_hash(), tuple(cells), seed, dict(search or {}))
+
+
+def genotype_plans(genotype: Genotype) -> dict[str, CellPlan]:
+    """Fixed plans (unweighted terms) of every architecture key (the inverse of
+    :func:`plan_genotype`)."""
+    return {
+        cell.key: tuple(tuple(Term(e.source, e.op) for e in node.inputs) for node in cell.nodes)
+        for cell in genotype.cells
+    }

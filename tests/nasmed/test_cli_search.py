@@ -115,3 +115,23 @@ def test_demo_on_the_embedded_task(
     # a second demo reuses the finished search
     assert main(["demo", "--out", str(out_dir), "--device", "cpu", "-q"]) == 0
     assert genotype.to_text() in capsys.readouterr().out
+
+
+def test_search_option_defaults_are_the_config_defaults() -> None:
+    from nasmed.cli.search import DEFAULTS, ESTIMATORS
+    from nasmed.search.config import Estimator
+
+    config = SearchConfig()
+    for name, value in DEFAULTS.items():
+        got = getattr(config, name)
+        assert (got.value if hasattr(got, "value") else got) == value, name
+    assert tuple(e.value for e in Estimator) == ESTIMATORS
+
+
+def test_estimator_options_reach_the_run(task: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [*TINY_ARGS, "--estimator", "proxyless", "--entropy-weight", "2.5"]
+    assert main(["search", str(task), "--out", str(run), *args]) == 0
+    search = Genotype.load(run / "genotype.json").search
+    assert search["estimator"] == "proxyless" and search["entropy_weight"] == 2.5
+    assert search["arch_weight_decay"] == 0.0

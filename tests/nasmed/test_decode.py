@@ -51,13 +51,34 @@ def test_decode_hand_written_logits() -> None:
     assert g.seed == 3 and g.search == {"mode": "sampled"}
 
 
-def test_exclude_zero_and_ties() -> None:
-    cell = _logits([[0.0, 0.0, 9.0]] * 6, [0.0] * 6)
+def test_zero_masked_where_connectivity_is_chosen_and_no_dead_node() -> None:
+    cell = _logits(
+        [
+            [0.0, 0.0, 9.0],  # 0->1: node 1's only edge: zero would kill it
+            [0.0, 1.0, 9.0],  # 0->2 \ node 2 keeps both inputs: zero competes, but not
+            [2.0, 0.0, 9.0],  # 1->2 / on both (1->2's best other op has the higher logit)
+            [0.0, 0.0, 9.0],  # node 3 chooses 2 of 3 inputs: zero is masked
+            [0.0, 0.0, 9.0],
+            [0.0, 0.0, 9.0],
+        ],
+        [0.0] * 6,
+    )
     g = decode(_all(cell), SPACE)
-    assert g.cells[0].nodes[2] == NodeChoice((EdgeChoice(0, "zero"), EdgeChoice(1, "zero")))
+    assert g.cells[0].nodes == (
+        NodeChoice((EdgeChoice(0, "conv3"),)),  # ties: the first op
+        NodeChoice((EdgeChoice(0, "zero"), EdgeChoice(1, "conv3"))),
+        NodeChoice((EdgeChoice(0, "conv3"), EdgeChoice(1, "conv3"))),  # ties: lower sources
+    )
     g = decode(_all(cell), SPACE, exclude_zero=True)
-    # ties: the first op, the lower sources
-    assert g.cells[0].nodes[2] == NodeChoice((EdgeChoice(0, "conv3"), EdgeChoice(1, "conv3")))
+    assert g.cells[0].nodes[1] == NodeChoice((EdgeChoice(0, "identity"), EdgeChoice(1, "conv3")))
+
+
+def test_one_zero_edge_may_stay_when_another_lives() -> None:
+    cell = _logits(
+        [[1.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 3.0, 0.0]] + [[1.0, 0, 0]] * 3, [0.0] * 6
+    )
+    node2 = decode(_all(cell), SPACE).cells[0].nodes[1]
+    assert node2 == NodeChoice((EdgeChoice(0, "zero"), EdgeChoice(1, "identity")))
 
 
 def test_per_key_logits_differ() -> None:

@@ -130,9 +130,34 @@ def test_low_temperature_samples_the_mode() -> None:
 
 
 def test_entropies_start_uniform() -> None:
-    ent = Supernet(SPACE, 1, 2).entropies()
-    assert ent["ops"] == pytest.approx(math.log(len(SPACE.ops)), rel=1e-5)
+    net = Supernet(SPACE, 1, 2)
+    ent = net.entropies()
+    # zero competes only on node 2's two edges (it keeps both inputs); 4 rows choose among 8
+    want = (2 * math.log(9) + 4 * math.log(8)) / 6
+    assert ent["ops"] == pytest.approx(want, rel=1e-5)
     assert ent["inputs"] == pytest.approx(math.log(3), rel=1e-5)  # node 3: 3 subsets
+    assert net.max_entropies() == pytest.approx(ent, rel=1e-5)
+
+
+def test_zero_is_never_sampled_where_connectivity_is_chosen() -> None:
+    net = Supernet(SPACE, 1, 2)
+    zero = SPACE.ops.index("zero")
+    with torch.no_grad():
+        for p in net.arch_ops.values():
+            p[:, zero] = 20.0  # zero would win every edge if it could
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        net(torch.randn(1, 1, *PATCH), generator=gen)
+        for plan in net.last_plans.values():
+            assert [t.op for t in plan[0]] != ["zero"]  # node 1's only edge
+            assert all(t.op != "zero" for t in plan[2])  # node 3 chooses 2 of 3 inputs
+            assert [t.op for t in plan[1]] == ["zero", "zero"]  # node 2 keeps both
+    # decode: zero nowhere it is masked, and node 2 is not left dead
+    g = decode(net.arch_logits(), SPACE)
+    for cell in g.cells:
+        ops = [[e.op for e in node.inputs] for node in cell.nodes]
+        assert "zero" not in ops[0] + ops[2]
+        assert ops[1].count("zero") == 1
 
 
 def test_sampled_child_costs_what_its_derived_net_costs() -> None:

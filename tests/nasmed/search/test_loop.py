@@ -75,7 +75,8 @@ def test_search_writes_every_output(reference: Path) -> None:
     assert rows[0]["loss_a"] is None and rows[1]["loss_a"] > 0
     assert [r["tau"] for r in rows] == pytest.approx([5.0, 5.0, 0.5])
     for key in ("entropy_ops", "entropy_inputs", "entropy_ops.encoder", "entropy_inputs.decoder"):
-        assert all(r[key] >= 0 for r in rows)
+        assert all(0 <= r[key] <= r[key.split(".")[0] + "_max"] + 1e-6 for r in rows)
+    assert [r["entropy_weight"] for r in rows] == [0.0, 0.0, 1.0]  # ramped over the search
     assert rows[0]["val_dice"] is None and all(0 <= r["val_dice"] <= 1 for r in rows[1:])
     assert all(r["peak_memory_mb"] > 0 and r["seconds"] > 0 for r in rows)
 
@@ -160,8 +161,8 @@ def test_cost_term_gradient_lowers_the_expected_cost() -> None:
     term.penalty(expected_cost(net.logits(), space, patch)).backward()
     grad = net.arch_ops["encoder"].grad
     assert grad is not None
-    zero, conv3 = space.ops.index("zero"), space.ops.index("conv3")
-    assert (grad[:, conv3] > grad[:, zero]).all()  # descent moves mass from conv3 to zero
+    free, conv3 = space.ops.index("identity"), space.ops.index("conv3")
+    assert (grad[:, conv3] > grad[:, free]).all()  # descent moves mass from conv3 to identity
     with torch.no_grad():
         for p in net.arch_parameters():
             assert p.grad is not None
@@ -221,3 +222,43 @@ def test_folder_of_another_run_is_refused(
 def test_bad_settings_raise_config_errors(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         replace(TINY, **changes)
+
+
+def test_a_run_of_an_earlier_version_is_refused_on_resume_in_one_line(
+    reference: Path, search_task: Path, search_work: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(reference, run)
+    (run / "genotype.json").unlink()
+    info = json.loads((run / "run.json").read_text())
+    for key in ("estimator", "entropy_weight"):  # what a run before --estimator lacks
+        del info["settings"][key]
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(RunDirError, match=r"cannot resume with estimator='gdas'") as err:
+        _search(search_task, search_work, run, resume=True)
+    assert "\n" not in str(err.value)
+    assert Genotype.load(reference / "genotype.json").search["estimator"] == "gdas"
+
+
+@pytest.mark.parametrize("estimator", ["proxyless", "reinforce"])
+def test_kill_and_resume_repeats_every_estimator(
+    estimator: str, search_task: Path, search_work: Path, tmp_path: Path
+) -> None:
+    config = replace(TINY, estimator=estimator, val_every=3)  # type: ignore[arg-type]
+    whole = _search(search_task, search_work, tmp_path / "whole", config)
+
+    def kill(epoch: int, row: dict[str, Any]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    run = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        _search(search_task, search_work, run, config, on_epoch_end=kill)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    if estimator == "reinforce":
+        assert isinstance(state["estimator"]["baseline"], float)  # the baseline is kept
+    resumed = _search(search_task, search_work, run, config, resume=True)
+    assert _logits(run, 2) == _logits(tmp_path / "whole", 2)
+    assert resumed.genotype.cells == whole.genotype.cells
