@@ -9,10 +9,10 @@ import torch
 
 from decathlon.synthetic import write_synthetic_task
 from nasmed.errors import ConfigError
-from nasmed.train.api import train
 from nasmed.train.checkpoint import load_checkpoint
 from nasmed.train.history import read_history
 from nasmed.train.trainer import TrainConfig
+from nasmed.training import train
 
 PATCH = (16, 16, 16)
 
@@ -28,21 +28,17 @@ def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+RUNTIME = ("resume", "on_epoch_end")
+
+
 def _run(task: Path, run: Path, work: Path, **kw: object) -> Path:
     settings: dict[str, object] = dict(
-        epochs=3,
-        patch=PATCH,
-        steps_per_epoch=2,
-        width=0.25,
-        val_every=2,
-        folds=3,
-        device="cpu",
-        work_dir=work,
-        progress=False,
-        seed=7,
+        epochs=3, patch=PATCH, steps_per_epoch=2, width=0.25, val_every=2, folds=3, seed=7
     )
-    settings.update(kw)
-    return train(task, "unet", run, **settings)  # type: ignore[arg-type]
+    settings.update({k: v for k, v in kw.items() if k not in RUNTIME})
+    config = TrainConfig(**settings)  # type: ignore[arg-type]
+    runtime = {k: v for k, v in kw.items() if k in RUNTIME}
+    return train(task, "unet", run, config, device="cpu", work_dir=work, progress=False, **runtime)  # type: ignore[arg-type]
 
 
 def _drop_time(rows: list[dict]) -> list[dict]:
