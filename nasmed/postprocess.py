@@ -21,7 +21,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,8 @@ class Postprocessing:
 
     foreground: bool = False
     classes: tuple[int, ...] = ()
-    dice_before: float | None = None
-    dice_after: float | None = None
+    dice_before: float | None = field(default=None, compare=False)
+    dice_after: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(sorted(int(c) for c in self.classes)))

@@ -23,7 +23,7 @@ from nasmed.cli.common import (
 from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
 from nasmed.train.augment import AUGMENT_PARTS, AugmentConfig
-from nasmed.train.config import TrainConfig, check_time_budget
+from nasmed.train.config import TrainConfig
 
 __all__ = ["register"]
 
@@ -33,18 +33,6 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 _D = TrainConfig()  # the defaults, in one place
-
-
-def _time_budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    try:
-        check_time_budget(value)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -107,7 +95,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--time-budget",
-        type=_time_budget,
+        type=float,
         default=None,
         metavar="SECONDS",
         help="stop (validated, checkpointed) before this many seconds of training",
