@@ -1,6 +1,6 @@
 # nasmed: two commands do all the set-up on a fresh machine.
 #   make demo   install, then search on the embedded synthetic task and report
-#   make test   install, lint (ruff), type-check (mypy), run the tests (pytest)
+#   make test   install, lint (ruff), type-check (mypy), layering (import-linter), tests (pytest)
 #
 # The install goes into ./.venv. Torch is installed first and only if the venv has none:
 # TORCH_SPEC defaults to the CPU build pinned for this project. On a GPU machine, install your
@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?= -n 2
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test lint typecheck pytest figures clean
+.PHONY: install demo test lint typecheck layering pytest figures clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,14 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# the layering contract in .importlinter (lazy imports count)
+layering: install
+	$(VENV)/bin/lint-imports --no-cache
+
 pytest: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck layering pytest
 
 figures: install
 	$(PY) docs/make_figures.py

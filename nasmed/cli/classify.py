@@ -144,6 +144,8 @@ def _classify(args: argparse.Namespace) -> int:
         pretrained = pretrain_backbone(
             args.pretrain_on, out / "pretrained_backbone.pt", pre, device=device, cache_dir=cache
         )
+    from nasmed.viz.classify import write_run_figures  # matplotlib loads before the clock
+
     start = time.perf_counter()
     m = classify(
         args.task_dir,
@@ -153,6 +155,7 @@ def _classify(args: argparse.Namespace) -> int:
         cache_dir=cache,
         pretrained=pretrained,
         policy=policy,
+        figures=write_run_figures,
     )
     auc = "n/a" if m["mean_auc"] is None else f"{m['mean_auc']:.4f}"
     print(
