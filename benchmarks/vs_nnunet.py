@@ -135,8 +135,10 @@ def _child_nnunet_train(args: argparse.Namespace) -> dict[str, Any]:
     np.random.seed(args.seed)
     torch.set_num_threads(max(1, args.threads))
     base = join(nnUNet_preprocessed, maybe_convert_to_dataset_name(DATASET_ID))
+    plans = load_json(join(base, "nnUNetPlans.json"))
+    plans["continue_training"] = False  # what nnUNetv2_train sets (nnunetv2 2.8)
     trainer = nnUNetTrainerTimed(
-        plans=load_json(join(base, "nnUNetPlans.json")),
+        plans=plans,
         configuration="3d_fullres",
         fold=0,
         dataset_json=load_json(join(base, "dataset.json")),

@@ -32,7 +32,9 @@ def build(
         return dice_score(scores)
 
     model = make_unet(1, 3, width=0.25, patch=PATCH)
-    config = TrainConfig(epochs=epochs, patch=PATCH, steps_per_epoch=2, batch_size=batch, seed=3)
+    config = TrainConfig(
+        epochs=epochs, patch=PATCH, steps_per_epoch=2, batch_size=batch, seed=3, workers=0
+    )
     return make_trainer(
         model,
         config,
