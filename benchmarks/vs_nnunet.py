@@ -8,12 +8,14 @@ What it measures (every step a real CLI or API run, in its own subprocess):
   fold 0 of nasmed's splits (written to nnU-Net's ``splits_final.json``, so both train and
   validate on the same cases), for every seed:
   nnU-Net v2 ``3d_fullres`` with ``nnUNetTrainerTimed``, a subclass of ``nnUNetTrainer`` defined
-  here (50 iterations and 10 validation iterations per epoch, stopped before the budget, its
+  here (``--steps`` iterations, 50 by default, and a fifth of that of validation per epoch,
+  stopped before the budget, its
   poly learning rate following the larger of the epoch and time fractions, as nasmed's
   ``--time-budget`` does; the class is registered under the name ``nnUNetTrainer`` so that the
   stock ``nnUNetv2_predict`` loads it) against ``nasmed train --arch dynunet`` and
   ``nasmed train --arch GENOTYPE`` with ``--time-budget`` (nnU-Net's recipe: augmentation, deep
-  supervision, SGD + poly; 50 steps per epoch). The genotype is ``--genotype`` or, without it,
+  supervision, SGD + poly; the same ``--steps`` per epoch). Both check the time between epochs,
+  so an epoch must be short against the budget. The genotype is ``--genotype`` or, without it,
   the result of a ``nasmed search`` of ``--search-budget`` seconds on the same task;
 - prediction seconds per case on the validation cases with mirroring on both
   (``nnUNetv2_predict``, whose default is mirroring, against ``nasmed predict --tta``); these
@@ -78,10 +80,12 @@ def _child_nnunet_train(args: argparse.Namespace) -> dict[str, Any]:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     budget = float(args.budget)
+    ITERATIONS = args.steps
     CUDA = torch.device("cuda")  # nnU-Net's default device argument
 
     class nnUNetTrainerTimed(nnUNetTrainer):
-        """50 + 10 iterations per epoch; stops before ``budget`` s; time-aware poly rate."""
+        """``--steps`` (+ a fifth as validation) iterations per epoch; stops before ``budget``
+        s; time-aware poly rate."""
 
         def __init__(  # nnU-Net records its __init__ arguments by name: the same signature
             self,
@@ -92,8 +96,8 @@ def _child_nnunet_train(args: argparse.Namespace) -> dict[str, Any]:
             device: torch.device = CUDA,
         ) -> None:
             super().__init__(plans, configuration, fold, dataset_json, device)
-            self.num_iterations_per_epoch = 50
-            self.num_val_iterations_per_epoch = 10
+            self.num_iterations_per_epoch = ITERATIONS
+            self.num_val_iterations_per_epoch = max(1, ITERATIONS // 5)
             self.num_epochs = 1000
             self.started = 0.0
 
@@ -212,7 +216,8 @@ CHILDREN = {"nnunet_train": _child_nnunet_train, "supply_demand": _child_supply_
 
 def _child(kind: str, args: argparse.Namespace, env: dict[str, str], **extra: Any) -> Any:
     cmd = [sys.executable, str(HERE), "--child", kind, "--work", str(args.work)]
-    cmd += ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    cmd += ["--threads", str(args.threads), "--steps", str(args.steps)]
+    cmd += ["--quick"] if args.quick else []
     for key, value in extra.items():
         cmd += [f"--{key}", str(value)]
     proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
@@ -241,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genotype", type=Path, default=None, help="a found genotype.json")
     parser.add_argument("--search-budget", type=float, default=None, help="search seconds")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="iterations per epoch, both (50; quick 10)"
+    )
     parser.add_argument("--data", type=Path, default=None, help="keep everything here")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -252,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(CHILDREN[args.child](args)))
         return 0
 
+    args.steps = args.steps or (10 if args.quick else 50)
     cases = args.cases or (20 if args.quick else 24)
     if cases < 20:
         parser.error("--cases must be >= 20")
@@ -340,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
                         "--epochs",
                         "1000",
                         "--warmup",
-                        "2",
+                        "1",
                         "--steps",
-                        "20",
+                        str(args.steps),
                         "-q",
                         "--time-budget",
                         str(search_budget),
@@ -405,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--epochs",
                         "1000",
                         "--steps",
-                        "50",
+                        str(args.steps),
                         "--val-every",
                         "1000000",
                         "--time-budget",

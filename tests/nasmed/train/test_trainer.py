@@ -139,8 +139,12 @@ def test_time_budget_stops_validated_with_a_best_checkpoint(
 
 @pytest.mark.parametrize("budget", [0.0, -3.0, float("inf"), float("nan")])
 def test_time_budget_is_checked(budget: float) -> None:
+    from nasmed.search.config import SearchConfig
+
     with pytest.raises(ConfigError, match="--time-budget"):
         TrainConfig(time_budget=budget)
+    with pytest.raises(ConfigError, match="--time-budget"):
+        SearchConfig(time_budget=budget)
 
 
 def test_model_json_records_the_recipe(tiny_task: Path, tmp_path: Path) -> None:
