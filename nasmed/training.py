@@ -318,7 +318,10 @@ def run_training(
             _clear_fresh_run(run, existed)
         raise
     if is_main():
-        post = _decide_postprocessing(model, config, work / "cache", split["val"], dev, plan)
+        # a pipeline over several devices predicts through its partitions, as it validates
+        spread = pipeline is not None and len(set(pipeline.torch_devices)) > 1
+        scorer = trainer.net if spread else model
+        post = _decide_postprocessing(scorer, config, work / "cache", split["val"], dev, plan)
         params = sum(p.numel() for p in model.parameters())
         spec = ModelSpec(
             arch="genotype" if isinstance(resolved, Genotype) else resolved,
