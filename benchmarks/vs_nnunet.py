@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             results_dir = Path(env["nnUNet_results"]) / dataset
             shutil.rmtree(results_dir, ignore_errors=True)
             r = _child("nnunet_train", args, env, budget=budget, seed=seed)
-            info["nnunet"] = r
+            info["nnU-Net v2 3d_fullres"] = r
             out = root / f"pred_nnunet_s{seed}"
             shutil.rmtree(out, ignore_errors=True)
             secs = _run(
