@@ -1,6 +1,6 @@
 # nasmed: two commands do all the set-up on a fresh machine.
 #   make demo   install, then search on the embedded synthetic task and report
-#   make test   install, lint (ruff), type-check (mypy), run the tests (pytest)
+#   make test   install, lint (ruff), type-check (mypy), layering (import-linter), tests (pytest)
 #
 # The install goes into ./.venv. Torch is installed first and only if the venv has none:
 # TORCH_SPEC defaults to the CPU build pinned for this project. On a GPU machine, install your
@@ -17,7 +17,7 @@ NNUNET_NODEPS ?= nnunetv2==2.8.1 dynamic-network-architectures==0.4.4
 PYTEST_ARGS ?= -n 2
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test lint typecheck pytest figures clean
+.PHONY: install demo test lint typecheck layering pytest figures clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,10 +40,14 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# the layering contract in .importlinter (lazy imports count)
+layering: install
+	$(VENV)/bin/lint-imports --no-cache
+
 pytest: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck layering pytest
 
 figures: install
 	$(PY) docs/make_figures.py

@@ -29,7 +29,8 @@ from nasmed.export.onnx import export_onnx
 from nasmed.export.runtime import OnnxRuntimeNetwork
 from nasmed.infer import predict
 from nasmed.supernet import sample_genotype
-from nasmed.train.api import train
+from nasmed.train.config import TrainConfig
+from nasmed.training import train
 
 
 def main() -> None:
@@ -56,12 +57,10 @@ def main() -> None:
                 task,
                 str(geno) if arch == "genotype" else arch,
                 root / arch,
-                epochs=1,
-                patch=tuple(args.patch),
-                steps_per_epoch=1,
-                folds=3,
+                TrainConfig(
+                    epochs=1, patch=tuple(args.patch), steps_per_epoch=1, folds=3, workers=0
+                ),
                 device="cpu",
-                workers=0,
                 work_dir=root / "work",
                 progress=False,
             )

@@ -14,10 +14,16 @@ its children (sum of RSS, and of PSS, which splits shared and memory-mapped page
 keeps the peaks. "setup s/case" is nasmed's preprocessing (2 processes) or MONAI's cache build
 (2 threads), per case. Prints a markdown table.
 
+``--augment`` instead times nnU-Net's augmentation per patch, side by side in one process and one
+thread on the same random patches: nasmed's (MONAI transforms, :mod:`nasmed.train.augment`)
+against nnU-Net v2's own (batchgeneratorsv2, ``nnUNetTrainer.get_training_transforms``; needs
+nnunetv2 installed). This is how the augmentation's library was chosen.
+
 Usage::
 
     python benchmarks/loader.py            # 20 cases of 160x160x128, patches 96^3 and 128^3
     python benchmarks/loader.py --quick    # 6 cases of 96x96x64, patches 32^3 and 48^3
+    python benchmarks/loader.py --augment [--quick]   # MONAI vs batchgeneratorsv2 per patch
 """
 
 from __future__ import annotations
@@ -145,7 +151,41 @@ def _child_monai(args: argparse.Namespace) -> dict[str, Any]:
     return {"setup_s": setup, "seconds": seconds, "fg_share": fg}
 
 
-CHILDREN = {"preprocess": _child_preprocess, "nasmed": _child_nasmed, "monai": _child_monai}
+def _child_augment(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nasmed.train.augment import AugmentConfig, Augmenter
+
+    torch.set_num_threads(1)
+    patch = (args.patch,) * 3
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.randn(1, *patch, generator=gen) for _ in range(args.batches)]
+    labels = [(torch.rand(1, *patch, generator=gen) > 0.8).to(torch.int16) for _ in images]
+    monai = Augmenter(AugmentConfig())
+    bg = nnUNetTrainer.get_training_transforms(
+        patch, (-np.pi / 6, np.pi / 6), None, (0, 1, 2), False
+    )
+    out: dict[str, Any] = {}
+    for name, fn in (
+        ("monai", lambda i, x, y: monai(x, y, i)),
+        ("batchgeneratorsv2", lambda i, x, y: bg(image=x, segmentation=y)),
+    ):
+        fn(0, images[0].clone(), labels[0].clone())  # warm-up
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(zip(images, labels)):
+            fn(i, x.clone(), y.clone())
+        out[name] = (time.perf_counter() - t0) / len(images)
+    return out
+
+
+CHILDREN = {
+    "preprocess": _child_preprocess,
+    "nasmed": _child_nasmed,
+    "monai": _child_monai,
+    "augment": _child_augment,
+}
 
 
 # --- parent -----------------------------------------------------------------------------------
@@ -194,6 +234,9 @@ def _run_child(kind: str, args: argparse.Namespace, **extra: Any) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small task, small patches")
+    parser.add_argument(
+        "--augment", action="store_true", help="MONAI vs batchgeneratorsv2 augmentation"
+    )
     parser.add_argument("--cases", type=int, default=None, help="training cases (default 20)")
     parser.add_argument("--shape", type=int, nargs=3, default=None, help="case shape X Y Z")
     parser.add_argument("--patches", type=int, nargs="+", default=None, help="cubic patch sizes")
@@ -210,6 +253,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.child:
         print(json.dumps(CHILDREN[args.child](args)))
+        return 0
+
+    if args.augment:
+        args.batches = args.batches or (10 if args.quick else 40)
+        print("| augmentation per patch (1 thread) | patch | ms | x batchgeneratorsv2 |")
+        print("|---|---|---|---|")
+        for patch in args.patches or ([32, 64] if args.quick else [96, 128]):
+            r = _run_child("augment", args, patch=patch)
+            for name in ("monai", "batchgeneratorsv2"):
+                ratio = r["batchgeneratorsv2"] / r[name]
+                print(f"| {name} | {patch}^3 | {1000 * r[name]:.1f} | {ratio:.2f} |")
         return 0
 
     cases = args.cases or (6 if args.quick else 20)

@@ -43,9 +43,10 @@ from nasmed.demo import DEMO_SEARCH
 from nasmed.models.factory import build_model
 from nasmed.search.loop import run_search
 from nasmed.supernet import sample_genotype
-from nasmed.train.api import train
+from nasmed.train.config import TrainConfig
 from nasmed.train.history import read_history
-from nasmed.transfer import transfer
+from nasmed.training import train
+from nasmed.transfer import TransferConfig, transfer
 
 SPACE = "scnas-small"
 
@@ -161,15 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     unet_width = min(widths, key=lambda w: abs(_params("unet", 1, 3, patch, w) - target_params))
     archs["unet"] = "unet"
 
-    common: dict[str, Any] = dict(
-        patch=patch,
-        device="cpu",
-        progress=False,
-        folds=4,
-        batch_size=2,
-        optimizer=args.optimizer,
-        lr=args.lr,
+    base = TrainConfig(
+        patch=patch, folds=4, batch_size=2, optimizer=args.optimizer, lr=args.lr, workers=0
     )
+    runtime: dict[str, Any] = dict(device="cpu", progress=False)
     results: dict[str, Any] = {"search": how, "candidates": {}, "transfer": {}}
     for name, arch in archs.items():
         width = unet_width if name == "unet" else 1.0
@@ -177,18 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             run = out / "runs" / f"{name}_s{seed}"
             if not (run / "model.json").is_file():
-                train(
-                    task_a,
-                    arch,
-                    run,
+                config = base.replace(
                     epochs=args.epochs,
                     steps_per_epoch=args.steps,
                     val_every=args.epochs,
                     seed=seed,
                     width=width,
-                    work_dir=out / "workA",
-                    **common,
                 )
+                train(task_a, arch, run, config, work_dir=out / "workA", **runtime)
             info = json.loads((run / "model.json").read_text())["info"]
             rows.append(info)
         dices = [r["final_val_dice"] for r in rows]
@@ -209,16 +201,19 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:  # a longer-trained source, as users transfer converged models
             sources[seed] = out / "runs" / f"source_e{args.source_epochs}_s{seed}"
             if not (sources[seed] / "model.json").is_file():
-                train(
-                    task_a,
-                    archs[src_name],
-                    sources[seed],
+                config = base.replace(
                     epochs=args.source_epochs,
                     steps_per_epoch=args.steps,
                     val_every=args.source_epochs,
                     seed=seed,
+                )
+                train(
+                    task_a,
+                    archs[src_name],
+                    sources[seed],
+                    config,
                     work_dir=out / "workA",
-                    **common,
+                    **runtime,
                 )
     te = args.transfer_epochs
     tag = "" if args.adapt_inputs else "_reinit"
@@ -229,26 +224,21 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("transfer", "scratch"):
             name = f"B_{mode}{tag if mode == 'transfer' else ''}_s{seed}"
             run = out / "runs" / name
-            kw = dict(
+            config = base.replace(
                 epochs=te,
                 steps_per_epoch=args.transfer_steps,
                 val_every=max(1, te // 4),
                 seed=seed,
-                work_dir=out / "workB",
-                **common,
             )
+            kw = dict(work_dir=out / "workB", **runtime)
             if not (run / "model.json").is_file():
                 if mode == "transfer":
-                    transfer(
-                        archs[src_name],
-                        task_b,
-                        run,
-                        weights=sources[seed],
-                        adapt_inputs=args.adapt_inputs,
-                        **kw,
+                    tc = TransferConfig(
+                        weights=sources[seed], adapt_inputs=args.adapt_inputs, train=config
                     )
+                    transfer(archs[src_name], task_b, run, tc, **kw)
                 else:
-                    train(task_b, archs[src_name], run, **kw)
+                    train(task_b, archs[src_name], run, config, **kw)
             val = _val_rows(run)
             results["transfer"].setdefault(mode, []).append(
                 {pct: val.get(ep - 1) for pct, ep in marks.items()}

@@ -3,6 +3,8 @@
 Patches come from :class:`~decathlon.patches.PatchSampler` (foreground oversampling, padding)
 over memory-mapped cached cases. Every patch is a pure function of ``(seed, epoch, index)``, so
 a loader gives the same batches whatever the number of workers and however they are scheduled.
+An optional ``transform`` (data augmentation, e.g. :class:`nasmed.train.augment.Augmenter`) runs
+on each patch in the workers, with a seed drawn from the same ``(seed, epoch, index)`` generator.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import mmap
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,9 +30,16 @@ __all__ = [
     "PatchDataset",
     "PatchLoader",
     "PatchSampler",
+    "PatchTransform",
     "is_forced_foreground",
     "make_loader",
 ]
+
+
+#: Augments one patch: ``(image (C, *patch) float32, label (1, *patch) integer, seed)`` ->
+#: ``(image, label)`` of the same shapes (label values integral, any dtype); a pure function of its
+#: arguments (and picklable, to run in loader workers).
+PatchTransform = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _map_npy(path: Path) -> tuple[np.ndarray, mmap.mmap]:
@@ -58,6 +67,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         seed: base seed.
         foreground_fraction: share of patches centred on foreground (exact per run of samples).
         class_balanced: see :class:`PatchSampler`.
+        transform: applied to every patch (see :data:`PatchTransform`); ``None``: none.
     """
 
     def __init__(
@@ -70,6 +80,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         seed: int = 0,
         foreground_fraction: float = 1 / 3,
         class_balanced: bool = True,
+        transform: PatchTransform | None = None,
     ) -> None:
         if not cases:
             raise DatasetError(f"{cache_dir}: no cases to draw patches from")
@@ -80,6 +91,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         self.seed = int(seed)
         self.foreground_fraction = float(foreground_fraction)
         self.class_balanced = class_balanced
+        self.transform = transform
         self.epoch = 0
         self._sampler: PatchSampler | None = None
         self._maps: list[list[mmap.mmap]] = []
@@ -165,6 +177,12 @@ class PatchDataset(Dataset[dict[str, Any]]):
             force = is_forced_foreground(int(i), self.foreground_fraction)
             index, corner = sampler.draw(rng, force_foreground=force)
             sampler.extract(index, corner, out=(image[k].numpy(), label[k].numpy()))
+            if self.transform is not None:
+                img, lab = self.transform(image[k], label[k], int(rng.integers(2**63)))
+                if img is not image[k]:
+                    image[k].copy_(img)
+                if lab is not label[k]:
+                    label[k].copy_(lab.round().to(ltype))
             names.append(self.names[index])
             touched.add(index)
         self._release(touched)
@@ -246,6 +264,7 @@ def make_loader(
     pin_memory: bool = False,
     rank: int = 0,
     world: int = 1,
+    transform: PatchTransform | None = None,
 ) -> PatchLoader:
     """A DataLoader of ``{"image", "label", "case"}`` batches from the cache.
 
@@ -254,6 +273,7 @@ def make_loader(
     ``PatchDataset.__getitem__(i)`` for ``i`` in ``b * batch_size ...``. Call
     ``loader.dataset.set_epoch(e)`` before each epoch to draw new patches. With ``world`` > 1,
     ``batch_size`` is the global batch and this loader yields rank ``rank``'s share of it.
+    ``transform`` augments each patch in the workers (see :class:`PatchDataset`).
     """
     patches = PatchDataset(
         cache_dir,
@@ -263,6 +283,7 @@ def make_loader(
         seed=seed,
         foreground_fraction=foreground_fraction,
         class_balanced=class_balanced,
+        transform=transform,
     )
     return PatchLoader(
         BatchShards(patches, batch_size, rank, world),

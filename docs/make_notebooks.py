@@ -355,9 +355,10 @@ import searchspaces
 from decathlon import write_synthetic_task
 from nasmed.genotype import Genotype
 from nasmed.supernet import sample_genotype
-from nasmed.train.api import train
+from nasmed.train.config import TrainConfig
 from nasmed.train.history import read_history
-from nasmed.transfer import transfer
+from nasmed.training import train
+from nasmed.transfer import TransferConfig, transfer
 from nasmed.viz import plot_case, plot_genotype, plot_learning_curves
 
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
@@ -375,10 +376,11 @@ if GENOTYPE is None:
     GENOTYPE = OUT / "genotype.json"
     genotype.save(GENOTYPE)
 genotype = Genotype.load(GENOTYPE)
-settings = dict(
+config = TrainConfig(  # the nnU-Net recipe (augmentation, deep supervision) with a short run
     epochs=EPOCHS, patch=PATCH, steps_per_epoch=STEPS, batch_size=2, optimizer="adamw", lr=3e-3,
-    folds=min(4, CASES), device=DEVICE, progress=False,
+    folds=min(4, CASES), workers=0,
 )
+runtime = dict(device=DEVICE, progress=False)
 target_work = OUT / "target_work"  # the preprocessed target, shared by both target runs""",
     ),
     ("md", "The two tasks (first case of each) and the architecture:"),
@@ -388,7 +390,7 @@ target_work = OUT / "target_work"  # the preprocessed target, shared by both tar
     ("md", "## Train on the source task"),
     (
         "code",
-        """source_run = train(SOURCE_TASK, GENOTYPE, OUT / "source_run", **settings)
+        """source_run = train(SOURCE_TASK, GENOTYPE, OUT / "source_run", config, **runtime)
 print(sorted(p.name for p in source_run.iterdir()))""",
     ),
     (
@@ -402,9 +404,13 @@ training from scratch with the same settings and seed.""",
     (
         "code",
         """transferred = transfer(
-    GENOTYPE, TARGET_TASK, OUT / "transfer", weights=source_run, work_dir=target_work, **settings
+    GENOTYPE, TARGET_TASK, OUT / "transfer", TransferConfig(weights=source_run, train=config),
+    work_dir=target_work, **runtime,
 )
-scratch = transfer(GENOTYPE, TARGET_TASK, OUT / "scratch", work_dir=target_work, **settings)
+scratch = transfer(
+    GENOTYPE, TARGET_TASK, OUT / "scratch", TransferConfig(train=config),
+    work_dir=target_work, **runtime,
+)
 report = json.loads((transferred / "transfer.json").read_text())
 print({k: (len(v) if isinstance(v, list) else v) for k, v in report.items()})""",
     ),

@@ -28,6 +28,7 @@ from decathlon.synthetic import embedded_task
 from nasmed.errors import ConfigError
 from nasmed.rundir import RUN_FILE
 from nasmed.search.loop import SearchConfig, SearchResult, run_search
+from nasmed.train.config import TrainConfig
 
 __all__ = ["DEMO_SEARCH", "DEMO_TRAIN", "DemoResult", "run_demo"]
 
@@ -54,14 +55,15 @@ DEMO_SEARCH = SearchConfig(
 
 #: The demo's training of the found architecture (the search's patch): short, AdamW for a fast
 #: start on CPU.
-DEMO_TRAIN: dict[str, Any] = {
-    "epochs": 4,
-    "steps_per_epoch": 10,
-    "batch_size": 2,
-    "optimizer": "adamw",
-    "lr": 3e-3,
-    "val_every": 2,
-}
+DEMO_TRAIN = TrainConfig(
+    epochs=4,
+    steps_per_epoch=10,
+    batch_size=2,
+    optimizer="adamw",
+    lr=3e-3,
+    val_every=2,
+    workers=0,
+)
 
 
 @dataclass(frozen=True)
@@ -178,20 +180,18 @@ def _train_predict_evaluate(
     from decathlon.datalist import load_task
     from nasmed.evaluate import evaluate
     from nasmed.infer import predict
-    from nasmed.train.api import train
+    from nasmed.training import train
 
     train_dir = out / "train"
     run = train(
         task_dir,
         search.genotype_path,
         train_dir,
-        patch=config.patch,
+        DEMO_TRAIN.replace(patch=config.patch, seed=seed),
         work_dir=search.run_dir / "work",  # the search's preprocessing and folds
         resume=(train_dir / RUN_FILE).is_file(),
-        seed=seed,
         device=device,
         progress=progress,
-        **DEMO_TRAIN,
     )
     info = json.loads((run / "model.json").read_text(encoding="utf-8"))["info"]
     task = load_task(task_dir)

@@ -48,6 +48,7 @@ from decathlon.plan import Plan
 from decathlon.preprocess import preprocess_case, restore_to_original
 from nasmed.memory import network_bytes
 from nasmed.models.spec import ModelSpec, load_model
+from nasmed.postprocess import apply_saved
 from nasmed.runtime import resolve_device
 
 __all__ = ["InputCase", "find_inputs", "predict", "predict_bytes", "predict_probabilities"]
@@ -301,6 +302,7 @@ def predict(
         )
         back = restore_to_original(prob, pre.properties, is_label=False)
         seg = np.argmax(back, axis=0).astype(np.uint8 if spec.out_channels <= 256 else np.int16)
+        seg = apply_saved(model_dir, seg)  # the run's largest-component postprocessing, if any
         path = write_image(out / f"{case.name}.nii.gz", seg, image.geometry)
         written.append(path)
         log.info("%s -> %s", case.files[0], path)

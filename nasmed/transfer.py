@@ -1,4 +1,4 @@
-"""``transfer(arch, target_task_dir, run_dir, weights=...)``: reuse an architecture and its weights.
+"""``transfer(arch, target_task_dir, run_dir, TransferConfig)``: reuse an architecture, its weights.
 
 The network is rebuilt for the target task's channels and classes; every tensor of ``weights``
 whose name and shape match the new network is loaded. Convolution kernels that differ only in their
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
 from nasmed.models.baselines import encoder_parameter_names
 from nasmed.models.spec import WEIGHTS_FILE
-from nasmed.train.api import _run
+from nasmed.train.config import TrainConfig
+from nasmed.training import run_training
 from nasmed.weights import check_finite, load_weights_file
 
-__all__ = ["adapt_input_channels", "load_weights", "match_state", "transfer"]
+__all__ = ["TransferConfig", "adapt_input_channels", "load_weights", "match_state", "transfer"]
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +133,47 @@ def match_state(
     return loadable, report
 
 
+@dataclass(frozen=True)
+class TransferConfig:
+    """Settings of a transfer run.
+
+    Attributes:
+        weights: a ``model.pt`` or a run folder (``None``: train from scratch, nothing
+            transferred).
+        freeze_encoder_epochs: keep the transferred encoder fixed for this many epochs (adapted
+            input kernels are not frozen).
+        adapt_inputs: load the kernels that read the image through :func:`adapt_input_channels`
+            when the target has another number of modalities (``False``: re-initialise them).
+        train: the fine-tuning settings (its ``freeze_epochs`` is ``freeze_encoder_epochs``).
+    """
+
+    weights: str | os.PathLike[str] | None = None
+    freeze_encoder_epochs: int = 0
+    adapt_inputs: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            object.__setattr__(self, "weights", os.fspath(self.weights))
+        if self.freeze_encoder_epochs < 0:
+            raise ConfigError(
+                f"--freeze-encoder-epochs must be >= 0, got {self.freeze_encoder_epochs}"
+            )
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError(f"train must be a TrainConfig, not {type(self.train).__name__}")
+
+
 def transfer(
     arch_genotype: str | os.PathLike[str] | Genotype,
     target_task_dir: str | os.PathLike[str],
     run_dir: str | os.PathLike[str],
+    config: TransferConfig | None = None,
     *,
-    weights: str | os.PathLike[str] | None = None,
-    freeze_encoder_epochs: int = 0,
-    adapt_inputs: bool = True,
-    epochs: int,
-    **train_kwargs: Any,
+    resume: bool = False,
+    device: str = "auto",
+    work_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> Path:
     """Rebuild ``arch_genotype`` for ``target_task_dir``, load matching weights, fine-tune.
 
@@ -148,28 +181,22 @@ def transfer(
         arch_genotype: a ``genotype.json`` (or ``"unet"`` / ``"dynunet"``).
         target_task_dir: the target task.
         run_dir: the new run folder.
-        weights: a ``model.pt`` or a run folder (none: train from scratch, nothing transferred).
-        freeze_encoder_epochs: keep the transferred encoder fixed for this many epochs (adapted
-            input kernels are not frozen).
-        adapt_inputs: load the kernels that read the image through
-            :func:`adapt_input_channels` when the target has another number of modalities
-            (``False``: re-initialise them).
-        epochs: fine-tuning epochs.
-        **train_kwargs: the other settings of :func:`nasmed.train.api.train`.
+        config: the settings (default ``TransferConfig()``: no weights, the training defaults).
+        resume, device, work_dir, progress, on_epoch_end: as for :func:`nasmed.training.train`.
 
     Returns:
         ``run_dir``; ``transfer.json`` there lists what was transferred.
 
     Raises:
         RunDirError: unreadable weights. ConfigError: no tensor of ``weights`` fits the network.
-        And everything :func:`~nasmed.train.api.train` raises.
+        And everything :func:`~nasmed.training.train` raises.
     """
+    config = config or TransferConfig()
     source: Path | None = None
     state: dict[str, torch.Tensor] = {}
-    if weights is not None:
-        source, state = load_weights(weights)  # before anything is written
-    if freeze_encoder_epochs < 0:
-        raise ConfigError(f"--freeze-encoder-epochs must be >= 0, got {freeze_encoder_epochs}")
+    if config.weights is not None:
+        source, state = load_weights(config.weights)  # before anything is written
+    freeze_encoder_epochs, adapt_inputs = config.freeze_encoder_epochs, config.adapt_inputs
 
     def prepare(model: nn.Module, run: Path) -> list[str]:
         frozen: list[str] = []
@@ -199,41 +226,17 @@ def transfer(
         atomic_write_json(run / "transfer.json", report)
         return frozen
 
-    prep: Callable[[nn.Module, Path], list[str]] = prepare
-    return _run(
+    return run_training(
         "transfer",
         target_task_dir,
         arch_genotype,
         run_dir,
-        epochs=epochs,
-        freeze_epochs=freeze_encoder_epochs,
-        prepare=prep,
+        config.train.replace(freeze_epochs=freeze_encoder_epochs),
+        resume=resume,
+        device=device,
+        work_dir=work_dir,
+        progress=progress,
+        on_epoch_end=on_epoch_end,
+        prepare=prepare,
         extra_settings={"weights": str(source) if source else None, "adapt_inputs": adapt_inputs},
-        **_train_defaults(train_kwargs),
     )
-
-
-def _train_defaults(kw: dict[str, Any]) -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "patch": None,
-        "fold": 0,
-        "width": 1.0,
-        "deep_supervision": False,
-        "optimizer": "sgd",
-        "lr": None,
-        "batch_size": 2,
-        "steps_per_epoch": 250,
-        "val_every": 1,
-        "resume": False,
-        "seed": 0,
-        "device": "auto",
-        "work_dir": None,
-        "workers": 0,
-        "folds": 5,
-        "progress": True,
-        "on_epoch_end": None,
-    }
-    unknown = sorted(set(kw) - set(defaults))
-    if unknown:
-        raise TypeError(f"transfer() got unexpected keyword arguments {unknown}")
-    return {**defaults, **kw}

@@ -39,7 +39,7 @@ from nasmed.classify.autoclint import (
     is_multilabel,
 )
 from nasmed.classify.backbones import BackboneSpec
-from nasmed.classify.outputs import test_metrics, write_attention_maps, write_predictions
+from nasmed.classify.outputs import FiguresFn, RunFigures, test_metrics, write_predictions
 from nasmed.classify.pretrained import load_pretrained, save_backbone
 from nasmed.classify.saol import Classifier, build_classifier
 from nasmed.classify.selfsup import LossConfig
@@ -252,6 +252,7 @@ def classify(
     cache_dir: str | os.PathLike[str] | None = None,
     pretrained: str | os.PathLike[str] | None = None,
     policy: Policy | None = None,
+    figures: FiguresFn | None = None,
 ) -> dict[str, Any]:
     """Classify the slices of ``task_dir`` within ``cfg.time_budget`` s; returns the metrics.
 
@@ -263,10 +264,11 @@ def classify(
         cache_dir: slice cache folder (None: no cache).
         pretrained: a ``backbone.pt`` to start from.
         policy: augmentation to train with from the start (searches add to it).
+        figures: draws ``alc.png`` and ``attention/`` (the CLI passes
+            :func:`nasmed.viz.classify.write_run_figures`; ``None``: no figures, no matplotlib).
     """
     start = time.perf_counter()
     deadline = start + cfg.time_budget
-    import nasmed.viz.classify  # noqa: F401  (matplotlib start-up counted before training)
 
     out = Path(out_dir)
     task = load_task(task_dir)
@@ -299,14 +301,22 @@ def classify(
     metrics = test_metrics(data.test, res.final_probs, data.multilabel)
     times = [p.seconds for p in res.predictions]
     scores = [p.score or 0.0 for p in res.predictions]
-    from nasmed.viz.classify import plot_alc
-    from nasmed.viz.figure import save_png
-
-    save_png(plot_alc(times, scores, cfg.time_budget, value=res.alc or 0.0), out / "alc.png")
     res.policy.save(out / "policy.json")
-    n_att = write_attention_maps(
-        model, data.test, cfg.attention_maps, device, out / "attention", res.final_probs
-    )
+    n_att = 0
+    if figures is not None:
+        run = RunFigures(
+            out_dir=out,
+            model=model,
+            test=data.test,
+            probs=res.final_probs,
+            times=times,
+            scores=scores,
+            time_budget=cfg.time_budget,
+            alc=res.alc or 0.0,
+            attention_maps=cfg.attention_maps,
+            device=device,
+        )
+        n_att = figures(run)
     save_checkpoint(
         out / "model.pt",
         {

@@ -1,9 +1,13 @@
-"""The files a classify run writes about its test slices: predictions, metrics, attention maps."""
+"""The files a classify run writes about its test slices: predictions and metrics; and what its
+figures are drawn from (:class:`RunFigures`; the drawing is :mod:`nasmed.viz.classify`'s, so
+that classification never needs matplotlib)."""
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ from decathlon.slices import SliceSet
 from nasmed.classify.alc import class_aucs
 from nasmed.classify.saol import Classifier
 
-__all__ = ["test_metrics", "write_attention_maps", "write_predictions"]
+__all__ = ["RunFigures", "test_metrics", "write_predictions"]
 
 
 def write_predictions(path: Path, test: SliceSet, probs: np.ndarray, multilabel: bool) -> None:
@@ -67,39 +71,35 @@ def test_metrics(test: SliceSet, probs: np.ndarray, multilabel: bool) -> dict[st
     }
 
 
-def write_attention_maps(
-    model: Classifier, test: SliceSet, n: int, device: torch.device, folder: Path, probs: np.ndarray
-) -> int:
-    """Attention PNGs of up to ``n`` test slices showing a class (SAOL only); returns the count."""
-    from nasmed.viz.classify import plot_attention
-    from nasmed.viz.figure import save_png
+@dataclass(frozen=True)
+class RunFigures:
+    """What a finished classify run's figures are drawn from (``alc.png``, ``attention/``).
 
-    folder.mkdir(parents=True, exist_ok=True)
-    if model.head_name != "saol" or n <= 0 or len(test) == 0:
-        return 0
-    fg = np.flatnonzero(test.targets.any(axis=1))
-    pool = fg if len(fg) else np.arange(len(test))
-    pick = pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)]
-    model.eval()
-    with torch.no_grad():
-        att = model(torch.from_numpy(test.images[pick]).to(device)).attention
-    assert att is not None
-    cases = test.slice_cases
-    names = [f"{cases[i]}_slice{int(test.slice_index[i]):03d}" for i in pick]
-    titles = [
-        ", ".join(
-            f"{c} {p:.2f}/{t}" for c, p, t in zip(test.class_names, probs[i], test.targets[i])
-        )
-        for i in pick
-    ]
-    maps = att.cpu().numpy()
-    masks = None if test.masks is None else test.masks[pick]
-    for j, (name, title) in enumerate(zip(names, titles)):
-        fig = plot_attention(
-            test.images[pick[j] : pick[j] + 1],
-            maps[j : j + 1],
-            titles=[title],
-            masks=None if masks is None else masks[j : j + 1],
-        )
-        save_png(fig, folder / f"{name}.png", dpi=80)
-    return len(pick)
+    Attributes:
+        out_dir: the run folder.
+        model: the trained classifier.
+        test: the test slices.
+        probs: their predicted probabilities.
+        times: seconds of each anytime prediction.
+        scores: their scores.
+        time_budget: the run's budget (s).
+        alc: the area under the learning curve.
+        attention_maps: how many attention maps to draw (SAOL only).
+        device: where the model runs.
+    """
+
+    out_dir: Path
+    model: Classifier
+    test: SliceSet
+    probs: np.ndarray
+    times: list[float]
+    scores: list[float]
+    time_budget: float
+    alc: float
+    attention_maps: int
+    device: torch.device
+
+
+#: Draws a run's figures; returns the number of attention maps drawn
+#: (:func:`nasmed.viz.classify.write_run_figures`, which the CLI passes).
+FiguresFn = Callable[[RunFigures], int]

@@ -167,6 +167,8 @@ def _classify(args: argparse.Namespace) -> int:
         pretrained = pretrain_backbone(
             args.pretrain_on, out / "pretrained_backbone.pt", pre, device=device, cache_dir=cache
         )
+    from nasmed.viz.classify import write_run_figures  # matplotlib loads before the clock
+
     start = time.perf_counter()
     try:
         m = classify(
@@ -177,6 +179,7 @@ def _classify(args: argparse.Namespace) -> int:
             cache_dir=cache,
             pretrained=pretrained,
             policy=policy,
+            figures=write_run_figures,
         )
     finally:
         release_run_dir(out)

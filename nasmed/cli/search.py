@@ -142,6 +142,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--workers", type=int, default=0, help="loader processes per half (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the search in RUN_DIR")
+    p.add_argument(
+        "--time-budget", type=float, default=None, metavar="SECONDS", help="stop in time"
+    )
+    p.add_argument("--no-augment", action="store_true", help="no augmentation in weight steps")
     _add_threads(p, None)
     add_seed(p)
     add_device(p)
@@ -188,6 +192,7 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     from nasmed.search.loop import SearchConfig, parse_cost_budget, run_search
+    from nasmed.train.augment import AugmentConfig
 
     _set_threads(args)
     cost = (
@@ -217,6 +222,8 @@ def _search(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         workers=args.workers,
         seed=args.seed,
+        augment=AugmentConfig(enabled=not args.no_augment),
+        time_budget=args.time_budget,
     )
     result = run_search(
         args.task,

@@ -1,6 +1,6 @@
 """Verbs ``train``, ``predict``, ``evaluate``, ``transfer``: what a user does with an architecture.
 
-Each verb calls one plain function (:func:`nasmed.train.api.train`, :func:`nasmed.infer.predict`,
+Each verb calls one plain function (:func:`nasmed.training.train`, :func:`nasmed.infer.predict`,
 :func:`nasmed.evaluate.evaluate`, :func:`nasmed.transfer.transfer`) and prints where its outputs
 are. Bad input is one line on stderr and exit status 2, with nothing half-written.
 """
@@ -23,6 +23,8 @@ from nasmed.cli.common import (
 )
 from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
+from nasmed.train.augment import AUGMENT_PARTS, AugmentConfig
+from nasmed.train.config import TrainConfig
 
 __all__ = ["register"]
 
@@ -40,31 +42,110 @@ def _fold(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"fold must be an integer or all, not {text!r}") from None
 
 
+_D = TrainConfig()  # the defaults, in one place
+
+
 def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
-    p.add_argument("--epochs", type=int, default=50, help="epochs (default 50)")
+    p.add_argument("--epochs", type=int, default=_D.epochs, help=f"epochs (default {_D.epochs})")
     add_patch(p, "training patch and sliding window (default: the plan's, fitted to the network)")
     p.add_argument(
         "--fold",
         type=_fold,
-        default=0,
+        default=_D.fold,
         help="cross-validation fold (default 0), or all: train on every case (nnU-Net's "
         "convention, for tasks too small to hold any case out)",
     )
-    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
-    p.add_argument(
-        "--deep-supervision", action="store_true", help="deep supervision (genotype, dynunet)"
+    p.add_argument("--folds", type=int, default=_D.folds, help="number of folds (default 5)")
+    p.add_argument("--width", type=float, default=_D.width, help="channel multiplier (default 1)")
+    ds = p.add_mutually_exclusive_group()
+    ds.add_argument(
+        "--deep-supervision",
+        dest="deep_supervision",
+        action="store_const",
+        const=True,
+        default=None,
+        help="deep supervision (default: on for dynunet and genotypes, off for unet)",
     )
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="default sgd")
+    ds.add_argument(
+        "--no-deep-supervision", dest="deep_supervision", action="store_const", const=False
+    )
+    p.add_argument(
+        "--optimizer", choices=("sgd", "adamw"), default=_D.optimizer, help="default sgd"
+    )
     p.add_argument("--lr", type=float, default=None, help="learning rate (sgd 1e-2, adamw 3e-4)")
-    p.add_argument("--batch", type=int, default=2, help="patches per step (default 2)")
-    p.add_argument("--steps", type=int, default=250, help="steps per epoch (default 250)")
-    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1)")
+    p.add_argument(
+        "--weight-decay", type=float, default=None, help="weight decay (sgd 3e-5, adamw 1e-2)"
+    )
+    p.add_argument(
+        "--momentum", type=float, default=_D.momentum, help=f"SGD momentum ({_D.momentum})"
+    )
+    p.add_argument(
+        "--poly-exponent",
+        type=float,
+        default=_D.poly_exponent,
+        help=f"poly decay exponent, 0 = constant (default {_D.poly_exponent})",
+    )
+    p.add_argument(
+        "--grad-clip",
+        type=float,
+        default=_D.grad_clip,
+        help=f"gradient norm clip, 0 = off (default {_D.grad_clip:g})",
+    )
+    amp = p.add_mutually_exclusive_group()
+    amp.add_argument(
+        "--amp",
+        dest="amp",
+        action="store_const",
+        const=True,
+        default=None,
+        help="mixed precision (default: on CUDA)",
+    )
+    amp.add_argument("--no-amp", dest="amp", action="store_const", const=False)
+    p.add_argument("--batch", type=int, default=_D.batch_size, help="patches per step (default 2)")
+    p.add_argument(
+        "--steps", type=int, default=_D.steps_per_epoch, help="steps per epoch (default 250)"
+    )
+    p.add_argument(
+        "--val-every", type=int, default=_D.val_every, help="validate every N epochs (default 1)"
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop (validated, checkpointed) before this many seconds of training",
+    )
+    p.add_argument(
+        "--no-augment", action="store_true", help="no data augmentation (default: nnU-Net's)"
+    )
+    p.add_argument(
+        "--augment-off",
+        nargs="+",
+        default=[],
+        metavar="PART",
+        choices=AUGMENT_PARTS,
+        help=f"switch augmentation parts off: {', '.join(AUGMENT_PARTS)}",
+    )
+    p.add_argument(
+        "--elastic",
+        type=float,
+        default=None,
+        metavar="P",
+        help="elastic deformation with probability P (default off, as nnU-Net v2)",
+    )
+    p.add_argument(
+        "--no-postprocess",
+        dest="postprocess",
+        action="store_false",
+        help="do not decide largest-component postprocessing on the validation cases",
+    )
     p.add_argument(
         "--work-dir", default=None, help="preprocessing folder to (re)use (default RUN_DIR/work)"
     )
-    p.add_argument("--workers", type=int, default=2, help="loader processes (default 2)")
+    p.add_argument(
+        "--workers", type=int, default=_D.workers, help=f"loader processes (default {_D.workers})"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     add_seed(p)
     add_device(p)
@@ -72,24 +153,46 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     add_common(p)
 
 
-def _training_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _augment(args: argparse.Namespace) -> AugmentConfig:
+    if args.no_augment:
+        return AugmentConfig.off()
+    aug = AugmentConfig().without(*args.augment_off)
+    if args.elastic is not None:
+        aug = AugmentConfig(**{**aug.to_json(), "elastic": args.elastic})
+    return aug
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs,
+        patch=tuple(args.patch) if args.patch else None,
+        fold=args.fold,
+        folds=args.folds,
+        width=args.width,
+        deep_supervision=args.deep_supervision,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        poly_exponent=args.poly_exponent,
+        grad_clip=args.grad_clip,
+        amp=args.amp,
+        batch_size=args.batch,
+        steps_per_epoch=args.steps,
+        val_every=args.val_every,
+        seed=args.seed,
+        workers=args.workers,
+        augment=_augment(args),
+        time_budget=args.time_budget,
+        postprocess=args.postprocess,
+    )
+
+
+def _runtime(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "epochs": args.epochs,
-        "patch": tuple(args.patch) if args.patch else None,
-        "fold": args.fold,
-        "folds": args.folds,
-        "width": args.width,
-        "deep_supervision": args.deep_supervision,
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "batch_size": args.batch,
-        "steps_per_epoch": args.steps,
-        "val_every": args.val_every,
         "resume": args.resume,
-        "seed": args.seed,
         "device": args.device,
         "work_dir": args.work_dir,
-        "workers": args.workers,
         "progress": _progress(args),
     }
 
@@ -202,39 +305,37 @@ def register(sub: Any) -> None:
 def _summary(run: Path) -> str:
     info = json.loads((run / "model.json").read_text(encoding="utf-8")).get("info", {})
     best = info.get("best_val_dice")
+    stopped = " (stopped by the time budget)" if info.get("stopped_by_time_budget") else ""
     best_s = f"{best:.4f} (epoch {info.get('best_epoch', 0) + 1})" if best is not None else "n/a"
     return (
         f"trained {info.get('epochs')} epochs, {info.get('params', 0):,} parameters, "
-        f"best validation Dice {best_s}\n"
+        f"best validation Dice {best_s}{stopped}\n"
         f"model:   {run / 'model.pt'} + {run / 'model.json'}\n"
         f"history: {run / 'history.csv'} (TensorBoard: {run / 'tensorboard'})"
     )
 
 
 def _train(args: argparse.Namespace) -> int:
-    from nasmed.train.api import train
+    from nasmed.training import train
 
     pipeline = pipeline_config_from_args(args)
-    run = train(args.task_dir, args.arch, args.out, pipeline=pipeline, **_training_kwargs(args))
+    run = train(
+        args.task_dir, args.arch, args.out, _train_config(args), pipeline=pipeline, **_runtime(args)
+    )
     print(_summary(run))
     return 0
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from nasmed.transfer import transfer
+    from nasmed.transfer import TransferConfig, transfer
 
-    kw = _training_kwargs(args)
-    epochs = kw.pop("epochs")
-    run = transfer(
-        args.arch,
-        args.task_dir,
-        args.out,
+    config = TransferConfig(
         weights=args.weights,
         freeze_encoder_epochs=args.freeze_encoder_epochs,
         adapt_inputs=args.adapt_inputs,
-        epochs=epochs,
-        **kw,
+        train=_train_config(args),
     )
+    run = transfer(args.arch, args.task_dir, args.out, config, **_runtime(args))
     report = json.loads((run / "transfer.json").read_text(encoding="utf-8"))
     if report.get("weights"):
         print(

@@ -5,7 +5,7 @@ Reads ``$nnUNet_preprocessed/DatasetXXX_Name/nnUNetPlans.json`` (written by
 nnU-Net's own ``PlansManager``), and replaces its ``architecture`` with
 :class:`~nasmed.export.nnunet_net.NasmedNnUNet`: the genotype as plain JSON, the network's real
 strides, ``conv_op`` as a dotted name in ``_kw_requires_import``. The patch is fitted like the
-genotype's own plan (:func:`nasmed.train.api.default_patch`: each side rounded down to the
+genotype's own plan (:func:`nasmed.training.default_patch`: each side rounded down to the
 space's divisor, at least one divisor). ``data_identifier`` stays the source configuration's, so
 the existing preprocessed data is reused. The new file is ``<dataset>/<plans name>.json``,
 written atomically; the configuration keeps its name, so training is

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from decathlon.sampling import BatchShards, PatchLoader, make_loader
+from decathlon.sampling import BatchShards, PatchLoader, PatchTransform, make_loader
 from nasmed.distributed import (
     all_reduce_mean,
     broadcast_object,
@@ -81,6 +81,7 @@ def make_rank_loader(
     world: int,
     workers: int = 0,
     pin_memory: bool = False,
+    transform: PatchTransform | None = None,
 ) -> PatchLoader:
     """Rank ``rank``'s patch loader: its share of the batches of
     :func:`decathlon.sampling.make_loader` with ``batch_size=global_batch`` (same patches).
@@ -100,6 +101,7 @@ def make_rank_loader(
         pin_memory=pin_memory,
         rank=rank,
         world=world,
+        transform=transform,
     )
 
 
@@ -153,7 +155,7 @@ class DistributedTrainer(Trainer):
             self.loader = make_rank_loader(
                 cache_dir,
                 train_cases,
-                config.patch,
+                self.patch,
                 global_batch=config.batch_size,
                 steps_per_epoch=config.steps_per_epoch,
                 seed=config.seed,
@@ -161,6 +163,7 @@ class DistributedTrainer(Trainer):
                 world=self.world,
                 workers=config.workers,
                 pin_memory=self.device.type == "cuda",
+                transform=self.transform,
             )
             log.info(
                 "rank %d of %d: %d of %d patches per step",

@@ -77,7 +77,7 @@ class PipelineTrainer(DistributedTrainer):
         if p.balance is None:
             micro = max(1, c.batch_size // p.chunks)
             gen = torch.Generator().manual_seed(PROFILE_SEED)
-            sample = torch.randn(micro, _in_channels(model), *c.patch, generator=gen)
+            sample = torch.randn(micro, _in_channels(model), *self.patch, generator=gen)
             sample = sample.to(self.device)
         net = build_pipeline(model, p, sample=sample, batch_size=c.batch_size)
         return net

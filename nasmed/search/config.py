@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -17,6 +17,8 @@ import torch
 from nasmed.errors import ConfigError
 from nasmed.supernet.gumbel import ScheduleKind, TemperatureSchedule
 from nasmed.supernet.plans import Mode
+from nasmed.train.augment import AugmentConfig
+from nasmed.train.config import check_time_budget
 
 __all__ = [
     "DEFAULT_WEIGHT_LR",
@@ -168,6 +170,8 @@ class SearchConfig:
         val_every: validate the argmax architecture every this many epochs (and after the last).
         workers: patch-loader processes per half.
         seed: seeds the weights, the patches and the Gumbel samples.
+        augment: augmentation of the weight steps' patches (nnU-Net's; ``AugmentConfig.off()``).
+        time_budget: stop after the epoch that would otherwise pass this many seconds.
     """
 
     space: str = "scnas"
@@ -193,6 +197,8 @@ class SearchConfig:
     val_every: int = 1
     workers: int = 0
     seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    time_budget: float | None = None
 
     def __post_init__(self) -> None:
         for name, enum, option in (
@@ -243,6 +249,7 @@ class SearchConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_time_budget(self.time_budget)
         if self.cost is not None and not isinstance(self.cost, CostTerm):
             raise ConfigError(f"cost must be a CostTerm, got {type(self.cost).__name__}")
 
@@ -291,4 +298,5 @@ class SearchConfig:
             data[key] = getattr(self, key).value
         data["patch"] = list(self.patch) if self.patch is not None else None
         data["cost"] = self.cost.to_json() if self.cost is not None else None
+        data["augment"] = self.augment.to_json()
         return data

@@ -40,6 +40,7 @@ from nasmed.search.estimators import Gdas, make_estimator
 from nasmed.search.monitor import ArgmaxChild, entropy_fields, peak_memory_mb, write_snapshot
 from nasmed.supernet import Mode, Supernet, expected_cost
 from nasmed.supernet.cell import CellPlan
+from nasmed.train.augment import Augmenter
 from nasmed.train.checkpoint import capture_rng, restore_checkpoint, restore_rng, save_checkpoint
 from nasmed.train.history import History
 from nasmed.train.losses import make_seg_loss
@@ -131,6 +132,9 @@ class Searcher:
                 samples_per_epoch=config.steps_per_epoch * config.batch_size,
                 seed=config.seed + offset,
                 pin_memory=device.type == "cuda",
+                transform=Augmenter(config.augment)
+                if offset == 0 and config.augment.active
+                else None,
             )
             for offset, cases in enumerate((weight_cases, arch_cases))
             if cache_dir is not None
@@ -364,6 +368,7 @@ class Searcher:
             unit="step",
             disable=not (self.progress and is_main()),
         )
+        started = time.monotonic()
         try:
             for epoch in range(self.start_epoch, c.epochs):
                 row = self.train_epoch(epoch, bar)
@@ -392,6 +397,10 @@ class Searcher:
                 )
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch, row)
+                spent, done = time.monotonic() - started, epoch + 1 - self.start_epoch
+                if c.time_budget is not None and spent + spent / done > c.time_budget:
+                    log.info("time budget of %.0f s: stopping after epoch %d", c.time_budget, done)
+                    break
         finally:
             bar.close()
             if history is not None:

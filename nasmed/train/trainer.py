@@ -2,7 +2,11 @@
 
 One epoch is ``steps_per_epoch`` batches of patches from the preprocessed cache
 (:func:`decathlon.sampling.make_loader`, whose patches depend only on ``(seed, epoch, index)``).
-The learning rate follows nnU-Net's poly schedule per epoch, ``lr * (1 - epoch / epochs) ** 0.9``.
+The patches are augmented in the loader workers (:class:`~nasmed.train.augment.Augmenter`, nnU-Net's
+recipe unless ``config.augment`` is off). The learning rate follows nnU-Net's poly schedule per
+epoch, ``lr * (1 - epoch / epochs) ** 0.9``; with ``config.time_budget`` the run stops before the
+budget (validating and checkpointing its last epoch) and the schedule follows the larger of the
+epoch and time fractions.
 Every ``val_every`` epochs (and after the last) a validation callable scores the network; the best
 score's weights go to ``checkpoints/best.pt``. After every epoch ``checkpoints/last.pt`` holds the
 network, optimizer, grad scaler, epoch, best score and every RNG state, written atomically, so a
@@ -21,9 +25,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,88 +36,25 @@ from tqdm import tqdm
 from decathlon.sampling import make_loader
 from nasmed.distributed import is_main
 from nasmed.errors import ConfigError
+from nasmed.train.augment import Augmenter
 from nasmed.train.checkpoint import capture_rng, restore_checkpoint, restore_rng, save_checkpoint
+from nasmed.train.config import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, TrainConfig
 from nasmed.train.history import History
 from nasmed.train.losses import DeepSupervisionLoss, make_seg_loss
 
-__all__ = ["DEFAULT_LR", "FitResult", "TrainConfig", "Trainer", "ValidateFn"]
+__all__ = [
+    "DEFAULT_LR",
+    "DEFAULT_WEIGHT_DECAY",
+    "FitResult",
+    "TrainConfig",
+    "Trainer",
+    "ValidateFn",
+]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LR = {"sgd": 1e-2, "adamw": 3e-4}
-DEFAULT_WEIGHT_DECAY = {"sgd": 3e-5, "adamw": 1e-2}
-
 #: Scores a network: returns at least ``{"dice": mean foreground Dice}``; may add more keys.
 ValidateFn = Callable[[nn.Module], dict[str, float]]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (validated on construction; a bad value is a :class:`ConfigError`).
-
-    Attributes:
-        epochs: epochs to train.
-        patch: the training patch.
-        steps_per_epoch: batches per epoch.
-        batch_size: patches per batch.
-        optimizer: ``"sgd"`` (Nesterov, momentum 0.99, nnU-Net) or ``"adamw"``.
-        lr: initial learning rate (default 1e-2 for SGD, 3e-4 for AdamW).
-        weight_decay: default 3e-5 (SGD) or 1e-2 (AdamW).
-        poly_exponent: exponent of the poly decay (0: constant rate).
-        val_every: validate every this many epochs (and after the last one).
-        grad_clip: gradient norm clip (nnU-Net: 12); 0 disables.
-        amp: mixed precision; ``None`` means on CUDA only.
-        seed: seeds the patches.
-        workers: loader processes.
-        freeze_epochs: keep the ``frozen`` parameters fixed for the first this many epochs.
-    """
-
-    epochs: int
-    patch: tuple[int, int, int]
-    steps_per_epoch: int = 250
-    batch_size: int = 2
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float | None = None
-    weight_decay: float | None = None
-    momentum: float = 0.99
-    poly_exponent: float = 0.9
-    val_every: int = 1
-    grad_clip: float = 12.0
-    amp: bool | None = None
-    seed: int = 0
-    workers: int = 0
-    freeze_epochs: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "patch", tuple(int(p) for p in self.patch))
-        checks = [
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.steps_per_epoch >= 1, f"--steps must be >= 1, got {self.steps_per_epoch}"),
-            (self.batch_size >= 1, f"--batch must be >= 1, got {self.batch_size}"),
-            (
-                self.optimizer in DEFAULT_LR,
-                f"--optimizer must be sgd or adamw, not {self.optimizer!r}",
-            ),
-            (self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (self.val_every >= 1, f"--val-every must be >= 1, got {self.val_every}"),
-            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
-            (self.freeze_epochs >= 0, f"freeze epochs must be >= 0, got {self.freeze_epochs}"),
-            (len(self.patch) == 3 and min(self.patch) >= 1, f"bad patch {list(self.patch)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
-    @property
-    def learning_rate(self) -> float:
-        """The initial learning rate (given or the optimizer's default)."""
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form (recorded in ``run.json``)."""
-        data = asdict(self)
-        data["patch"] = list(self.patch)
-        return data
 
 
 @dataclass(frozen=True)
@@ -125,6 +66,7 @@ class FitResult:
     best_epoch: int | None
     final_dice: float | None
     seconds_per_epoch: float
+    stopped_by_time: bool = False
 
 
 class Trainer:
@@ -158,7 +100,10 @@ class Trainer:
         progress: bool = True,
         on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
+        if config.patch is None:
+            raise ConfigError("the trainer needs a patch (TrainConfig.patch)")
         self.config = config
+        self.patch: tuple[int, int, int] = config.patch
         self.device = device
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -176,17 +121,21 @@ class Trainer:
         self.loss_fn = DeepSupervisionLoss(make_seg_loss())
         self.optimizer = self.build_optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.transform = Augmenter(config.augment) if config.augment.active else None
         self.loader = make_loader(
             cache_dir,
             list(train_cases),
-            config.patch,
+            self.patch,
             batch_size=config.batch_size,
             workers=config.workers,
             samples_per_epoch=config.steps_per_epoch * config.batch_size,
             seed=config.seed,
             pin_memory=device.type == "cuda",
+            transform=self.transform,
         )
         self.start_epoch = 0
+        self.started_at = time.monotonic()
+        self.stopping = False  # the time budget ends the run after this epoch
         self.best_dice: float | None = None
         self.best_epoch: int | None = None
 
@@ -201,12 +150,14 @@ class Trainer:
         c = self.config
         params = list(self.model.parameters())
         if c.optimizer == "sgd":
-            wd = DEFAULT_WEIGHT_DECAY["sgd"] if c.weight_decay is None else c.weight_decay
             return torch.optim.SGD(
-                params, lr=c.learning_rate, momentum=c.momentum, nesterov=True, weight_decay=wd
+                params,
+                lr=c.learning_rate,
+                momentum=c.momentum,
+                nesterov=c.momentum > 0,
+                weight_decay=c.decay,
             )
-        wd = DEFAULT_WEIGHT_DECAY["adamw"] if c.weight_decay is None else c.weight_decay
-        return torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.decay)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Mixed precision on CUDA (float16), nothing elsewhere."""
@@ -247,9 +198,24 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------
 
     def lr_at(self, epoch: int) -> float:
-        """The poly learning rate of ``epoch``."""
+        """The poly learning rate of ``epoch`` (and of the time spent, with a time budget)."""
         c = self.config
-        return c.learning_rate * (1 - epoch / c.epochs) ** c.poly_exponent
+        done = epoch / c.epochs
+        if c.time_budget is not None:
+            done = max(done, min(1.0, self.elapsed() / c.time_budget))
+        return c.learning_rate * max(0.0, 1 - done) ** c.poly_exponent
+
+    def elapsed(self) -> float:
+        """Seconds since this trainer started (or resumed)."""
+        return time.monotonic() - self.started_at
+
+    def out_of_time(self, epochs_done: int) -> bool:
+        """Whether another epoch, at the mean pace so far, would pass the time budget."""
+        budget = self.config.time_budget
+        if budget is None or epochs_done <= 0:
+            return False
+        elapsed = self.elapsed()
+        return elapsed + elapsed / epochs_done > budget
 
     def _set_frozen(self, epoch: int) -> bool:
         freeze = epoch < self.config.freeze_epochs
@@ -305,8 +271,8 @@ class Trainer:
         return row
 
     def validate(self, epoch: int) -> dict[str, float] | None:
-        """Score the network if this epoch validates; ``None`` otherwise."""
-        last = epoch == self.config.epochs - 1
+        """Score the network if this epoch validates (or is the last one); ``None`` otherwise."""
+        last = self.stopping or epoch == self.config.epochs - 1
         if self.validate_fn is None or not (last or (epoch + 1) % self.config.val_every == 0):
             return None
         self.net.eval()
@@ -349,6 +315,9 @@ class Trainer:
         """Train from the start (or from ``checkpoints/last.pt`` when ``resume``)."""
         if resume:
             self.resume()
+        self.started_at = time.monotonic()
+        stopped = False
+        done = 0
         history = History(self.run_dir, resume_epoch=self.start_epoch) if is_main() else None
         final: float | None = None
         seconds: list[float] = []
@@ -356,6 +325,9 @@ class Trainer:
             for epoch in range(self.start_epoch, self.config.epochs):
                 row = self.train_epoch(epoch)
                 seconds.append(float(row["seconds"]))
+                done += 1
+                stopped = epoch < self.config.epochs - 1 and self.out_of_time(done)
+                self.stopping = stopped
                 scores = self.validate(epoch)
                 if scores is not None:
                     row.update(scores)
@@ -382,14 +354,24 @@ class Trainer:
                 )
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(epoch, row)
+                if stopped:
+                    log.info(
+                        "time budget of %.0f s: stopping after epoch %d/%d (%.0f s)",
+                        self.config.time_budget,
+                        epoch + 1,
+                        self.config.epochs,
+                        self.elapsed(),
+                    )
+                    break
         finally:
             if history is not None:
                 history.close()
         self._set_frozen(self.config.epochs)  # leave every parameter trainable
         return FitResult(
-            epochs=self.config.epochs,
+            epochs=self.start_epoch + done if stopped else self.config.epochs,
             best_dice=self.best_dice,
             best_epoch=self.best_epoch,
             final_dice=final,
             seconds_per_epoch=sum(seconds) / len(seconds) if seconds else math.nan,
+            stopped_by_time=stopped,
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from torch import nn
 from decathlon.errors import DatasetError
 from decathlon.preprocess import load_cached_case
 
-__all__ = ["validate_dice"]
+__all__ = ["predict_cached", "validate_dice"]
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +72,13 @@ def validate_dice(
         raise ValueError("no validation cases")
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    dev = torch.device(device)
-    roi = tuple(int(p) for p in patch)
     metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
-    with torch.no_grad():
-        for name in cases:
-            image, seg, _ = load_cached_case(cache_dir, name, mmap=False)
-            if seg is None:
-                raise DatasetError(f"{cache_dir}: case {name!r} has no label to validate against")
-            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(dev)
-            logits = sliding_window_inference(
-                x,
-                roi,
-                sw_batch_size,
-                _logits_only(net),
-                overlap=overlap,
-                mode="gaussian",
-            )
-            assert isinstance(logits, torch.Tensor)
-            pred = logits.argmax(dim=1, keepdim=True).cpu()
-            label = torch.from_numpy(np.asarray(seg, dtype=np.int64))[None]
-            metric(y_pred=one_hot(pred, num_classes), y=one_hot(label, num_classes))
+    for _, pred, seg in predict_cached(
+        net, cache_dir, cases, patch, device=device, sw_batch_size=sw_batch_size, overlap=overlap
+    ):
+        p = torch.from_numpy(pred.astype(np.int64))[None, None]
+        label = torch.from_numpy(seg.astype(np.int64))[None, None]
+        metric(y_pred=one_hot(p, num_classes), y=one_hot(label, num_classes))
     scores = metric.aggregate()
     assert isinstance(scores, torch.Tensor)
     metric.reset()
@@ -105,6 +91,38 @@ def validate_dice(
     mean = sum(finite) / len(finite) if finite else math.nan
     log.debug("validation Dice %.4f on %d cases (%s)", mean, len(cases), per_class)
     return {"dice": mean, "per_class": per_class}
+
+
+def predict_cached(
+    net: nn.Module,
+    cache_dir: str | os.PathLike[str],
+    cases: Sequence[str],
+    patch: Sequence[int],
+    *,
+    device: torch.device | str = "cpu",
+    sw_batch_size: int = 1,
+    overlap: float = 0.25,
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, predicted labels (X, Y, Z), reference labels (X, Y, Z))`` of each cached case,
+    predicted whole by Gaussian sliding windows of ``patch`` under ``torch.no_grad()``.
+
+    Raises:
+        DatasetError: a case is not in the cache or has no label.
+    """
+    dev = torch.device(device)
+    roi = tuple(int(p) for p in patch)
+    with torch.no_grad():
+        for name in cases:
+            image, seg, _ = load_cached_case(cache_dir, name, mmap=False)
+            if seg is None:
+                raise DatasetError(f"{cache_dir}: case {name!r} has no label to validate against")
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(dev)
+            logits = sliding_window_inference(
+                x, roi, sw_batch_size, _logits_only(net), overlap=overlap, mode="gaussian"
+            )
+            assert isinstance(logits, torch.Tensor)
+            pred = logits.argmax(dim=1).cpu().numpy()[0].astype(np.int16)
+            yield name, pred, np.asarray(seg[0], dtype=np.int16)
 
 
 def _logits_only(net: nn.Module) -> Any:

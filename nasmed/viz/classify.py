@@ -9,18 +9,29 @@ over log-scaled time (:mod:`nasmed.classify.alc`), its area shaded.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from decathlon.slices import SliceSet
 from nasmed.classify.alc import alc, transform_time
 from nasmed.classify.autoaugment.policy import Policy
+from nasmed.classify.outputs import RunFigures
+from nasmed.classify.saol import Classifier
 from nasmed.errors import ConfigError
-from nasmed.viz.figure import hide_ticks, new_figure
+from nasmed.viz.figure import hide_ticks, new_figure, save_png
 
-__all__ = ["plot_alc", "plot_attention", "plot_policy_gallery", "upsample_attention"]
+__all__ = [
+    "plot_alc",
+    "plot_attention",
+    "plot_policy_gallery",
+    "upsample_attention",
+    "write_attention_maps",
+    "write_run_figures",
+]
 
 
 def plot_alc(
@@ -177,3 +188,48 @@ def plot_policy_gallery(
         for ax in row:
             hide_ticks(ax)
     return fig
+
+
+def write_run_figures(run: RunFigures) -> int:
+    """Draw a classify run's ``alc.png`` and ``attention/*.png``; returns the attention maps
+    drawn (the ``figures`` argument of :func:`nasmed.classify.api.classify`)."""
+    fig = plot_alc(run.times, run.scores, run.time_budget, value=run.alc)
+    save_png(fig, run.out_dir / "alc.png")
+    return write_attention_maps(
+        run.model, run.test, run.attention_maps, run.device, run.out_dir / "attention", run.probs
+    )
+
+
+def write_attention_maps(
+    model: Classifier, test: SliceSet, n: int, device: torch.device, folder: Path, probs: np.ndarray
+) -> int:
+    """Attention PNGs of up to ``n`` test slices showing a class (SAOL only); returns the count."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if model.head_name != "saol" or n <= 0 or len(test) == 0:
+        return 0
+    fg = np.flatnonzero(test.targets.any(axis=1))
+    pool = fg if len(fg) else np.arange(len(test))
+    pick = pool[np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)]
+    model.eval()
+    with torch.no_grad():
+        att = model(torch.from_numpy(test.images[pick]).to(device)).attention
+    assert att is not None
+    cases = test.slice_cases
+    names = [f"{cases[i]}_slice{int(test.slice_index[i]):03d}" for i in pick]
+    titles = [
+        ", ".join(
+            f"{c} {p:.2f}/{t}" for c, p, t in zip(test.class_names, probs[i], test.targets[i])
+        )
+        for i in pick
+    ]
+    maps = att.cpu().numpy()
+    masks = None if test.masks is None else test.masks[pick]
+    for j, (name, title) in enumerate(zip(names, titles)):
+        fig = plot_attention(
+            test.images[pick[j] : pick[j] + 1],
+            maps[j : j + 1],
+            titles=[title],
+            masks=None if masks is None else masks[j : j + 1],
+        )
+        save_png(fig, folder / f"{name}.png", dpi=80)
+    return len(pick)

@@ -33,12 +33,10 @@ def trained_unet(
     easy_task: Path, easy_work: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """A MONAI UNet trained briefly on the easy task (a finished run folder)."""
-    from nasmed.train.api import train
+    from nasmed.train.config import TrainConfig
+    from nasmed.training import train
 
-    return train(
-        easy_task,
-        "unet",
-        tmp_path_factory.mktemp("trained") / "run",
+    config = TrainConfig(
         epochs=8,
         patch=EASY_PATCH,
         steps_per_epoch=6,
@@ -47,6 +45,13 @@ def trained_unet(
         lr=3e-3,
         val_every=4,
         folds=4,
+        workers=0,
+    )
+    return train(
+        easy_task,
+        "unet",
+        tmp_path_factory.mktemp("trained") / "run",
+        config,
         device="cpu",
         work_dir=easy_work,
         progress=False,

@@ -11,6 +11,7 @@ from decathlon.synthetic import write_synthetic_task
 from nasmed.cli.main import main
 from nasmed.genotype import Genotype
 from nasmed.search.config import SearchConfig
+from nasmed.train.config import TrainConfig
 
 TINY_ARGS = [
     "--space", "scnas-small", "--epochs", "2", "--warmup", "1", "--steps", "1",
@@ -98,7 +99,7 @@ def test_demo_on_the_embedded_task(
         space="scnas-small", epochs=2, warmup_epochs=1, steps_per_epoch=1, patch=(16, 16, 16)
     )
     monkeypatch.setattr("nasmed.demo.DEMO_SEARCH", replace(tiny, batch_size=1))
-    tiny_train = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 1, "val_every": 1}
+    tiny_train = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=1, workers=0)
     monkeypatch.setattr("nasmed.demo.DEMO_TRAIN", tiny_train)
     out_dir = tmp_path / "demo"
     assert main(["demo", "--out", str(out_dir), "--device", "cpu", "-q"]) == 0

@@ -161,3 +161,56 @@ def test_evaluate_bad_files_exit_2(
     assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "--out", str(out)]) == 2
     assert match in _err(capsys)
     assert not out.exists() and not out.with_suffix(".csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        (["--time-budget", "nan"], "--time-budget"),
+        (["--time-budget", "inf"], "--time-budget"),
+        (["--time-budget", "0"], "--time-budget"),
+        (["--momentum", "1.5"], "--momentum"),
+        (["--grad-clip", "-1"], "--grad-clip"),
+        (["--elastic", "2"], "elastic"),
+    ],
+)
+def test_training_options_are_checked_in_one_line(
+    option: list[str],
+    match: str,
+    easy_task: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = tmp_path / "run"
+    args = ["train", str(easy_task), "--arch", "unet", "--out", str(run), *option, "-q"]
+    assert main(args) == 2
+    assert match in _err(capsys)
+    assert not run.exists()
+
+
+def test_cli_builds_the_config_with_every_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasmed.train.config import TrainConfig
+
+    seen: list[TrainConfig] = []
+
+    def fake_train(task: str, arch: str, out: str, config: TrainConfig, **kw: object) -> Path:
+        seen.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("nasmed.training.train", fake_train)
+    options = "--amp --weight-decay 0.001 --momentum 0.9 --poly-exponent 1.0 --grad-clip 5"
+    options += " --time-budget 60 --augment-off mirror gamma --elastic 0.2 --no-deep-supervision"
+    options += " --no-postprocess"
+    with pytest.raises(SystemExit):
+        main(["train", "T", "--arch", "dynunet", "--out", "R", *options.split()])
+    c = seen[0]
+    assert (c.amp, c.weight_decay, c.momentum, c.poly_exponent, c.grad_clip) == (
+        True,
+        0.001,
+        0.9,
+        1.0,
+        5.0,
+    )
+    assert c.time_budget == 60.0 and c.deep_supervision is False and not c.postprocess
+    assert c.augment.mirror == 0 and c.augment.gamma == 0 and c.augment.elastic == 0.2
+    assert c.augment.noise == 0.1 and c.workers == TrainConfig().workers

@@ -37,12 +37,12 @@ def _losses(run: Path) -> list[float]:
 
 
 def test_amp_training_step_on_cuda(task: Path, tmp_path: Path) -> None:
-    from nasmed.train.api import train
+    from nasmed.train.config import TrainConfig
+    from nasmed.training import train
 
-    run = train(
-        task, "unet", tmp_path / "r", epochs=2, patch=PATCH, steps_per_epoch=3, width=0.5,
-        folds=2, device="cuda", progress=False, work_dir=tmp_path / "w",
-    )  # fmt: skip
+    config = TrainConfig(epochs=2, patch=PATCH, steps_per_epoch=3, width=0.5, folds=2, amp=True)
+    run = train(task, "unet", tmp_path / "r", config, device="cuda", progress=False,
+                work_dir=tmp_path / "w")  # fmt: skip
     losses = _losses(run)
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
     state = torch.load(run / "model.pt", weights_only=True)
@@ -83,14 +83,14 @@ def test_predict_on_cuda_matches_cpu(task: Path, tmp_path: Path) -> None:
 
 def test_gpipe_two_partitions_on_cuda(task: Path, tmp_path: Path) -> None:
     from nasmed.pipeline import PipelineConfig
-    from nasmed.train.api import train
+    from nasmed.train.config import TrainConfig
+    from nasmed.training import train
 
     devices = ("cuda:0", "cuda:1") if torch.cuda.device_count() > 1 else ("cuda:0", "cuda:0")
-    run = train(
-        task, "unet", tmp_path / "r", epochs=1, patch=PATCH, steps_per_epoch=2, width=0.5,
-        folds=2, batch_size=4, device="cuda", progress=False, work_dir=tmp_path / "w",
-        pipeline=PipelineConfig(devices=devices, chunks=2),
-    )  # fmt: skip
+    config = TrainConfig(epochs=1, patch=PATCH, steps_per_epoch=2, width=0.5, folds=2, batch_size=4)
+    pipeline = PipelineConfig(devices=devices, chunks=2)
+    run = train(task, "unet", tmp_path / "r", config, device="cuda", progress=False,
+                work_dir=tmp_path / "w", pipeline=pipeline)  # fmt: skip
     assert (run / "model.pt").is_file() and all(math.isfinite(v) for v in _losses(run))
 
 

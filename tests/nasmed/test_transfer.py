@@ -17,10 +17,12 @@ from nasmed.errors import ConfigError, RunDirError
 from nasmed.models.baselines import encoder_parameter_names
 from nasmed.models.factory import build_model
 from nasmed.supernet import sample_genotype
-from nasmed.train.api import train
-from nasmed.transfer import adapt_input_channels, match_state, transfer
+from nasmed.train.config import TrainConfig
+from nasmed.training import train
+from nasmed.transfer import TransferConfig, adapt_input_channels, match_state, transfer
 
-COMMON = dict(patch=(16, 16, 8), steps_per_epoch=1, device="cpu", progress=False, folds=2)
+TRAIN = TrainConfig(epochs=1, patch=(16, 16, 8), steps_per_epoch=1, folds=2, workers=0)
+RUNTIME = dict(device="cpu", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     geno = root / "genotype.json"
     sample_genotype(searchspaces.load("scnas-small"), 2).save(geno)
-    source = train(task_a, geno, root / "source", epochs=1, **COMMON)  # type: ignore[arg-type]
+    source = train(task_a, geno, root / "source", TRAIN, **RUNTIME)
     return {"A": task_a, "B": task_b, "genotype": geno, "source": source, "root": root}
 
 
@@ -40,23 +42,21 @@ def test_transfer_loads_exactly_the_matching_tensors(
     setup: dict[str, Path], tmp_path: Path
 ) -> None:
     source_state = torch.load(setup["source"] / "model.pt", weights_only=True)
-    target = build_model(setup["genotype"], 2, 3)  # task B: 2 modalities, 2 classes + background
+    # task B: 2 modalities, 2 classes + background; deep supervision (the default) adds aux heads
+    target = build_model(setup["genotype"], 2, 3, deep_supervision=True)
     own = target.state_dict()
     expected = sorted(k for k, v in source_state.items() if k in own and v.shape == own[k].shape)
 
-    run = transfer(
-        setup["genotype"],
-        setup["B"],
-        tmp_path / "run",
-        weights=setup["source"],
-        freeze_encoder_epochs=2,
-        epochs=2,
-        **COMMON,  # type: ignore[arg-type]
+    config = TransferConfig(
+        weights=setup["source"], freeze_encoder_epochs=2, train=TRAIN.replace(epochs=2)
     )
+    run = transfer(setup["genotype"], setup["B"], tmp_path / "run", config, **RUNTIME)
     report = json.loads((run / "transfer.json").read_text())
     assert report["transferred"] == expected
     assert report["adapted"] == ["net.stem.conv.weight"]  # 1 -> 2 input channels
-    assert set(report["skipped_shape"]) == {"net.head.conv.weight", "net.head.conv.bias"}
+    heads = {k for k in source_state if k.startswith(("net.head.", "net.aux_heads."))}
+    assert {"net.head.conv.weight", "net.head.conv.bias"} < heads
+    assert set(report["skipped_shape"]) == heads  # every head predicts another number of classes
     assert set(report["initialised"]) == set(own) - set(expected) - {"net.stem.conv.weight"}
     assert report["skipped_missing"] == []
 
@@ -123,19 +123,14 @@ def test_bad_weights_leave_nothing(
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     with pytest.raises(RunDirError, match="not loadable"):
-        transfer(setup["genotype"], setup["B"], tmp_path / "r1", weights=junk, epochs=1, **COMMON)  # type: ignore[arg-type]
+        config = TransferConfig(weights=junk, train=TRAIN)
+        transfer(setup["genotype"], setup["B"], tmp_path / "r1", config, **RUNTIME)
     assert not (tmp_path / "r1").exists()
     unet = build_model("unet", 1, 2, patch=(16, 16, 16))
     torch.save(unet.state_dict(), tmp_path / "unet.pt")
     with pytest.raises(ConfigError, match="no tensor matches"):
-        transfer(
-            setup["genotype"],
-            setup["B"],
-            tmp_path / "r2",
-            weights=tmp_path / "unet.pt",
-            epochs=1,
-            **COMMON,
-        )  # type: ignore[arg-type]
+        config = TransferConfig(weights=tmp_path / "unet.pt", train=TRAIN)
+        transfer(setup["genotype"], setup["B"], tmp_path / "r2", config, **RUNTIME)
     assert not (tmp_path / "r2").exists()
     args = [
         "transfer",

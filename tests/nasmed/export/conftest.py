@@ -34,7 +34,8 @@ def genotype_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(task: Path, arch: str, out: Path, work: Path, **kw: object) -> Path:
-    from nasmed.train.api import train
+    from nasmed.train.config import TrainConfig
+    from nasmed.training import train
 
     settings: dict[str, object] = {
         "epochs": 1,
@@ -42,12 +43,11 @@ def _train(task: Path, arch: str, out: Path, work: Path, **kw: object) -> Path:
         "steps_per_epoch": 2,
         "width": 0.5,
         "folds": 3,
-        "device": "cpu",
         "workers": 0,
-        "progress": False,
         **kw,
     }
-    return train(task, arch, out, work_dir=work, **settings)  # type: ignore[arg-type]
+    config = TrainConfig(**settings)  # type: ignore[arg-type]
+    return train(task, arch, out, config, device="cpu", work_dir=work, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import torch
 from nasmed.distributed import cleanup_distributed, init_distributed, is_main
 from nasmed.models.baselines import make_unet
 from nasmed.pipeline.trainers import make_trainer
-from nasmed.train.api import dice_score
 from nasmed.train.trainer import TrainConfig, Trainer
 from nasmed.train.validation import validate_dice
+from nasmed.training import dice_score
 
 PATCH = (16, 16, 16)
 
@@ -32,7 +32,9 @@ def build(
         return dice_score(scores)
 
     model = make_unet(1, 3, width=0.25, patch=PATCH)
-    config = TrainConfig(epochs=epochs, patch=PATCH, steps_per_epoch=2, batch_size=batch, seed=3)
+    config = TrainConfig(
+        epochs=epochs, patch=PATCH, steps_per_epoch=2, batch_size=batch, seed=3, workers=0
+    )
     return make_trainer(
         model,
         config,

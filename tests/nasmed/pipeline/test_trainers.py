@@ -56,7 +56,7 @@ def test_pipelined_training_equals_plain_and_resumes(
     cache: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     cache_dir, cases = cache
-    config = TrainConfig(epochs=2, patch=PATCH, steps_per_epoch=2, batch_size=4, seed=3)
+    config = TrainConfig(epochs=2, patch=PATCH, steps_per_epoch=2, batch_size=4, seed=3, workers=0)
     model = make_unet(1, 3, width=0.25, patch=PATCH)
     nets = [copy.deepcopy(model) for _ in range(3)]
     common = {"cache_dir": cache_dir, "train_cases": cases, "device": torch.device("cpu")}
@@ -89,7 +89,7 @@ def test_pipelined_training_equals_plain_and_resumes(
 def test_pipeline_trainer_refuses_more_chunks_than_the_batch(
     cache: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
-    config = TrainConfig(epochs=1, patch=PATCH, steps_per_epoch=1, batch_size=2)
+    config = TrainConfig(epochs=1, patch=PATCH, steps_per_epoch=1, batch_size=2, workers=0)
     with pytest.raises(ConfigError, match="--chunks 4 is larger than the batch"):
         make_trainer(
             make_unet(1, 3, patch=PATCH),

@@ -16,8 +16,9 @@ from nasmed.evaluate import evaluate
 from nasmed.infer import predict
 from nasmed.models.spec import load_model
 from nasmed.supernet import sample_genotype
-from nasmed.train.api import train
+from nasmed.train.config import TrainConfig
 from nasmed.train.history import read_history
+from nasmed.training import train
 
 
 def test_run_folder_files(trained_unet: Path) -> None:
@@ -55,20 +56,10 @@ def test_easy_task_reaches_a_dice_well_above_chance(
 def test_genotype_trains(easy_task: Path, easy_work: Path, tmp_path: Path) -> None:
     path = tmp_path / "genotype.json"
     sample_genotype(searchspaces.load("scnas-small"), 1).save(path)
-    run = train(
-        easy_task,
-        path,
-        tmp_path / "run",
-        epochs=1,
-        patch=(16, 16, 8),
-        steps_per_epoch=1,
-        deep_supervision=True,
-        folds=4,
-        device="cpu",
-        work_dir=easy_work,
-        progress=False,
-    )
+    config = TrainConfig(epochs=1, patch=(16, 16, 8), steps_per_epoch=1, folds=4, workers=0)
+    run = train(easy_task, path, tmp_path / "run", config, device="cpu", work_dir=easy_work)
     spec, net = load_model(run)
+    # deep supervision is on by default for a network that has it
     assert spec.arch == "genotype" and spec.genotype is not None and spec.deep_supervision
     assert net(torch.randn(1, 1, 16, 16, 8)).shape == (1, 2, 16, 16, 8)
 
@@ -96,7 +87,8 @@ def test_bad_input_leaves_nothing(kind: str, easy_task: Path, tmp_path: Path) ->
     arch = kw.pop("arch")
     run = tmp_path / "run"
     with pytest.raises(exc, match=match):
-        train(task, arch, run, epochs=1, device="cpu", progress=False, folds=4, **kw)
+        config = TrainConfig(epochs=1, folds=4, workers=0, **kw)
+        train(task, arch, run, config, device="cpu", progress=False)
     assert not run.exists()
 
 
@@ -105,13 +97,13 @@ def test_run_dir_holding_another_run(easy_task: Path, tmp_path: Path) -> None:
     run.mkdir()
     (run / "run.json").write_text('{"kind": "search", "settings": {}}')
     with pytest.raises(RunDirError, match="holds a 'search' run"):
-        train(easy_task, "unet", run, epochs=1, device="cpu", progress=False, folds=4)
+        train(easy_task, "unet", run, TrainConfig(epochs=1, folds=4), device="cpu")
     assert sorted(p.name for p in run.iterdir()) == ["run.json"]
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError, match="not empty"):
-        train(easy_task, "unet", other, epochs=1, device="cpu", progress=False, folds=4)
+        train(easy_task, "unet", other, TrainConfig(epochs=1, folds=4), device="cpu")
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
 
 
@@ -119,7 +111,7 @@ def test_default_patch_fits_the_architecture() -> None:
     from dataclasses import replace
 
     from decathlon.plan import ChannelNorm, Plan
-    from nasmed.train.api import default_patch
+    from nasmed.training import default_patch
 
     plan = Plan(
         task_name="T",
@@ -140,7 +132,7 @@ def test_default_patch_fits_the_architecture() -> None:
 
 
 def test_dice_score_normalises_validation_results() -> None:
-    from nasmed.train.api import dice_score
+    from nasmed.training import dice_score
 
     got = dice_score({"dice": 0.5, "per_class": {"1": 0.75, "2": 0.25}})
     assert got == {"dice": 0.5, "dice_1": 0.75, "dice_2": 0.25}

@@ -9,10 +9,10 @@ import torch
 
 from decathlon.synthetic import write_synthetic_task
 from nasmed.errors import ConfigError
-from nasmed.train.api import train
 from nasmed.train.checkpoint import load_checkpoint
 from nasmed.train.history import read_history
 from nasmed.train.trainer import TrainConfig
+from nasmed.training import train
 
 PATCH = (16, 16, 16)
 
@@ -28,21 +28,17 @@ def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+RUNTIME = ("resume", "on_epoch_end")  # train() arguments, not settings
+
+
 def _run(task: Path, run: Path, work: Path, **kw: object) -> Path:
     settings: dict[str, object] = dict(
-        epochs=3,
-        patch=PATCH,
-        steps_per_epoch=2,
-        width=0.25,
-        val_every=2,
-        folds=3,
-        device="cpu",
-        work_dir=work,
-        progress=False,
-        seed=7,
+        epochs=3, patch=PATCH, steps_per_epoch=2, width=0.25, val_every=2, folds=3, seed=7
     )
-    settings.update(kw)
-    return train(task, "unet", run, **settings)  # type: ignore[arg-type]
+    settings.update({k: v for k, v in kw.items() if k not in RUNTIME})
+    config = TrainConfig(**settings)  # type: ignore[arg-type]
+    runtime = {k: v for k, v in kw.items() if k in RUNTIME}
+    return train(task, "unet", run, config, device="cpu", work_dir=work, progress=False, **runtime)  # type: ignore[arg-type]
 
 
 def _drop_time(rows: list[dict]) -> list[dict]:
@@ -112,3 +108,64 @@ def test_poly_learning_rate(tiny_task: Path, tmp_path: Path) -> None:
     assert lrs[1] == pytest.approx(0.02 * (2 / 3) ** 0.9)
     assert lrs[2] == pytest.approx(0.02 * (1 / 3) ** 0.9)
     assert (run / "tensorboard").is_dir() and (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_time_budget_stops_validated_with_a_best_checkpoint(
+    tiny_task: Path, tmp_path: Path
+) -> None:
+    import json
+    import time
+
+    def slow(epoch: int, row: dict) -> None:
+        time.sleep(0.6)  # every epoch takes > 0.6 s, so a 0.5 s budget ends after one or two
+
+    run = _run(
+        tiny_task,
+        tmp_path / "run",
+        tmp_path / "work",
+        epochs=6,
+        val_every=10,
+        time_budget=0.5,
+        on_epoch_end=slow,
+    )
+    info = json.loads((run / "model.json").read_text())["info"]
+    rows = read_history(run / "history.csv")
+    assert info["stopped_by_time_budget"] and info["epochs"] == len(rows) < 6
+    assert info["epochs_planned"] == 6
+    assert rows[-1].get("val_dice") is not None  # the last epoch was validated
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == len(rows) - 1
+    assert rows[-1]["lr"] < 0.01 * (1 - (len(rows) - 1) / 6) ** 0.9  # time-aware poly decay
+
+
+@pytest.mark.parametrize("budget", [0.0, -3.0, float("inf"), float("nan")])
+def test_time_budget_is_checked(budget: float) -> None:
+    from nasmed.search.config import SearchConfig
+
+    with pytest.raises(ConfigError, match="--time-budget"):
+        TrainConfig(time_budget=budget)
+    with pytest.raises(ConfigError, match="--time-budget"):
+        SearchConfig(time_budget=budget)
+
+
+def test_model_json_records_the_recipe(tiny_task: Path, tmp_path: Path) -> None:
+    import json
+
+    from nasmed.train.augment import AugmentConfig
+
+    run = _run(tiny_task, tmp_path / "a", tmp_path / "work", epochs=1)
+    recipe = json.loads((run / "model.json").read_text())["info"]["recipe"]
+    assert recipe["augment"] == AugmentConfig().to_json()
+    assert recipe["deep_supervision"] is False  # unet has none
+    assert recipe["weight_decay"] == 3e-5 and recipe["momentum"] == 0.99
+    assert recipe["postprocessing"] == json.loads((run / "postprocessing.json").read_text())
+    off = _run(
+        tiny_task,
+        tmp_path / "b",
+        tmp_path / "work",
+        epochs=1,
+        augment=AugmentConfig.off(),
+        postprocess=False,
+    )
+    recipe = json.loads((off / "model.json").read_text())["info"]["recipe"]
+    assert recipe["augment"] is None and recipe["postprocessing"] is None
+    assert not (off / "postprocessing.json").exists()

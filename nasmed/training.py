@@ -1,4 +1,7 @@
-"""``train(task_dir, arch, run_dir, ...)``: the API behind ``nasmed train`` (and ``transfer``).
+"""``train(task_dir, arch, run_dir, TrainConfig)``: the API of ``nasmed train`` and ``transfer``.
+
+It sits above :mod:`nasmed.train` (the fit loop) and :mod:`nasmed.pipeline` (the data-parallel
+and pipelined trainers), which is why it is not inside ``nasmed.train``.
 
 Checks every input (task, architecture, patch, settings, run folder) before writing anything,
 preprocesses the task (``RUN_DIR/work`` unless ``work_dir`` is given; unchanged cases are reused),
@@ -10,7 +13,8 @@ sliding-window Dice on the fold's validation cases, and writes::
     RUN_DIR/history.csv       one row per epoch (+ tensorboard/)
     RUN_DIR/checkpoints/      last.pt (resume point, every epoch), best.pt (best validation Dice)
     RUN_DIR/model.pt          final weights: a state dict, torch.load(weights_only=True)
-    RUN_DIR/model.json        how to rebuild the network and its preprocessing (written last)
+    RUN_DIR/postprocessing.json  largest-component postprocessing (decided on validation)
+    RUN_DIR/model.json        how to rebuild the network, its preprocessing, its recipe (last)
 
 A killed run leaves no ``model.pt``/``model.json``; ``resume=True`` continues it from
 ``checkpoints/last.pt``. A user error found before training (bad task, genotype, patch, a folder
@@ -26,7 +30,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,14 +45,14 @@ from nasmed.genotype import Genotype, check_space
 from nasmed.memory import check_network
 from nasmed.models.factory import build_model, check_patch, load_arch, patch_divisor
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
+from nasmed.pipeline.gpipe import PipelineConfig
+from nasmed.pipeline.trainers import make_trainer
+from nasmed.postprocess import Postprocessing, determine_postprocessing
 from nasmed.rundir import prepare_run_dir, prepare_work, release_run_dir
 from nasmed.runtime import resolve_device, seed_everything
-from nasmed.train.trainer import TrainConfig
+from nasmed.train.config import TrainConfig
 
-if TYPE_CHECKING:
-    from nasmed.pipeline.gpipe import PipelineConfig
-
-__all__ = ["default_patch", "dice_score", "train"]
+__all__ = ["default_patch", "dice_score", "run_training", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,37 @@ def _make_validate(
     return validate
 
 
+def _decide_postprocessing(
+    model: nn.Module,
+    config: TrainConfig,
+    cache_dir: Path,
+    cases: list[str],
+    device: torch.device,
+    plan: Plan,
+) -> Postprocessing | None:
+    """nnU-Net's largest-component decision on the validation cases (``None`` if off)."""
+    if not config.postprocess or not cases:
+        return None
+    from nasmed.train.validation import predict_cached
+
+    assert config.patch is not None
+    model.eval()
+    preds, refs = [], []
+    with torch.no_grad():
+        for _, pred, ref in predict_cached(model, cache_dir, cases, config.patch, device=device):
+            preds.append(pred)
+            refs.append(ref)
+    post = determine_postprocessing(preds, refs, plan.num_classes)
+    log.info(
+        "postprocessing: largest foreground component %s, per class %s (val Dice %.4f -> %.4f)",
+        "yes" if post.foreground else "no",
+        list(post.classes) or "none",
+        post.dice_before if post.dice_before is not None else math.nan,
+        post.dice_after if post.dice_after is not None else math.nan,
+    )
+    return post
+
+
 def _check_arch(arch: str | os.PathLike[str] | Genotype) -> str | Genotype:
     resolved = load_arch(arch)
     if isinstance(resolved, Genotype):
@@ -137,26 +172,14 @@ def train(
     task_dir: str | os.PathLike[str],
     arch: str | os.PathLike[str] | Genotype,
     run_dir: str | os.PathLike[str],
+    config: TrainConfig | None = None,
     *,
-    epochs: int,
-    patch: tuple[int, int, int] | None = None,
-    fold: int | str = 0,
-    width: float = 1.0,
-    deep_supervision: bool = False,
-    optimizer: str = "sgd",
-    lr: float | None = None,
-    batch_size: int = 2,
-    steps_per_epoch: int = 250,
-    val_every: int = 1,
     resume: bool = False,
-    seed: int = 0,
     device: str = "auto",
     work_dir: str | os.PathLike[str] | None = None,
-    workers: int = 0,
-    folds: int = 5,
+    pipeline: PipelineConfig | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
-    pipeline: PipelineConfig | None = None,
 ) -> Path:
     """Train ``arch`` on ``task_dir`` into ``run_dir`` (see the module docstring for the files).
 
@@ -164,28 +187,15 @@ def train(
         task_dir: an MSD or nnU-Net raw task folder.
         arch: ``"unet"``, ``"dynunet"``, a ``genotype.json`` (or a folder holding one).
         run_dir: the run folder (new, empty, or this run's with ``resume``).
-        epochs: epochs to train.
-        patch: training patch (default: the plan's, rounded to the architecture's divisor).
-        fold: which fold of the task's k-fold splits to train (its validation part scores), or
-            ``"all"``: every case (nnU-Net's convention; validation then scores training cases).
-        width: channel multiplier.
-        deep_supervision: deep supervision (genotype or dynunet).
-        optimizer: ``"sgd"`` (Nesterov + poly decay) or ``"adamw"``.
-        lr: initial learning rate (default 1e-2 SGD, 3e-4 AdamW).
-        batch_size: patches per step.
-        steps_per_epoch: steps per epoch.
-        val_every: validate every this many epochs (and after the last).
+        config: the settings (default ``TrainConfig()``: the nnU-Net recipe, 50 epochs).
         resume: continue the run in ``run_dir`` from its last checkpoint.
-        seed: seeds the initial weights and the patches.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         work_dir: preprocessing folder to use (and reuse) instead of ``RUN_DIR/work``.
-        workers: patch-loader processes.
-        folds: number of folds of the splits (at most the number of training cases).
-        progress: progress bars.
-        on_epoch_end: test seam, see :class:`~nasmed.train.trainer.Trainer`.
         pipeline: train the network as a torchgpipe pipeline over these devices (docs/scale.md);
             ``device`` is then the pipeline's last device. Under ``torchrun`` the run is
             data-parallel instead (see :mod:`nasmed.pipeline.ddp`).
+        progress: progress bars.
+        on_epoch_end: test seam, see :class:`~nasmed.train.trainer.Trainer`.
 
     Returns:
         ``run_dir``.
@@ -194,77 +204,57 @@ def train(
         DatasetError: invalid task. GenotypeError / SpaceError: bad genotype. ConfigError: bad
         setting or patch. RunDirError: the folder holds another run, or resume settings differ.
     """
-    return _run(
+    return run_training(
         "train",
         task_dir,
         arch,
         run_dir,
-        epochs=epochs,
-        patch=patch,
-        fold=fold,
-        width=width,
-        deep_supervision=deep_supervision,
-        optimizer=optimizer,
-        lr=lr,
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        val_every=val_every,
+        config or TrainConfig(),
         resume=resume,
-        seed=seed,
         device=device,
         work_dir=work_dir,
-        workers=workers,
-        folds=folds,
+        pipeline=pipeline,
         progress=progress,
         on_epoch_end=on_epoch_end,
-        pipeline=pipeline,
     )
 
 
-def _run(
+def run_training(
     kind: str,
     task_dir: str | os.PathLike[str],
     arch: str | os.PathLike[str] | Genotype,
     run_dir: str | os.PathLike[str],
+    config: TrainConfig,
     *,
-    epochs: int,
-    patch: tuple[int, int, int] | None,
-    fold: int | str,
-    width: float,
-    deep_supervision: bool,
-    optimizer: str,
-    lr: float | None,
-    batch_size: int,
-    steps_per_epoch: int,
-    val_every: int,
-    resume: bool,
-    seed: int,
-    device: str,
-    work_dir: str | os.PathLike[str] | None,
-    workers: int,
-    folds: int,
-    progress: bool,
-    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
-    freeze_epochs: int = 0,
+    resume: bool = False,
+    device: str = "auto",
+    work_dir: str | os.PathLike[str] | None = None,
+    pipeline: PipelineConfig | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     prepare: PrepareFn | None = None,
     extra_settings: dict[str, Any] | None = None,
-    pipeline: PipelineConfig | None = None,
 ) -> Path:
+    """:func:`train` for another kind of run (``"transfer"``): ``prepare`` gets the fresh
+    network (to load weights into it) and returns the parameters to freeze for
+    ``config.freeze_epochs``; ``extra_settings`` join ``run.json``'s immutable settings."""
     dev = resolve_device(device)
     if pipeline is not None:
         pipeline.check_alone()
-        pipeline.check_batch(batch_size)
+        pipeline.check_batch(config.batch_size)
         dev = pipeline.torch_devices[-1]
     init_distributed(dev)
     resolved = _check_arch(arch)
-    if deep_supervision and resolved == "unet":
+    if config.deep_supervision and resolved == "unet":
         raise ConfigError("--arch unet has no deep supervision; use dynunet or a genotype")
-    if not width > 0:
-        raise ConfigError(f"--width must be > 0, got {width}")
+    deep_supervision = (
+        resolved != "unet" if config.deep_supervision is None else config.deep_supervision
+    )
     task = load_task(task_dir)
-    n_folds = min(folds, len(task.training))
-    if n_folds < folds:
+    n_folds = min(config.folds, len(task.training))
+    if n_folds < config.folds:
         log.warning("%s: %d training cases: using %d folds", task.root, n_folds, n_folds)
+    fold = config.fold
     if fold == ALL_FOLD:  # nnU-Net's fold "all": train (and validate) on every case
         log.warning("--fold all: validation scores the training cases (none is held out)")
     elif n_folds < 2:
@@ -277,44 +267,30 @@ def _run(
             f"--fold {fold} is out of range: the task has {n_folds} folds "
             f"(0..{n_folds - 1}, or {ALL_FOLD})"
         )
+    patch = check_patch(resolved, config.patch) if config.patch is not None else None
     if patch is not None:
-        patch = check_patch(resolved, patch)
         check_network(
             patch,
-            batch=batch_size,
+            batch=config.batch_size,
             device=str(dev),
-            what=f"training on --patch {' '.join(map(str, patch))} (batch {batch_size})",
-            width=width,
+            what=f"training on --patch {' '.join(map(str, patch))} (batch {config.batch_size})",
+            width=config.width,
             in_channels=task.num_channels,
             num_classes=len(task.labels),
         )
-    config = TrainConfig(
-        epochs=epochs,
-        patch=patch or (16, 16, 16),
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        optimizer=optimizer,  # type: ignore[arg-type]
-        lr=lr,
-        val_every=val_every,
-        seed=seed,
-        workers=workers,
-        freeze_epochs=freeze_epochs,
-    )
     run = Path(run_dir)
     existed = run.is_dir()
     settings = {
         **config.to_json(),
         "task": str(Path(task_dir).resolve()),
         "arch": arch.to_dict() if isinstance(arch, Genotype) else str(arch),
-        "patch": list(patch) if patch else None,
-        "fold": fold,
         "folds": n_folds,
-        "width": width,
         "deep_supervision": deep_supervision,
         **(extra_settings or {}),
         "pipeline": pipeline.to_json() if pipeline is not None else None,
     }
-    settings.pop("workers")
+    for key in ("workers", "time_budget"):  # may change on resume
+        settings.pop(key)
     arch_input = None if isinstance(arch, Genotype) or str(arch) in ("unet", "dynunet") else arch
     run, resumed = run_on_main(
         lambda: prepare_run_dir(
@@ -336,25 +312,29 @@ def _run(
     started = False
     try:
         work, plan, split = prepare_work(
-            task.root, run, work_dir, workers=workers, folds=n_folds, fold=fold, progress=progress
+            task.root,
+            run,
+            work_dir,
+            workers=config.workers,
+            folds=n_folds,
+            fold=fold,
+            progress=progress,
         )
         if patch is None:
             patch = default_patch(plan, resolved)
-            config = TrainConfig(**{**config.to_json(), "patch": patch})
-        seed_everything(seed)
+        config = config.replace(patch=patch, deep_supervision=deep_supervision)
+        seed_everything(config.seed)
         model = build_model(
             resolved,
             plan.num_channels,
             plan.num_classes,
-            width=width,
+            width=config.width,
             deep_supervision=deep_supervision,
             patch=patch,
             spacing=plan.target_spacing,
         )
         frozen = prepare(model, run) if prepare is not None else []
         validate = _make_validate(work / "cache", split["val"], patch, dev, plan.num_classes)
-        from nasmed.pipeline.trainers import make_trainer
-
         trainer = make_trainer(
             model,
             config,
@@ -376,6 +356,10 @@ def _run(
         release_run_dir(run)
         raise
     if is_main():
+        # a pipeline over several devices predicts through its partitions, as it validates
+        spread = pipeline is not None and len(set(pipeline.torch_devices)) > 1
+        scorer = trainer.net if spread else model
+        post = _decide_postprocessing(scorer, config, work / "cache", split["val"], dev, plan)
         params = sum(p.numel() for p in model.parameters())
         spec = ModelSpec(
             arch="genotype" if isinstance(resolved, Genotype) else resolved,
@@ -384,14 +368,27 @@ def _run(
             patch=patch,
             plan=plan.to_json(),
             genotype=resolved.to_dict() if isinstance(resolved, Genotype) else None,
-            width=width,
+            width=config.width,
             deep_supervision=deep_supervision,
             info={
                 "kind": kind,
                 "task": plan.task_name,
                 "fold": fold,
-                "seed": seed,
-                "epochs": epochs,
+                "seed": config.seed,
+                "epochs": result.epochs,
+                "epochs_planned": config.epochs,
+                "stopped_by_time_budget": result.stopped_by_time,
+                "recipe": {
+                    "augment": config.augment.to_json() if config.augment.active else None,
+                    "deep_supervision": deep_supervision,
+                    "optimizer": config.optimizer,
+                    "lr": config.learning_rate,
+                    "weight_decay": config.decay,
+                    "momentum": config.momentum,
+                    "poly_exponent": config.poly_exponent,
+                    "grad_clip": config.grad_clip,
+                    "postprocessing": post.to_json() if post is not None else None,
+                },
                 "params": params,
                 "best_val_dice": result.best_dice,
                 "best_epoch": result.best_epoch,
@@ -403,6 +400,8 @@ def _run(
         )
         with atomic_open(run / WEIGHTS_FILE, "wb") as f:
             torch.save(model.state_dict(), f)
+        if post is not None:
+            post.save(run)
         spec.save(run / MODEL_FILE)
     barrier()  # under torchrun, every rank returns once rank 0 has written the model
     release_run_dir(run)
