@@ -29,6 +29,7 @@ VERB_MODULES: tuple[str, ...] = (
     "nasmed.cli.arch",
     "nasmed.cli.search",
     "nasmed.cli.train",
+    "nasmed.cli.compare",
 )
 
 
