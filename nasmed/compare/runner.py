@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -56,6 +57,7 @@ from nasmed.genotype import Genotype
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE
 from nasmed.rundir import SPLIT_SEED, prepare_run_dir
 from nasmed.runtime import resolve_device
+from nasmed.train.history import read_history
 from searchspaces import SearchSpace
 
 __all__ = ["CompareResult", "is_finished", "run_compare"]
@@ -99,6 +101,13 @@ def is_finished(run_dir: Path) -> bool:
 def _read_result(run_dir: Path, seed: int) -> RunResult:
     info = json.loads((run_dir / MODEL_FILE).read_text(encoding="utf-8"))["info"]
     dice = info.get("final_val_dice")
+    if not isinstance(dice, (int, float)):  # resumed after its last epoch: the history has it
+        scored = [
+            r["val_dice"]
+            for r in read_history(run_dir / "history.csv")
+            if r.get("val_dice") is not None
+        ]
+        dice = scored[-1] if scored else None
     return RunResult(
         seed,
         float(dice) if isinstance(dice, (int, float)) else math.nan,
@@ -106,6 +115,19 @@ def _read_result(run_dir: Path, seed: int) -> RunResult:
         float(info.get("seconds_per_epoch") or 0.0),
         run_dir,
     )
+
+
+def _resumable(run_dir: Path, epochs: int) -> bool:
+    """Whether an unfinished run can continue; one killed after its last epoch's checkpoint
+    but before ``model.json`` is cleared and trained again (resuming it would train nothing and
+    report no timing)."""
+    if not run_dir.is_dir():
+        return False
+    if len(read_history(run_dir / "history.csv")) >= epochs:
+        log.warning("%s: trained but not saved; training it again", run_dir)
+        shutil.rmtree(run_dir)
+        return False
+    return True
 
 
 def _check_inputs(
@@ -194,7 +216,10 @@ def _costs(
                 return measure(name, width, timed)
 
             chosen, by_width = match_widths(target, measure_baseline, config.widths, config.match)
-            baselines[name] = {"matched": chosen}
+            baselines[name] = {
+                "matched": chosen,
+                "widths": {f"{w:g}": c.to_json() for w, c in by_width.items()},
+            }
             for width in sorted(set(chosen.values())):
                 cost = by_width[width]
                 if math.isnan(cost.step_seconds):
@@ -351,7 +376,7 @@ def run_compare(
                         batch_size=config.batch_size,
                         steps_per_epoch=config.steps_per_epoch,
                         val_every=epochs[cand.name],
-                        resume=run_dir.is_dir(),
+                        resume=_resumable(run_dir, epochs[cand.name]),
                         seed=seed,
                         device=config.device,
                         work_dir=work,
