@@ -15,6 +15,9 @@ Geometry is non-trivial: anisotropic spacing (in-plane 0.7-1.0 mm, slices 1.5-3.
 cycling through RAS, LPS, LAS and LPI, every third case oblique (rotated 8-20 degrees), and origins
 away from zero. All cases share ``shape``.
 
+``scene="structures"`` writes another kind of case instead, one where the network's architecture
+matters (thin tubes, hollow spheres labelled filled; :mod:`decathlon.structures`).
+
 The output is deterministic: the same arguments give the same bytes.
 """
 
@@ -34,11 +37,13 @@ from decathlon.errors import DecathlonError
 from decathlon.fsutil import atomic_write_json
 from decathlon.io import write_image
 from decathlon.phantom import MRI_MODALITIES, synthesize_case
+from decathlon.structures import STRUCTURE_LABELS, synthesize_structures_case
 
 __all__ = [
     "EMBEDDED_TASK_NAME",
     "GENERATOR_VERSION",
     "MRI_MODALITIES",
+    "SCENES",
     "embedded_task",
     "synthesize_case",
     "write_synthetic_task",
@@ -50,6 +55,8 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
 EMBEDDED_TASK_NAME = f"Task00_NasmedSynthetic_v{GENERATOR_VERSION}"
 _MARKER = "nasmed_synthetic"
+#: What a synthetic task shows (``write_synthetic_task(scene=...)``).
+SCENES = ("organs", "structures")
 
 
 def _check_args(
@@ -89,6 +96,7 @@ def write_synthetic_task(
     name: str | None = None,
     ct: bool | None = None,
     overwrite: bool = False,
+    scene: str = "organs",
 ) -> Path:
     """Write a synthetic MSD task into the folder ``out_dir`` (which becomes the task folder).
 
@@ -106,6 +114,9 @@ def write_synthetic_task(
         name: the ``name`` in dataset.json (default ``"Synthetic"``).
         ct: one CT-like channel in Hounsfield-like units; default ``modalities == 1``.
         overwrite: replace a non-empty ``out_dir``.
+        scene: ``"organs"`` (the phantom described above) or ``"structures"``: thin tubes and
+            hollow spheres whose label needs context (:mod:`decathlon.structures`; 2 classes,
+            1 MR-like channel, isotropic 1 mm), a testbed where the architecture matters.
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -115,6 +126,14 @@ def write_synthetic_task(
     """
     out = Path(out_dir)
     spatial = _check_args(cases, shape, classes, modalities, test_cases)
+    if scene not in SCENES:
+        raise DecathlonError(f"synthetic scene {scene!r} is not one of {', '.join(SCENES)}")
+    if scene == "structures":
+        if classes != 2 or modalities != 1 or ct:
+            raise DecathlonError(
+                "the 'structures' scene has exactly 2 classes and 1 MR-like modality"
+            )
+        ct = False
     ct = (modalities == 1) if ct is None else ct
     if ct and modalities != 1:
         raise DecathlonError("a CT-like synthetic task has exactly 1 modality")
@@ -129,6 +148,7 @@ def write_synthetic_task(
         "seed": seed,
         "test_cases": test_cases,
         "ct": ct,
+        **({"scene": scene} if scene != "organs" else {}),
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -148,9 +168,12 @@ def _write_into(folder: Path, params: dict[str, Any], name: str) -> None:
     training, test = [], []
     total = params["cases"] + params["test_cases"]
     for i in range(total):
-        image, label, geometry = synthesize_case(
-            params["seed"], i, shape=shape, classes=classes, modalities=modalities, ct=ct
-        )
+        if params.get("scene") == "structures":
+            image, label, geometry = synthesize_structures_case(params["seed"], i, shape=shape)
+        else:
+            image, label, geometry = synthesize_case(
+                params["seed"], i, shape=shape, classes=classes, modalities=modalities, ct=ct
+            )
         case = f"synth_{i:03d}"
         dtype = np.int16 if ct else np.float32
         if i < params["cases"]:
@@ -166,6 +189,8 @@ def _write_into(folder: Path, params: dict[str, Any], name: str) -> None:
     for k in range(1, classes + 1):
         small = classes >= 2 and k == classes
         labels[str(k)] = "lesion" if small else f"organ{k}"
+    if params.get("scene") == "structures":
+        labels.update({str(k): v for k, v in STRUCTURE_LABELS.items()})
     dataset = {
         "name": name,
         "description": "Synthetic MSD-format task written by nasmed (decathlon.synthetic)",
