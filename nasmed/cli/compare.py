@@ -86,6 +86,9 @@ def register(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (sgd 1e-2, adamw 3e-4)")
     p.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument(
+        "--timing-steps", type=int, default=3, help="timed steps per step-time measurement"
+    )
     add_seed(p)
     add_device(p)
     add_cpu_allocator(p, "cache")
@@ -120,6 +123,7 @@ def _compare(args: argparse.Namespace) -> int:
         fold=args.fold,
         folds=args.folds,
         seed=args.seed,
+        timing_steps=args.timing_steps,
         device=args.device,
         resume=args.resume,
         progress=not args.quiet and logging.getLogger().isEnabledFor(logging.INFO),

@@ -68,6 +68,7 @@ class CompareConfig:
         fold: which fold validates.
         folds: folds of the splits (at most the number of training cases).
         seed: draws the random genotypes.
+        timing_steps: timed training steps per step-time measurement (the median is kept).
         device: torch device.
         resume: continue the comparison in ``out`` (finished runs are skipped).
         progress: a progress bar over the runs.
@@ -92,6 +93,7 @@ class CompareConfig:
     fold: int = 0
     folds: int = 5
     seed: int = 0
+    timing_steps: int = 3
     device: str = "auto"
     resume: bool = field(default=False, compare=False)
     progress: bool = field(default=True, compare=False)
@@ -142,6 +144,7 @@ class CompareConfig:
             (self.fold >= 0, f"--fold must be >= 0, got {self.fold}"),
             (self.folds >= 2, f"--folds must be >= 2, got {self.folds}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (self.timing_steps >= 1, f"--timing-steps must be >= 1, got {self.timing_steps}"),
             (
                 not self.baselines or bool(self.match),
                 "--match: give at least one criterion for the baselines",
@@ -172,4 +175,5 @@ class CompareConfig:
             "fold": self.fold,
             "folds": self.folds,
             "seed": self.seed,
+            "timing_steps": self.timing_steps,
         }

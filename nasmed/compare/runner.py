@@ -194,6 +194,7 @@ def _costs(
                 batch_size=config.batch_size,
                 spacing=plan.target_spacing,
                 device=device,
+                repeats=config.timing_steps,
                 time_step=timed,
             )
 
@@ -418,6 +419,9 @@ def run_compare(
     summary = summarize(
         rows, space=space, genotypes=agreeing, estimates=estimates, reference=reference
     )
+    for run in search_runs:
+        if run.name in summary["kendall_tau"]:
+            summary["kendall_tau"][run.name]["path"] = str(run.path.resolve())
     summary["patch"] = list(patch)
     summary["validation_cases"] = len(split["val"])
     csv_path = write_csv(out / "compare.csv", rows)
