@@ -96,7 +96,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
     args = p.parse_args(argv)
     if args.quick:
-        args.cases, args.shape, args.patch = 10, [24, 24, 24], [16, 16, 16]
+        args.cases, args.shape, args.patch = 10, [16, 16, 16], [16, 16, 16]
         args.timing_steps = 1
         args.random, args.seeds, args.epochs, args.steps = 4, 2, 1, 2
         args.search_seeds, args.search_epochs, args.search_warmup, args.search_steps = 2, 2, 1, 2

@@ -214,6 +214,9 @@ def test_cli_bad_input_exits_2(
         ([task, "--random", "0"], "--random 0 and no --arch"),
         ([task, "--random", "2", "--time-budget", "5"], "not both"),
         ([task, "--arch", str(setup["root"] / "missing.json")], "missing.json"),
+        ([task, "--random", "2", "--search-run", str(few)], "not a search run folder"),
+        ([task, "--random", "2", "--search-run", str(setup["search"])], "not on the compared"),
+        ([task, "--arch", str(setup["other"]), "--patch", "24", "24", "24"], "multiple of 16"),
     ]
     for i, (args, words) in enumerate(cases):
         out = tmp_path / f"out{i}"
