@@ -8,12 +8,21 @@ and lists no cases in ``dataset.json``; they are discovered from ``imagesTr/`` a
 The quirks of the official MSD files are accepted: ``"relase"`` for ``"release"``, ``test`` as a
 list of strings (or of ``{"image": ...}`` objects), ``"./"`` prefixes, and macOS ``"._"`` debris
 files, which are ignored wherever they appear.
+
+Every file a ``dataset.json`` names (or an nnU-Net folder holds) must lie inside the task folder
+once symlinks are resolved: an absolute path or ``../`` entry, or a symlink out of the folder, is
+a :class:`DatasetError` unless the caller allows outside paths (``allow_outside_paths=True``, or
+inside :func:`outside_paths_allowed`, which the CLI's ``--allow-outside-paths`` enters); the
+files found outside are then listed in ``Task.outside_files`` and the ``inspect`` summary says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,8 +43,25 @@ __all__ = [
     "check_label_values",
     "is_debris",
     "load_task",
+    "outside_paths_allowed",
     "read_case",
 ]
+
+_ALLOW_OUTSIDE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "decathlon_allow_outside_paths", default=False
+)
+
+
+@contextlib.contextmanager
+def outside_paths_allowed(allow: bool = True) -> Iterator[None]:
+    """Within the block, :func:`load_task` accepts case files outside the task folder by
+    default (what ``--allow-outside-paths`` does for a whole command)."""
+    token = _ALLOW_OUTSIDE.set(allow)
+    try:
+        yield
+    finally:
+        _ALLOW_OUTSIDE.reset(token)
+
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +89,7 @@ class Task:
         metadata: the remaining ``dataset.json`` fields (description, reference, licence, release).
         warnings: non-fatal problems found while parsing (one line each).
         msd: the official MSD task this folder is, recognised by name, or ``None``.
+        outside_files: the case files outside the task folder (only with outside paths allowed).
     """
 
     root: Path
@@ -76,6 +103,7 @@ class Task:
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
     msd: MSDTask | None = field(default=None, compare=False)
+    outside_files: tuple[Path, ...] = field(default=(), compare=False)
 
     @property
     def num_channels(self) -> int:
@@ -119,13 +147,20 @@ class Task:
 # --------------------------------------------------------------------------------------------
 
 
-def load_task(task_dir: str | os.PathLike[str], *, check_files: bool = True) -> Task:
+def load_task(
+    task_dir: str | os.PathLike[str],
+    *,
+    check_files: bool = True,
+    allow_outside_paths: bool | None = None,
+) -> Task:
     """Parse and check a task folder (MSD or nnU-Net v2 raw).
 
     Args:
         task_dir: the folder holding ``dataset.json``.
         check_files: also check that every referenced file exists and has a supported extension
             (cheap: no file is opened). :func:`decathlon.validate.validate_task` reads them all.
+        allow_outside_paths: accept case files outside the task folder (after resolving
+            symlinks); ``None``: as :func:`outside_paths_allowed` says (default no).
 
     Returns:
         The task; non-fatal problems (a ``numTraining`` that disagrees with the case list, a
@@ -187,6 +222,17 @@ def load_task(task_dir: str | os.PathLike[str], *, check_files: bool = True) -> 
         tensor_image_size=parsed["tensor_image_size"],
         metadata=metadata,
     )
+    allow = _ALLOW_OUTSIDE.get() if allow_outside_paths is None else allow_outside_paths
+    outside = _outside_files(task)
+    if outside and not allow:
+        more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
+        raise DatasetError(
+            f"{outside[0]}: listed in {path} but outside the task folder{more}; "
+            "pass --allow-outside-paths (allow_outside_paths=True) to read files kept elsewhere"
+        )
+    if outside:
+        warnings.append(f"{path}: {len(outside)} case file(s) outside the task folder, allowed")
+    object.__setattr__(task, "outside_files", tuple(outside))
     if check_files:
         _check_files(task)
 
@@ -200,6 +246,17 @@ def load_task(task_dir: str | os.PathLike[str], *, check_files: bool = True) -> 
     object.__setattr__(task, "warnings", tuple(warnings))
     object.__setattr__(task, "msd", msd)
     return task
+
+
+def _outside_files(task: Task) -> list[Path]:
+    """The case files that do not lie inside the task folder once symlinks are resolved."""
+    root = Path(os.path.realpath(task.root))
+    outside = []
+    for case in task.cases:
+        for f in case.files:
+            if not Path(os.path.realpath(f)).is_relative_to(root):
+                outside.append(f)
+    return outside
 
 
 def _check_files(task: Task) -> None:

@@ -3,6 +3,12 @@
 Everything nasmed and decathlon write (plans, caches, checkpoints, genotypes, metrics) goes
 through these helpers: the data is written to a temporary file in the target's folder, flushed,
 fsynced and renamed over the target in one step.
+
+Permissions follow the process umask exactly as ``open`` and ``mkdir`` would (files
+``0o666 & ~umask``, folders ``0o777 & ~umask``): :func:`tempfile.mkstemp` and
+:func:`tempfile.mkdtemp` create private ``0600``/``0700`` entries, which would leave every model
+and prediction unreadable to colleagues on a shared machine, so :func:`atomic_open` and
+:func:`make_temp_dir` widen them to what the umask allows before the rename.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +32,38 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "ensure_out_dir",
+    "file_mode",
+    "folder_mode",
+    "make_temp_dir",
 ]
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX has no read-only call)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: ``0o666 & ~umask``."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode ``mkdir`` would give a new folder: ``0o777 & ~umask``."""
+    return 0o777 & ~_umask()
+
+
+def make_temp_dir(parent: str | os.PathLike[str], prefix: str, suffix: str = "") -> Path:
+    """A new hidden temporary folder in ``parent`` (renamed into place by the caller), with the
+    permissions ``mkdir`` would give it rather than :func:`tempfile.mkdtemp`'s ``0700``."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    os.chmod(tmp, folder_mode())
+    return tmp
 
 
 @contextlib.contextmanager
@@ -46,6 +84,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, file_mode())
         encoding = None if "b" in mode else "utf-8"
         with open(fd, mode, encoding=encoding) as f:
             yield f

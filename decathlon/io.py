@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from decathlon.errors import ImageReadError
-from decathlon.fsutil import atomic_open
+from decathlon.fsutil import atomic_open, make_temp_dir
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -373,7 +372,7 @@ def write_image(
     p.parent.mkdir(parents=True, exist_ok=True)
     # Write into a private folder beside the target, then move: for .mhd the data file first and
     # the header (which names it) last, so a reader never finds a header without its data.
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
+    tmpdir = make_temp_dir(p.parent, prefix=f".{p.name}.")
     try:
         sitk.WriteImage(simg, str(tmpdir / p.name), True)
         written = sorted(tmpdir.iterdir(), key=lambda f: f.name == p.name)

@@ -26,9 +26,9 @@ from decathlon.caseprep import (
 )
 from decathlon.errors import DatasetError, DecathlonError
 from decathlon.fingerprint import Fingerprint, fingerprint_task
-from decathlon.fsutil import ensure_out_dir
+from decathlon.outputs import check_dir, check_separate, claim_dir
 from decathlon.plan import DEFAULT_MEMORY_BUDGET_MB, Plan, check_patch_size, make_plan
-from decathlon.splits import kfold_splits, save_splits
+from decathlon.splits import choose_folds, save_splits, task_splits
 
 if TYPE_CHECKING:
     from decathlon.datalist import Task
@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The owner recorded in a work folder's ledger (:mod:`decathlon.outputs`).
+VERB = "preprocess"
 
 
 def _reusable_fingerprint(path: Path, task: Task) -> Fingerprint | None:
@@ -74,7 +77,7 @@ def run_preprocess(
     *,
     workers: int = 2,
     patch_size: tuple[int, int, int] | None = None,
-    folds: int = 5,
+    folds: int | None = None,
     seed: int = 0,
     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
     progress: bool = True,
@@ -83,10 +86,14 @@ def run_preprocess(
 
     Writes ``WORK_DIR/fingerprint.json``, ``plan.json``, ``cache/`` and ``splits.json``. Inputs
     are checked (task, output path, patch size, folds) and every case is read before anything
-    is written; a re-run reuses the fingerprint and cache of unchanged cases.
+    is written; a re-run reuses the fingerprint and cache of unchanged cases. ``folds=None``
+    takes :data:`decathlon.splits.DEFAULT_FOLDS`, fewer for a small task
+    (:func:`decathlon.splits.choose_folds`). ``WORK_DIR`` must be new, empty, or a work folder
+    this verb wrote for the same task (:mod:`decathlon.outputs`), and apart from the task.
 
     Raises:
         DecathlonError: invalid task, unreadable case, output path is a file, bad patch or folds.
+        OutputError: ``WORK_DIR`` holds other files, another task's work, or overlaps the task.
     """
     work = Path(work_dir)
     if work.exists() and not work.is_dir():
@@ -96,16 +103,20 @@ def run_preprocess(
     task = load_task(task_dir)
     if not task.training:
         raise DatasetError(f"{task.root}: dataset.json lists no training cases")
+    owner = str(Path(os.path.realpath(task.root)))
+    check_separate(work, [task.root, *{f.parent for f in task.outside_files}])
+    check_dir(work, VERB, key=owner)
     if patch_size is not None:
         check_patch_size(tuple(patch_size), 16)
-    splits = kfold_splits([c.name for c in task.training], k=folds, seed=seed)
+    k = choose_folds(len(task.training), folds)
+    splits = task_splits([c.name for c in task.training], k, seed=seed)
     fingerprint = _reusable_fingerprint(work / "fingerprint.json", task)
     if fingerprint is None:
         fingerprint = fingerprint_task(task, workers=workers, progress=progress)
     else:
         log.info("fingerprint: source files unchanged, reusing %s", work / "fingerprint.json")
     plan = make_plan(fingerprint, patch_size=patch_size, memory_budget_mb=memory_budget_mb)
-    ensure_out_dir(work)
+    claim_dir(work, VERB, key=owner)
     fingerprint.save(work / "fingerprint.json")
     plan.save(work / "plan.json")
     preprocess_task(task, plan, work / "cache", workers=workers, progress=progress)

@@ -3,11 +3,17 @@
 Splits are made **by case** (never by patch or slice), from the sorted case names and a seed, so
 the same names and seed give the same folds on every machine. ``splits.json`` holds a list of
 ``{"train": [...], "val": [...]}``, one entry per fold, the form nnU-Net uses.
+
+Small tasks: :func:`choose_folds` shrinks the default 5 folds (with a warning) to the number of
+training cases, down to 2; a task of one case gets a single fold holding it (nothing held out).
+:func:`fold_split` also knows nnU-Net's ``"all"`` fold: train on every case (and validate on
+them too: there is nothing held out), for tasks too small to hold any case out.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -18,9 +24,79 @@ import numpy as np
 from decathlon.errors import DatasetError
 from decathlon.fsutil import atomic_write_json
 
-__all__ = ["bilevel_halves", "kfold_splits", "load_splits", "save_splits"]
+__all__ = [
+    "ALL_FOLD",
+    "DEFAULT_FOLDS",
+    "bilevel_halves",
+    "choose_folds",
+    "fold_split",
+    "kfold_splits",
+    "load_splits",
+    "save_splits",
+    "task_splits",
+]
+
+log = logging.getLogger(__name__)
 
 Split = dict[str, list[str]]
+
+#: Folds when the user gives none (nnU-Net's 5-fold cross-validation).
+DEFAULT_FOLDS = 5
+#: nnU-Net's name of the fold that trains on every case.
+ALL_FOLD = "all"
+
+
+def choose_folds(num_cases: int, folds: int | None = None) -> int:
+    """The number of folds: ``folds`` as given, or the default shrunk to fit a small task.
+
+    With ``folds=None`` and fewer than :data:`DEFAULT_FOLDS` cases the folds shrink, with a
+    warning, to the number of cases (down to 2); one case gives 1 (only ``--fold all`` trains).
+    """
+    if folds is not None:
+        return folds
+    if num_cases >= DEFAULT_FOLDS:
+        return DEFAULT_FOLDS
+    k = max(1, num_cases)
+    if k >= 2:
+        log.warning(
+            "%d training cases are fewer than the default %d folds: using %d folds",
+            num_cases,
+            DEFAULT_FOLDS,
+            k,
+        )
+    else:
+        log.warning(
+            "%d training case: no fold can hold a case out; train it with --fold all", num_cases
+        )
+    return k
+
+
+def task_splits(case_names: Sequence[str], folds: int, seed: int = 0) -> list[Split]:
+    """:func:`kfold_splits`, or for ``folds == 1`` one fold that trains on every case."""
+    if folds == 1:
+        return [{"train": _unique_sorted(case_names, "split"), "val": []}]
+    return kfold_splits(case_names, k=folds, seed=seed)
+
+
+def fold_split(splits: Sequence[Split], fold: int | str) -> Split:
+    """Fold ``fold`` of ``splits``, or for ``"all"`` every case as training and validation.
+
+    Raises:
+        DatasetError: ``fold`` is out of range, or a fold without validation cases is asked for.
+    """
+    if fold == ALL_FOLD:
+        names = sorted({n for s in splits for part in s.values() for n in part})
+        return {"train": names, "val": list(names)}
+    if not isinstance(fold, int) or not 0 <= fold < len(splits):
+        raise DatasetError(
+            f"--fold {fold} is out of range: the splits have {len(splits)} fold(s) "
+            f"(0..{len(splits) - 1}, or {ALL_FOLD})"
+        )
+    if not splits[fold]["val"]:
+        raise DatasetError(
+            f"fold {fold} holds no validation case (the task is too small); use --fold {ALL_FOLD}"
+        )
+    return splits[fold]
 
 
 def _unique_sorted(case_names: Sequence[str], what: str) -> list[str]:

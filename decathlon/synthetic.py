@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from decathlon.errors import DecathlonError
-from decathlon.fsutil import atomic_write_json
+from decathlon.fsutil import atomic_write_json, make_temp_dir
 from decathlon.io import write_image
+from decathlon.outputs import check_dir
 from decathlon.phantom import MRI_MODALITIES, synthesize_case
 from decathlon.structures import STRUCTURE_LABELS, synthesize_structures_case
 
@@ -75,13 +76,26 @@ def _check_args(
     return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
+def _written_by_synth(out: Path) -> bool:
+    """Whether ``out`` is a task this module wrote (its dataset.json carries the marker)."""
+    try:
+        data = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and _MARKER in data
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise DecathlonError(f"{out}: output path exists and is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DecathlonError(
-            f"{out}: output folder exists and is not empty; choose a new folder or pass --overwrite"
-        )
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DecathlonError(
+                f"{out}: output folder exists and is not empty; choose a new folder or pass "
+                "--overwrite"
+            )
+        if not _written_by_synth(out):  # the output rule: never replace what we did not write
+            check_dir(out, "synth")
 
 
 def write_synthetic_task(
@@ -150,7 +164,7 @@ def write_synthetic_task(
         "ct": ct,
         **({"scene": scene} if scene != "organs" else {}),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         _write_into(tmp, params, name or "Synthetic")
         _install(tmp, out, overwrite)

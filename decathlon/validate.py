@@ -68,6 +68,7 @@ class Summary:
     oblique_cases: int
     foreground_share: dict[int, float]
     cases_with_label: dict[int, int]
+    outside_files: int = 0
 
     def table(self) -> str:
         """The summary as an aligned plain-text table."""
@@ -89,6 +90,14 @@ class Summary:
             ("orientations", ", ".join(f"{k} {v}" for k, v in sorted(self.orientations.items()))),
             ("oblique cases", str(self.oblique_cases)),
         ]
+        if self.outside_files:
+            rows.append(
+                (
+                    "outside paths",
+                    f"{self.outside_files} case file(s) outside the task folder "
+                    "(allowed by --allow-outside-paths)",
+                )
+            )
         for k in self.labels:
             if k == 0:
                 continue
@@ -266,12 +275,18 @@ def _check_case(task: Task, case: Case, training: bool) -> _CaseResult:
 # --------------------------------------------------------------------------------------------
 
 
-def validate_task(task_dir: str | os.PathLike[str], *, workers: int = 1) -> Report:
+def validate_task(
+    task_dir: str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    allow_outside_paths: bool | None = None,
+) -> Report:
     """Check a task folder completely and summarise it.
 
     Args:
         task_dir: the folder holding ``dataset.json``.
         workers: read this many cases at a time (threads).
+        allow_outside_paths: as in :func:`decathlon.datalist.load_task`.
 
     Returns:
         A :class:`Report`; ``report.ok`` is False when any problem was found. Problems with
@@ -280,7 +295,7 @@ def validate_task(task_dir: str | os.PathLike[str], *, workers: int = 1) -> Repo
     """
     report = Report(Path(task_dir))
     try:
-        task = load_task(task_dir, check_files=False)
+        task = load_task(task_dir, check_files=False, allow_outside_paths=allow_outside_paths)
     except DecathlonError as exc:
         report.problems.append(str(exc))
         return report
@@ -336,4 +351,5 @@ def _summarise(task: Task, cases: list[CaseStats]) -> Summary:
         oblique_cases=sum(1 for c in cases if c.oblique),
         foreground_share=share,
         cases_with_label=present,
+        outside_files=len(task.outside_files),
     )

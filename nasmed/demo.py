@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from decathlon.fsutil import atomic_open
+from decathlon.outputs import check_dir, check_separate, claim_dir
 from decathlon.synthetic import embedded_task
 from nasmed.errors import ConfigError
 from nasmed.rundir import RUN_FILE
@@ -30,6 +32,9 @@ from nasmed.search.loop import SearchConfig, SearchResult, run_search
 __all__ = ["DEMO_SEARCH", "DEMO_TRAIN", "DemoResult", "run_demo"]
 
 log = logging.getLogger(__name__)
+
+#: The owner recorded in the demo folder's ledger (:mod:`decathlon.outputs`).
+VERB = "demo"
 
 #: The demo's search: small space, small patch, few epochs, a fast-moving architecture optimiser.
 DEMO_SEARCH = SearchConfig(
@@ -127,7 +132,8 @@ def run_demo(
     predict and evaluate it (see the module docs).
 
     Args:
-        out_dir: the demo folder (created; a finished demo there is reused).
+        out_dir: the demo folder (created; a finished demo there is reused; a folder holding
+            files the demo did not write is refused).
         seed: seed of the search.
         device: torch device.
         search: search settings (default :data:`DEMO_SEARCH`, with ``seed``).
@@ -135,13 +141,17 @@ def run_demo(
         train: also train the found architecture, predict and evaluate.
 
     Raises:
-        ConfigError: ``out_dir`` is a file. RunDirError: ``OUT/search`` holds another run.
+        ConfigError: ``out_dir`` is a file. OutputError: it holds files the demo did not write.
+        RunDirError: ``OUT/search`` holds another run.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: demo output exists and is a file; use a folder")
     config = replace(search or DEMO_SEARCH, seed=seed)
+    check_dir(out, VERB)  # a folder of results the demo did not write is refused untouched
     task = embedded_task()
+    check_separate(out, [task])
+    claim_dir(out, VERB)
     run_dir = out / "search"
     result = run_search(
         task,
@@ -193,10 +203,10 @@ def _train_predict_evaluate(
     held_out = [task.case(name) for name in info["val_cases"]]
     images = [f for c in held_out for f in c.images]
     val = tuple(predict(run, images, preds / "validation", device=device, progress=progress))
-    ref = out / "reference"
-    ref.mkdir(parents=True, exist_ok=True)
+    ref = claim_dir(out / "reference", VERB)
     for case in held_out:
         assert case.label is not None
-        shutil.copyfile(case.label, ref / f"{case.name}.nii.gz")
+        with case.label.open("rb") as src, atomic_open(ref / f"{case.name}.nii.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
     metrics = evaluate(preds / "validation", ref, labels=task.labels, out=out / "metrics.json")
     return DemoResult(out, task_dir, search, run, test, val, metrics)

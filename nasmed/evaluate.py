@@ -40,10 +40,13 @@ from decathlon.datalist import AFFINE_ATOL
 from decathlon.errors import DatasetError
 from decathlon.fsutil import atomic_write_json, atomic_write_text
 from decathlon.io import image_suffix, read_geometry, read_image, strip_suffix
+from decathlon.outputs import check_files, check_separate, record_files
 
 __all__ = ["DEFAULT_NSD_TOLERANCE_MM", "evaluate", "format_summary", "pair_files"]
 
 DEFAULT_NSD_TOLERANCE_MM = 1.0
+#: The writer recorded for metrics.json / metrics.csv (:mod:`decathlon.outputs`).
+VERB = "evaluate"
 METRICS = ("dice", "hd95", "nsd")
 
 
@@ -179,6 +182,10 @@ def evaluate(
         DatasetError: missing or mismatched files (see :func:`pair_files`), bad tolerance.
     """
     pairs = pair_files(pred_dir, ref_dir)
+    if out is not None:  # before any case is scored: the outputs may not replace an input
+        json_path, csv_path = _out_paths(Path(out))
+        check_separate(json_path, [ref_dir, *(f for pair in pairs for f in pair[1:])])
+        check_files([json_path, csv_path], VERB)
     tolerances = (
         nsd_tolerance_mm.values() if isinstance(nsd_tolerance_mm, Mapping) else [nsd_tolerance_mm]
     )
@@ -257,9 +264,14 @@ def evaluate(
     return metrics
 
 
-def _write(out: Path, metrics: dict[str, Any]) -> None:
+def _out_paths(out: Path) -> tuple[Path, Path]:
     json_path = out if out.suffix == ".json" else out / "metrics.json"
-    csv_path = json_path.with_suffix(".csv")
+    return json_path, json_path.with_suffix(".csv")
+
+
+def _write(out: Path, metrics: dict[str, Any]) -> None:
+    json_path, csv_path = _out_paths(out)
+    record_files([json_path, csv_path], VERB)
     fields = ["case", "label", "name", *METRICS, "pred_voxels", "ref_voxels", "nsd_tolerance_mm"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")

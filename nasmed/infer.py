@@ -31,6 +31,7 @@ from tqdm import tqdm
 from decathlon.errors import DatasetError
 from decathlon.fsutil import ensure_out_dir
 from decathlon.io import Image, image_suffix, read_geometry, read_image, strip_suffix, write_image
+from decathlon.outputs import check_files, check_separate, record_files
 from decathlon.preprocess import preprocess_case, restore_to_original
 from nasmed.models.spec import load_model
 from nasmed.runtime import resolve_device
@@ -38,6 +39,9 @@ from nasmed.runtime import resolve_device
 __all__ = ["InputCase", "find_inputs", "predict", "predict_probabilities"]
 
 log = logging.getLogger(__name__)
+
+#: The writer recorded for the predictions (:mod:`decathlon.outputs`).
+VERB = "predict"
 
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -200,8 +204,9 @@ def predict(
     Args:
         model_dir: a finished run folder (``model.json`` + ``model.pt``).
         inputs: image files and/or folders of images (MSD or nnU-Net per-channel naming).
-        out_dir: the output folder (created; existing predictions of the same names are
-            replaced atomically).
+        out_dir: the output folder (created; predictions of the same names that this verb
+            wrote earlier are replaced atomically; any other existing file is refused, and so
+            is a folder that is, holds or lies inside an input or the model).
         tta_mirror: average the softmax over the 8 mirrorings.
         device: torch device.
         overlap: sliding-window overlap (0..1).
@@ -224,7 +229,11 @@ def predict(
     cases = find_inputs(inputs)
     for case in cases:  # check everything before writing anything
         _check_case(case, spec.in_channels, plan.modalities)
+    targets = [Path(out_dir) / f"{case.name}.nii.gz" for case in cases]
+    check_separate(out_dir, [model_dir, *inputs, *(f for c in cases for f in c.files)])
+    check_files(targets, VERB)
     out = ensure_out_dir(out_dir)
+    record_files(targets, VERB)
     written: list[Path] = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
         image = _read(case)

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 import searchspaces
+from decathlon.outputs import check_separate
 from nasmed.cli.common import add_common
 from nasmed.errors import GenotypeError
 from nasmed.genotype import Genotype, check_space
@@ -65,6 +66,8 @@ def _show_space(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    if args.png:
+        check_separate(args.png, [args.genotype], option="--png")
     genotype = Genotype.load(args.genotype)
     print(genotype.to_text())
     try:
@@ -77,5 +80,6 @@ def _show(args: argparse.Namespace) -> int:
         from nasmed.viz.figure import save_png
         from nasmed.viz.genotype import plot_genotype
 
-        print(f"wrote {save_png(plot_genotype(genotype), args.png)}")
+        png = save_png(plot_genotype(genotype), args.png, verb="show")
+        print(f"wrote {png}")
     return 0

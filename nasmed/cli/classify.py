@@ -6,12 +6,13 @@ Thin argparse over :func:`nasmed.classify.api.classify`; see docs/classify.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from nasmed.cli.common import add_common, add_device, add_seed
+from nasmed.cli.common import add_common, add_device, add_seed, add_task_verb
 
 __all__ = ["register"]
 
@@ -35,6 +36,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("task_dir", metavar="TASK_DIR", help="task folder holding dataset.json")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="new or empty run folder")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished run in RUN_DIR (same settings); an unfinished one (killed "
+        "before it wrote metrics.json) is started again: a time-budgeted run has no checkpoint",
+    )
     p.add_argument(
         "--time-budget",
         type=float,
@@ -96,14 +103,14 @@ def register(sub: Any) -> None:
     add_seed(p)
     add_device(p)
     add_common(p)
-    p.set_defaults(func=_classify)
+    add_task_verb(p, _classify)
 
 
 def _classify(args: argparse.Namespace) -> int:
     from nasmed.classify.api import ClassifyConfig, classify, pretrain_backbone
     from nasmed.classify.autoaugment.policy import Policy
     from nasmed.errors import ConfigError
-    from nasmed.rundir import prepare_run_dir
+    from nasmed.rundir import prepare_run_dir, release_run_dir
     from nasmed.runtime import resolve_device, seed_everything
 
     cfg = ClassifyConfig(
@@ -133,8 +140,24 @@ def _classify(args: argparse.Namespace) -> int:
         or Path(os.environ.get("NASMED_CACHE") or Path.home() / ".cache" / "nasmed") / "slices"
     )
     policy = Policy.load(args.policy) if args.policy else None
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "verbose", "quiet")}
-    out, _ = prepare_run_dir(args.out, "classify", settings)
+    skip = ("func", "verbose", "quiet", "resume")
+    settings = {k: v for k, v in vars(args).items() if k not in skip}
+    out, resumed = prepare_run_dir(
+        args.out,
+        "classify",
+        settings,
+        resume=args.resume,
+        immutable=tuple(k for k in settings if k not in ("device", "cache_dir")),
+        inputs=(args.task_dir, args.pretrained, args.policy, args.pretrain_on),
+        task_root=args.task_dir,
+        complete="metrics.json",
+    )
+    if resumed:
+        m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        release_run_dir(out)
+        print(f"{out}: the run is already complete")
+        _report(out, m, float(m.get("elapsed_seconds", 0.0)), args.time_budget)
+        return 0
     seed_everything(args.seed)
     pretrained = args.pretrained
     if args.pretrain_on:
@@ -145,19 +168,26 @@ def _classify(args: argparse.Namespace) -> int:
             args.pretrain_on, out / "pretrained_backbone.pt", pre, device=device, cache_dir=cache
         )
     start = time.perf_counter()
-    m = classify(
-        args.task_dir,
-        out,
-        cfg,
-        device=device,
-        cache_dir=cache,
-        pretrained=pretrained,
-        policy=policy,
-    )
+    try:
+        m = classify(
+            args.task_dir,
+            out,
+            cfg,
+            device=device,
+            cache_dir=cache,
+            pretrained=pretrained,
+            policy=policy,
+        )
+    finally:
+        release_run_dir(out)
+    _report(out, m, time.perf_counter() - start, args.time_budget)
+    return 0
+
+
+def _report(out: Path, m: dict[str, Any], seconds: float, budget: float) -> None:
     auc = "n/a" if m["mean_auc"] is None else f"{m['mean_auc']:.4f}"
     print(
         f"wrote {out}: mean AUC {auc}, accuracy {m['accuracy']:.4f}, ALC {m['alc']:.4f} "
         f"({len(m['anytime'])} predictions, {m['steps']} steps, "
-        f"{time.perf_counter() - start:.1f} s of {args.time_budget:g} s)"
+        f"{seconds:.1f} s of {budget:g} s)"
     )
-    return 0

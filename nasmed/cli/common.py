@@ -1,10 +1,14 @@
-"""Options and helpers shared by every verb: -v/-q, --seed, --device, --cpu-allocator, logging."""
+"""Options and helpers shared by every verb: -v/-q, --seed, --device, --cpu-allocator,
+--allow-outside-paths, logging."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+from collections.abc import Callable
 
+from decathlon.datalist import outside_paths_allowed
 from decathlon.errors import DecathlonError
 from nasmed.allocator import CpuAllocator
 from nasmed.errors import NasmedError
@@ -17,6 +21,7 @@ __all__ = [
     "add_device",
     "add_patch",
     "add_seed",
+    "add_task_verb",
     "setup_logging",
 ]
 
@@ -69,3 +74,23 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Configure the root logger for the command line."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def add_task_verb(
+    parser: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int]
+) -> None:
+    """Add ``--allow-outside-paths`` and make ``func`` the verb, run with that choice in force
+    for every task it reads (:func:`decathlon.datalist.outside_paths_allowed`)."""
+    parser.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="read dataset.json entries that point outside the task folder (absolute or ../ "
+        "paths, symlinks out of it); refused by default",
+    )
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        with outside_paths_allowed(bool(args.allow_outside_paths)):
+            return func(args)
+
+    parser.set_defaults(func=run)

@@ -10,9 +10,10 @@ import argparse
 import sys
 from typing import Any
 
+from decathlon.outputs import check_separate
 from decathlon.synthetic import write_synthetic_task
 from decathlon.validate import validate_task
-from nasmed.cli.common import add_common, add_seed
+from nasmed.cli.common import add_common, add_seed, add_task_verb
 
 __all__ = ["register"]
 
@@ -43,7 +44,11 @@ def register(sub: Any) -> None:
         help="with one modality, write an MR-like channel instead of a CT-like one",
     )
     p.add_argument("--name", default=None, help="task name in dataset.json")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty OUT_DIR that synth wrote (any other folder is refused)",
+    )
     add_seed(p)
     add_common(p)
     p.set_defaults(func=_synth)
@@ -65,7 +70,7 @@ def register(sub: Any) -> None:
         "--case", metavar="NAME", help="the case --png draws (default: the first training case)"
     )
     add_common(p)
-    p.set_defaults(func=_inspect)
+    add_task_verb(p, _inspect)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -89,6 +94,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    if args.png:
+        check_separate(args.png, [args.task_dir], option="--png")
     report = validate_task(args.task_dir, workers=max(1, args.workers))
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -109,5 +116,6 @@ def _inspect(args: argparse.Namespace) -> int:
         from nasmed.viz.figure import save_png
         from nasmed.viz.volume import plot_case
 
-        print(f"wrote {save_png(plot_case(args.task_dir, args.case), args.png)}")
+        png = save_png(plot_case(args.task_dir, args.case), args.png, verb="inspect")
+        print(f"wrote {png}")
     return 0

@@ -14,7 +14,7 @@ from typing import Any
 
 from decathlon.plan import DEFAULT_MEMORY_BUDGET_MB, Plan
 from decathlon.preprocess import run_preprocess
-from nasmed.cli.common import add_common, add_patch, add_seed
+from nasmed.cli.common import add_common, add_patch, add_seed, add_task_verb
 
 __all__ = ["format_plan", "register"]
 
@@ -38,10 +38,15 @@ def register(sub: Any) -> None:
         default=DEFAULT_MEMORY_BUDGET_MB,
         help=f"training memory budget for the patch size (default {DEFAULT_MEMORY_BUDGET_MB:g})",
     )
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="cross-validation folds (default 5, fewer for a task of fewer cases, down to 2)",
+    )
     add_seed(p)
     add_common(p)
-    p.set_defaults(func=_preprocess)
+    add_task_verb(p, _preprocess)
 
 
 def format_plan(plan: Plan, work_dir: str | Path) -> str:

@@ -18,6 +18,7 @@ from nasmed.cli.common import (
     add_device,
     add_patch,
     add_seed,
+    add_task_verb,
 )
 from nasmed.errors import ConfigError
 
@@ -97,7 +98,7 @@ def register(sub: Any) -> None:
     add_device(p)
     add_cpu_allocator(p, "lean")
     add_common(p)
-    p.set_defaults(func=_search)
+    add_task_verb(p, _search)
 
     p = sub.add_parser(
         "demo",

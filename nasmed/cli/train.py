@@ -19,6 +19,7 @@ from nasmed.cli.common import (
     add_device,
     add_patch,
     add_seed,
+    add_task_verb,
 )
 from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
@@ -30,11 +31,26 @@ def _progress(args: argparse.Namespace) -> bool:
     return not args.quiet and logging.getLogger().isEnabledFor(logging.INFO)
 
 
+def _fold(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fold must be an integer or all, not {text!r}") from None
+
+
 def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--epochs", type=int, default=50, help="epochs (default 50)")
     add_patch(p, "training patch and sliding window (default: the plan's, fitted to the network)")
-    p.add_argument("--fold", type=int, default=0, help="cross-validation fold (default 0)")
+    p.add_argument(
+        "--fold",
+        type=_fold,
+        default=0,
+        help="cross-validation fold (default 0), or all: train on every case (nnU-Net's "
+        "convention, for tasks too small to hold any case out)",
+    )
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
     p.add_argument(
@@ -91,7 +107,7 @@ def register(sub: Any) -> None:
     p.add_argument("--arch", required=True, help="genotype.json (or its folder), unet, or dynunet")
     _add_training(p)
     add_pipeline_args(p)
-    p.set_defaults(func=_train)
+    add_task_verb(p, _train)
 
     p = sub.add_parser(
         "predict",
@@ -165,7 +181,7 @@ def register(sub: Any) -> None:
         "differs, instead of adapting the source's",
     )
     _add_training(p)
-    p.set_defaults(func=_transfer)
+    add_task_verb(p, _transfer)
 
 
 def _summary(run: Path) -> str:

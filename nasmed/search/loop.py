@@ -36,7 +36,7 @@ from decathlon.synthetic import embedded_task
 from nasmed.distributed import init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype
-from nasmed.rundir import SPLIT_SEED, prepare_run_dir, prepare_work
+from nasmed.rundir import SPLIT_SEED, prepare_run_dir, prepare_work, release_run_dir
 from nasmed.runtime import resolve_device, seed_everything
 from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
 from nasmed.search.searcher import CHECKPOINT_FILE
@@ -160,11 +160,22 @@ def run_search(
     run = Path(run_dir)
     existed = run.is_dir()
     run, resumed = run_on_main(
-        lambda: prepare_run_dir(run, "search", settings, resume=resume, immutable=immutable)
+        lambda: prepare_run_dir(
+            run,
+            "search",
+            settings,
+            resume=resume,
+            immutable=immutable,
+            inputs=(task.root,),
+            task_root=task.root,
+            checkpoint=CHECKPOINT_FILE,
+            complete=GENOTYPE_FILE,
+        )
     )
     genotype_path = run / GENOTYPE_FILE
     if resumed and genotype_path.is_file():
         log.info("%s: the search is already complete", run)
+        release_run_dir(run)
         done = Genotype.load(genotype_path)
         dice = done.search.get("final_val_dice")
         return SearchResult(
@@ -226,6 +237,7 @@ def run_search(
     except BaseException:
         if not resumed and not started and is_main():
             _clear_fresh_run(run, existed)
+        release_run_dir(run)
         raise
     search_info = {
         **{k: v for k, v in settings.items() if k not in ("workers", "device", "space_hash")},
@@ -238,6 +250,7 @@ def run_search(
     genotype = searcher.argmax_genotype(seed=config.seed, search=search_info)
     if is_main():
         genotype.save(genotype_path)
+    release_run_dir(run)
     return SearchResult(
         run,
         genotype,

@@ -19,6 +19,7 @@ that holds another run) leaves nothing behind.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -33,12 +34,13 @@ from torch import nn
 from decathlon.datalist import load_task
 from decathlon.fsutil import atomic_open
 from decathlon.plan import Plan
+from decathlon.splits import ALL_FOLD
 from nasmed.distributed import barrier, init_distributed, is_main, run_on_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype, check_space
 from nasmed.models.factory import build_model, check_patch, load_arch, patch_divisor
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
-from nasmed.rundir import prepare_run_dir, prepare_work
+from nasmed.rundir import prepare_run_dir, prepare_work, release_run_dir
 from nasmed.runtime import resolve_device, seed_everything
 from nasmed.train.trainer import TrainConfig
 
@@ -109,6 +111,13 @@ def _check_arch(arch: str | os.PathLike[str] | Genotype) -> str | Genotype:
         import searchspaces
 
         check_space(resolved, searchspaces.load(resolved.space))
+        try:  # model.json embeds the genotype: refuse now what could not be written at the end
+            json.dumps(resolved.to_dict(), allow_nan=False)
+        except ValueError as exc:
+            where = "the genotype" if isinstance(arch, Genotype) else str(arch)
+            raise ConfigError(
+                f"{where}: holds a NaN or infinite value, which model.json cannot record ({exc})"
+            ) from None
     return resolved
 
 
@@ -130,7 +139,7 @@ def train(
     *,
     epochs: int,
     patch: tuple[int, int, int] | None = None,
-    fold: int = 0,
+    fold: int | str = 0,
     width: float = 1.0,
     deep_supervision: bool = False,
     optimizer: str = "sgd",
@@ -156,7 +165,8 @@ def train(
         run_dir: the run folder (new, empty, or this run's with ``resume``).
         epochs: epochs to train.
         patch: training patch (default: the plan's, rounded to the architecture's divisor).
-        fold: which fold of the task's k-fold splits to train (its validation part scores).
+        fold: which fold of the task's k-fold splits to train (its validation part scores), or
+            ``"all"``: every case (nnU-Net's convention; validation then scores training cases).
         width: channel multiplier.
         deep_supervision: deep supervision (genotype or dynunet).
         optimizer: ``"sgd"`` (Nesterov + poly decay) or ``"adamw"``.
@@ -218,7 +228,7 @@ def _run(
     *,
     epochs: int,
     patch: tuple[int, int, int] | None,
-    fold: int,
+    fold: int | str,
     width: float,
     deep_supervision: bool,
     optimizer: str,
@@ -252,14 +262,19 @@ def _run(
         raise ConfigError(f"--width must be > 0, got {width}")
     task = load_task(task_dir)
     n_folds = min(folds, len(task.training))
-    if n_folds < 2:
+    if n_folds < folds:
+        log.warning("%s: %d training cases: using %d folds", task.root, n_folds, n_folds)
+    if fold == ALL_FOLD:  # nnU-Net's fold "all": train (and validate) on every case
+        log.warning("--fold all: validation scores the training cases (none is held out)")
+    elif n_folds < 2:
         raise ConfigError(
-            f"{task.root}: {len(task.training)} training case(s); training needs at least 2 "
-            "(one to train on, one to validate)"
+            f"{task.root}: {len(task.training)} training case(s); a fold needs at least 2 "
+            f"(one to train on, one to validate): use --fold {ALL_FOLD} to train on every case"
         )
-    if not 0 <= fold < n_folds:
+    elif not isinstance(fold, int) or not 0 <= fold < n_folds:
         raise ConfigError(
-            f"--fold {fold} is out of range: the task has {n_folds} folds (0..{n_folds - 1})"
+            f"--fold {fold} is out of range: the task has {n_folds} folds "
+            f"(0..{n_folds - 1}, or {ALL_FOLD})"
         )
     if patch is not None:
         patch = check_patch(resolved, patch)
@@ -290,11 +305,23 @@ def _run(
         "pipeline": pipeline.to_json() if pipeline is not None else None,
     }
     settings.pop("workers")
+    arch_input = None if isinstance(arch, Genotype) or str(arch) in ("unet", "dynunet") else arch
     run, resumed = run_on_main(
-        lambda: prepare_run_dir(run, kind, settings, resume=resume, immutable=tuple(settings))
+        lambda: prepare_run_dir(
+            run,
+            kind,
+            settings,
+            resume=resume,
+            immutable=tuple(settings),
+            inputs=(task.root, arch_input, (extra_settings or {}).get("weights")),
+            task_root=task.root,
+            checkpoint="checkpoints/last.pt",
+            complete=MODEL_FILE,
+        )
     )
     if resumed and (run / MODEL_FILE).is_file() and (run / WEIGHTS_FILE).is_file():
         log.info("%s: the run is already complete", run)
+        release_run_dir(run)
         return run
     started = False
     try:
@@ -336,6 +363,7 @@ def _run(
     except BaseException:
         if not resumed and not started and is_main():
             _clear_fresh_run(run, existed)
+        release_run_dir(run)
         raise
     if is_main():
         params = sum(p.numel() for p in model.parameters())
@@ -367,4 +395,5 @@ def _run(
             torch.save(model.state_dict(), f)
         spec.save(run / MODEL_FILE)
     barrier()  # under torchrun, every rank returns once rank 0 has written the model
+    release_run_dir(run)
     return run

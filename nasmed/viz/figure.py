@@ -16,6 +16,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from decathlon.fsutil import atomic_open
+from decathlon.outputs import check_files, record_files
 from nasmed.errors import ConfigError
 
 __all__ = ["hide_ticks", "label_cmap", "label_color", "new_figure", "save_png"]
@@ -55,19 +56,31 @@ def new_figure(
     return fig, np.asarray(axes, dtype=object)
 
 
-def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 100) -> Path:
+def save_png(
+    fig: Figure, path: str | os.PathLike[str], *, dpi: int = 100, verb: str = "figure"
+) -> Path:
     """Write ``fig`` as a PNG file atomically (a reader never sees half a file).
+
+    Args:
+        fig: the figure.
+        path: the PNG file.
+        dpi: resolution.
+        verb: the writer recorded for the file (:mod:`decathlon.outputs`): an existing file is
+            replaced only when this verb wrote it.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ConfigError: ``path`` is a folder, or cannot be written.
+        ConfigError: ``path`` is a folder, or cannot be written. OutputError: ``path`` exists
+        and ``verb`` did not write it.
     """
     out = Path(path)
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder; give a PNG file name")
+    check_files([out], verb)
     try:
+        record_files([out], verb)
         with atomic_open(out, "wb") as f:
             fig.savefig(f, format="png", dpi=dpi)
     except OSError as exc:

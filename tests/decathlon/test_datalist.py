@@ -286,3 +286,49 @@ def test_msd_table() -> None:
     for t in MSD_TASKS:
         assert msd_task(t.folder) is t and msd_task(t.name.lower()) is t
         assert t.label_map[0] == "background" and len(t.label_map) == t.num_classes
+
+
+# ---- containment: dataset.json paths stay inside the task folder ---------------------------
+
+
+def _point_outside(root: Path, tmp_path: Path, how: str) -> Path:
+    import json
+    import shutil
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir(exist_ok=True)
+    src = root / "imagesTr" / "case_0.nii.gz"
+    moved = outside / "case_0.nii.gz"
+    shutil.move(src, moved)
+    data = json.loads((root / "dataset.json").read_text())
+    if how == "absolute":
+        data["training"][0]["image"] = str(moved)
+    elif how == "dotdot":
+        data["training"][0]["image"] = "../elsewhere/case_0.nii.gz"
+    else:  # a symlink inside the folder that leads out of it
+        src.symlink_to(moved)
+    (root / "dataset.json").write_text(json.dumps(data))
+    return moved
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_paths_outside_the_task_folder_are_refused_unless_allowed(tmp_path: Path, how: str) -> None:
+    from decathlon.datalist import outside_paths_allowed
+    from decathlon.testing import write_task
+    from decathlon.validate import validate_task
+
+    root = write_task(tmp_path / "task", cases=2)
+    _point_outside(root, tmp_path, how)
+    with pytest.raises(DatasetError, match=r"outside the task folder.*--allow-outside-paths"):
+        load_task(root)
+    report = validate_task(root)
+    assert not report.ok and "outside the task folder" in report.problems[0]
+    task = load_task(root, allow_outside_paths=True)
+    assert [f.name for f in task.outside_files] == ["case_0.nii.gz"]
+    with outside_paths_allowed():
+        assert len(load_task(root).outside_files) == 1
+    with pytest.raises(DatasetError, match="outside"):
+        load_task(root)  # the context ended
+    summary = validate_task(root, allow_outside_paths=True).summary
+    assert summary is not None and summary.outside_files == 1
+    assert "1 case file(s) outside the task folder" in summary.table()

@@ -216,6 +216,7 @@ def test_run_preprocess_writes_everything(
     plan = run_preprocess(task_dir, work, workers=1, folds=2, progress=False)
     assert Plan.load(work / "plan.json") == plan
     assert {p.name for p in work.iterdir()} == {
+        ".nasmed-outputs.json",  # the ledger: this folder is preprocess's work of this task
         "plan.json",
         "fingerprint.json",
         "cache",

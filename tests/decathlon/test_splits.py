@@ -73,3 +73,35 @@ def test_load_rejects_bad_files(tmp_path: Path, text: str, match: str) -> None:
         load_splits(path)
     with pytest.raises(DatasetError, match="not found"):
         load_splits(tmp_path / "missing.json")
+
+
+# ---- small tasks ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cases", "folds"), [(9, 5), (5, 5), (4, 4), (3, 3), (2, 2), (1, 1)])
+def test_default_folds_shrink_to_small_tasks(
+    cases: int, folds: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from decathlon.splits import choose_folds
+
+    with caplog.at_level("WARNING", logger="decathlon.splits"):
+        assert choose_folds(cases) == folds
+    assert bool(caplog.records) == (cases < 5)
+    assert choose_folds(cases, 7) == 7  # an explicit number is kept (and checked by k-fold)
+
+
+def test_fold_all_trains_on_every_case_and_single_case_tasks_split() -> None:
+    from decathlon.errors import DatasetError
+    from decathlon.splits import fold_split, task_splits
+
+    names = ["b", "a", "c"]
+    splits = task_splits(names, 3)
+    assert fold_split(splits, "all") == {"train": ["a", "b", "c"], "val": ["a", "b", "c"]}
+    assert fold_split(splits, 1) == splits[1]
+    one = task_splits(["only"], 1)
+    assert one == [{"train": ["only"], "val": []}]
+    assert fold_split(one, "all") == {"train": ["only"], "val": ["only"]}
+    with pytest.raises(DatasetError, match=r"no validation case.*--fold all"):
+        fold_split(one, 0)
+    with pytest.raises(DatasetError, match="out of range"):
+        fold_split(splits, 3)

@@ -10,6 +10,7 @@ import pytest
 import decathlon.synthetic as synthetic
 from decathlon.datalist import load_task, read_case
 from decathlon.errors import DecathlonError
+from decathlon.outputs import OutputError
 from decathlon.validate import validate_task
 
 TINY = {"cases": 3, "shape": (16, 16, 8), "test_cases": 1}
@@ -116,8 +117,13 @@ def test_output_is_a_file_or_not_empty(tmp_path: Path) -> None:
     with pytest.raises(DecathlonError, match="not empty"):
         synthetic.write_synthetic_task(full, **TINY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "full"]
-    synthetic.write_synthetic_task(full, overwrite=True, **TINY)
-    assert not (full / "keep.txt").exists() and (full / "dataset.json").is_file()
+    with pytest.raises(OutputError, match="not by nasmed synth"):  # not synth's: never replaced
+        synthetic.write_synthetic_task(full, overwrite=True, **TINY)
+    assert (full / "keep.txt").read_text() == "x"
+    ours = synthetic.write_synthetic_task(tmp_path / "ours", **TINY)
+    (ours / "extra.txt").write_text("x")
+    synthetic.write_synthetic_task(ours, overwrite=True, seed=3, **TINY)
+    assert not (ours / "extra.txt").exists() and (ours / "dataset.json").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
     synthetic.write_synthetic_task(empty, **TINY)

@@ -105,3 +105,21 @@ def test_inspect_path_that_is_not_a_task_folder(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and str(target) in err[1]
     assert ("does not exist" if kind == "missing" else "not a folder") in err[1]
+
+
+def test_inspect_outside_paths_only_with_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    task = write_task(tmp_path / "task", cases=2)
+    elsewhere = tmp_path / "elsewhere.nii.gz"
+    (task / "imagesTr" / "case_1.nii.gz").rename(elsewhere)
+    data = json.loads((task / "dataset.json").read_text())
+    data["training"][1]["image"] = str(elsewhere)
+    (task / "dataset.json").write_text(json.dumps(data))
+    assert main(["inspect", str(task)]) == 2
+    assert "outside the task folder" in capsys.readouterr().err
+    assert main(["inspect", str(task), "--allow-outside-paths"]) == 0
+    out = capsys.readouterr().out
+    assert "outside paths" in out and "1 case file(s) outside the task folder" in out

@@ -142,3 +142,26 @@ def test_class_never_in_training_warns(
         data = prepare_slices(task, ClassifyConfig(time_budget=5.0), None)
     assert any("'lesion' never appears" in w for w in data.warnings)
     assert "never appears" in caplog.text
+
+
+def test_a_failed_start_does_not_block_a_retry_and_resume_reuses_a_finished_run(
+    tiny_task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasmed.rundir import prepare_run_dir, release_run_dir
+
+    out = tmp_path / "run"
+    prepare_run_dir(out, "classify", {"head": "saol"}, complete="metrics.json")
+    release_run_dir(out)  # what a start that failed after making its run folder leaves
+    (out / "alc.png").write_bytes(b"half")
+    rc, _ = _run(tiny_task, out, 4.0)  # the same folder, no --resume: a retry is not blocked
+    assert rc == 0 and (out / "metrics.json").is_file()
+    capsys.readouterr()
+    rc, _ = _run(tiny_task, out, 4.0)
+    err = capsys.readouterr().err
+    assert rc == 2 and "pass --resume" in err  # and classify has that option now
+    before = (out / "metrics.json").read_bytes()
+    rc, elapsed = _run(tiny_task, out, 4.0, "--resume")
+    assert rc == 0 and "already complete" in capsys.readouterr().out
+    assert (out / "metrics.json").read_bytes() == before and elapsed < 4.0
+    rc, _ = _run(tiny_task, out, 4.0, "--resume", "--head", "gap")
+    assert rc == 2 and "cannot resume with head='gap'" in capsys.readouterr().err

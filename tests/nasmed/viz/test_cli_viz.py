@@ -25,8 +25,11 @@ def test_show_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_show_png_into_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "genotype.json"
     sample_genotype(searchspaces.load("scnas-small"), 0).save(path)
-    assert main(["show", str(path), "--png", str(tmp_path)]) == 2
+    (tmp_path / "figures").mkdir()
+    assert main(["show", str(path), "--png", str(tmp_path / "figures")]) == 2
     assert "is a folder; give a PNG file name" in capsys.readouterr().err
+    assert main(["show", str(path), "--png", str(tmp_path)]) == 2  # the folder of the genotype
+    assert "--png contains the input" in capsys.readouterr().err
 
 
 def test_inspect_png(tiny_task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
