@@ -55,7 +55,7 @@ from nasmed.compare.report import RunResult, build_rows, summarize, write_csv, w
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE
-from nasmed.rundir import SPLIT_SEED, prepare_run_dir
+from nasmed.rundir import SPLIT_SEED, prepare_run_dir, release_run_dir
 from nasmed.runtime import resolve_device
 from nasmed.train.history import read_history
 from searchspaces import SearchSpace
@@ -315,12 +315,7 @@ def run_compare(
         bad search run folder, or an output folder holding another comparison (or changed
         settings on resume). ConfigError: a bad setting or a patch some network cannot take.
     """
-    from nasmed.train.api import train
-    from nasmed.train.validation import validate_dice
-    from nasmed.viz.compare import plot_compare
-    from nasmed.viz.figure import save_png
-
-    device = resolve_device(config.device)
+    resolve_device(config.device)
     task, folds, space, found, search_runs = _check_inputs(task_dir, config)
     randoms = random_candidates(space, config.random, config.seed)
     settings = {
@@ -331,8 +326,42 @@ def run_compare(
         "space_hash": space.content_hash(),
     }
     out, _ = prepare_run_dir(
-        config.out, "compare", settings, resume=config.resume, immutable=tuple(settings)
+        config.out,
+        "compare",
+        settings,
+        resume=config.resume,
+        immutable=tuple(settings),
+        inputs=(task.root, *config.archs, *config.search_runs),
+        task_root=task.root,
+        # the runs start once the costs are measured: a start that never got there is cleared
+        complete=COSTS_FILE,
     )
+    try:
+        return _compare(
+            out, task, folds, space, found, randoms, search_runs, settings, config, on_run_end
+        )
+    finally:
+        release_run_dir(out)
+
+
+def _compare(
+    out: Path,
+    task: Any,
+    folds: int,
+    space: SearchSpace,
+    found: list[Candidate],
+    randoms: list[Candidate],
+    search_runs: list[SearchRun],
+    settings: dict[str, Any],
+    config: CompareConfig,
+    on_run_end: Callable[[str, int], None] | None,
+) -> CompareResult:
+    from nasmed.train.api import train
+    from nasmed.train.validation import validate_dice
+    from nasmed.viz.compare import plot_compare
+    from nasmed.viz.figure import save_png
+
+    device = resolve_device(config.device)
     work = out / "work"
     plan = run_preprocess(
         task.root, work, workers=1, folds=folds, seed=SPLIT_SEED, progress=config.progress

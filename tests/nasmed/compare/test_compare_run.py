@@ -223,6 +223,11 @@ def test_cli_bad_input_exits_2(
         assert main(["compare", *args, "--out", str(out), *base]) == 2, args
         assert words in _err(capsys)
         assert not out.exists()
+    # an --out inside the task folder (the output rule of decathlon.outputs)
+    inside = setup["task"] / "compare_out"
+    args = ["compare", task, "--random", "2", "--space", "scnas-small", "--out", str(inside)]
+    assert main([*args, *base]) == 2
+    assert "compare_out" in _err(capsys) and not inside.exists()
     # an --out that holds another comparison
     args = ["compare", task, "--random", "3", "--out", str(done.out), *base]
     assert main(args) == 2
