@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import shutil
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,14 +41,14 @@ from decathlon.fsutil import atomic_write_json
 from decathlon.plan import Plan
 from decathlon.preprocess import run_preprocess
 from decathlon.splits import load_splits
+from nasmed.compare.budget import COSTS_FILE, plan_costs
 from nasmed.compare.candidates import (
     Candidate,
     check_common_patch,
     load_found,
     random_candidates,
 )
-from nasmed.compare.config import CompareConfig, Match
-from nasmed.compare.costs import Cost, match_widths, measure_cost
+from nasmed.compare.config import CompareConfig
 from nasmed.compare.estimate import SearchRun, check_search_run, load_supernet, shared_weight_dice
 from nasmed.compare.report import RunResult, build_rows, summarize, write_csv, write_json
 from nasmed.errors import ConfigError, RunDirError
@@ -64,7 +63,6 @@ __all__ = ["CompareResult", "is_finished", "run_compare"]
 
 log = logging.getLogger(__name__)
 
-COSTS_FILE = "costs.json"
 ESTIMATES_FILE = "estimates.json"
 
 
@@ -168,97 +166,6 @@ def _default_patch(
     d = math.lcm(space.divisor, 16 if baselines else 1)
     p = [max(d, (s // d) * d) for s in plan.patch_size]
     return (p[0], p[1], p[2])
-
-
-def _costs(
-    out: Path,
-    config: CompareConfig,
-    plan: Plan,
-    patch: tuple[int, int, int],
-    genotype_candidates: list[Candidate],
-    device: torch.device,
-) -> tuple[list[Candidate], dict[str, Cost], dict[str, int], str | None]:
-    """Measure (or reload) every cost, match the baselines, fix each network's epochs."""
-    path = out / COSTS_FILE
-    if path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
-    else:
-
-        def measure(arch: Genotype | str, width: float = 1.0, timed: bool = True) -> Cost:
-            return measure_cost(
-                arch,
-                plan.num_channels,
-                plan.num_classes,
-                patch,
-                width=width,
-                batch_size=config.batch_size,
-                spacing=plan.target_spacing,
-                device=device,
-                repeats=config.timing_steps,
-                time_step=timed,
-            )
-
-        networks = {c.name: measure(c.arch).to_json() for c in genotype_candidates}
-        if genotype_candidates and genotype_candidates[0].kind == "found":
-            reference = genotype_candidates[0].name
-            target = Cost.from_json(networks[reference])
-        else:
-            reference = "median of the random networks"
-            values = [Cost.from_json(v) for v in networks.values()]
-            target = Cost(
-                int(statistics.median(c.params for c in values)),
-                statistics.median(c.flops for c in values),
-                statistics.median(c.step_seconds for c in values),
-            )
-        baselines: dict[str, Any] = {}
-        for name in config.baselines:
-
-            def measure_baseline(width: float, timed: bool, name: str = name) -> Cost:
-                return measure(name, width, timed)
-
-            chosen, by_width = match_widths(target, measure_baseline, config.widths, config.match)
-            baselines[name] = {
-                "matched": chosen,
-                "widths": {f"{w:g}": c.to_json() for w, c in by_width.items()},
-            }
-            for width in sorted(set(chosen.values())):
-                cost = by_width[width]
-                if math.isnan(cost.step_seconds):
-                    cost = measure(name, width)
-                networks[f"{name}_w{width:g}"] = cost.to_json()
-        data = {
-            "patch": list(patch),
-            "device": str(device),
-            "reference": reference,
-            "networks": networks,
-            "baselines": baselines,
-        }
-        data["epochs"] = {
-            name: _epochs(config, Cost.from_json(cost)) for name, cost in networks.items()
-        }
-        atomic_write_json(path, data)
-    candidates = list(genotype_candidates)
-    for name in config.baselines:
-        chosen = data["baselines"][name]["matched"]
-        for width in sorted(set(chosen.values())):
-            matched = tuple(m.value for m in Match if chosen.get(m.value) == width)
-            candidates.append(
-                Candidate(f"{name}_w{width:g}", "baseline", name, name, width, matched)
-            )
-    costs = {c.name: Cost.from_json(data["networks"][c.name]) for c in candidates}
-    return (
-        candidates,
-        costs,
-        {c.name: int(data["epochs"][c.name]) for c in candidates},
-        data["reference"],
-    )
-
-
-def _epochs(config: CompareConfig, cost: Cost) -> int:
-    if config.epochs is not None:
-        return config.epochs
-    assert config.time_budget is not None
-    return max(1, math.floor(config.time_budget / (config.steps_per_epoch * cost.step_seconds)))
 
 
 def _estimates(
@@ -374,7 +281,7 @@ def _compare(
         if not path.is_file():
             cand.arch.save(path)
     randoms = [replace(c, source=f"{c.source} (genotypes/{c.name}.json)") for c in randoms]
-    candidates, costs, epochs, reference = _costs(
+    candidates, costs, epochs, reference = plan_costs(
         out, config, plan, patch, [*found, *randoms], device
     )
     results: dict[str, list[RunResult]] = {}
