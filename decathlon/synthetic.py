@@ -15,6 +15,9 @@ Geometry is non-trivial: anisotropic spacing (in-plane 0.7-1.0 mm, slices 1.5-3.
 cycling through RAS, LPS, LAS and LPI, every third case oblique (rotated 8-20 degrees), and origins
 away from zero. All cases share ``shape``.
 
+``scene="structures"`` writes another kind of case instead, one where the network's architecture
+matters (thin tubes, hollow spheres labelled filled; :mod:`decathlon.structures`).
+
 The output is deterministic: the same arguments give the same bytes.
 """
 
@@ -36,11 +39,13 @@ from decathlon.io import write_image
 from decathlon.memory import check_memory
 from decathlon.outputs import check_dir
 from decathlon.phantom import MRI_MODALITIES, synthesize_case
+from decathlon.structures import STRUCTURE_LABELS, synthesize_structures_case
 
 __all__ = [
     "EMBEDDED_TASK_NAME",
     "GENERATOR_VERSION",
     "MRI_MODALITIES",
+    "SCENES",
     "embedded_task",
     "synthesize_case",
     "write_synthetic_task",
@@ -53,6 +58,9 @@ GENERATOR_VERSION = 3
 EMBEDDED_TASK_NAME = f"Task00_NasmedSynthetic_v{GENERATOR_VERSION}"
 _MARKER = "nasmed_synthetic"
 SYNTH_WORK_ARRAYS = 6  # float64 arrays the phantom holds per case besides its channels
+
+#: What a synthetic task shows (``write_synthetic_task(scene=...)``).
+SCENES = ("organs", "structures")
 
 
 def _check_args(
@@ -105,6 +113,7 @@ def write_synthetic_task(
     name: str | None = None,
     ct: bool | None = None,
     overwrite: bool = False,
+    scene: str = "organs",
 ) -> Path:
     """Write a synthetic MSD task into the folder ``out_dir`` (which becomes the task folder).
 
@@ -122,6 +131,9 @@ def write_synthetic_task(
         name: the ``name`` in dataset.json (default ``"Synthetic"``).
         ct: one CT-like channel in Hounsfield-like units; default ``modalities == 1``.
         overwrite: replace a non-empty ``out_dir``.
+        scene: ``"organs"`` (the phantom described above) or ``"structures"``: thin tubes and
+            hollow spheres whose label needs context (:mod:`decathlon.structures`; 2 classes,
+            1 MR-like channel, isotropic 1 mm), a testbed where the architecture matters.
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -131,6 +143,14 @@ def write_synthetic_task(
     """
     out = Path(out_dir)
     spatial = _check_args(cases, shape, classes, modalities, test_cases)
+    if scene not in SCENES:
+        raise DecathlonError(f"synthetic scene {scene!r} is not one of {', '.join(SCENES)}")
+    if scene == "structures":
+        if classes != 2 or modalities != 1 or ct:
+            raise DecathlonError(
+                "the 'structures' scene has exactly 2 classes and 1 MR-like modality"
+            )
+        ct = False
     ct = (modalities == 1) if ct is None else ct
     if ct and modalities != 1:
         raise DecathlonError("a CT-like synthetic task has exactly 1 modality")
@@ -151,6 +171,7 @@ def write_synthetic_task(
         "seed": seed,
         "test_cases": test_cases,
         "ct": ct,
+        **({"scene": scene} if scene != "organs" else {}),
     }
     tmp = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
@@ -170,9 +191,12 @@ def _write_into(folder: Path, params: dict[str, Any], name: str) -> None:
     training, test = [], []
     total = params["cases"] + params["test_cases"]
     for i in range(total):
-        image, label, geometry = synthesize_case(
-            params["seed"], i, shape=shape, classes=classes, modalities=modalities, ct=ct
-        )
+        if params.get("scene") == "structures":
+            image, label, geometry = synthesize_structures_case(params["seed"], i, shape=shape)
+        else:
+            image, label, geometry = synthesize_case(
+                params["seed"], i, shape=shape, classes=classes, modalities=modalities, ct=ct
+            )
         case = f"synth_{i:03d}"
         dtype = np.int16 if ct else np.float32
         if i < params["cases"]:
@@ -188,6 +212,8 @@ def _write_into(folder: Path, params: dict[str, Any], name: str) -> None:
     for k in range(1, classes + 1):
         small = classes >= 2 and k == classes
         labels[str(k)] = "lesion" if small else f"organ{k}"
+    if params.get("scene") == "structures":
+        labels.update({str(k): v for k, v in STRUCTURE_LABELS.items()})
     dataset = {
         "name": name,
         "description": "Synthetic MSD-format task written by nasmed (decathlon.synthetic)",

@@ -32,6 +32,7 @@ VERB_MODULES: tuple[str, ...] = (
     "nasmed.cli.arch",
     "nasmed.cli.search",
     "nasmed.cli.train",
+    "nasmed.cli.compare",
     "nasmed.cli.export",
 )
 

@@ -7,6 +7,7 @@ with :func:`save_png`.
 - :mod:`~nasmed.viz.genotype`: a genotype's cells drawn as graphs.
 - :mod:`~nasmed.viz.search`: architecture-logit heatmaps over the search, its temperature,
   entropy and loss curves; :mod:`~nasmed.viz.curves`: learning curves from ``history.csv``.
+- :mod:`~nasmed.viz.compare`: ``nasmed compare``'s Dice per network with its seed spread.
 - :mod:`~nasmed.viz.pipeline`: a GPipe partition and each partition's cost.
 - :mod:`~nasmed.viz.classify`: SAOL attention, the ALC curve, an augmentation-policy gallery.
 - :mod:`~nasmed.viz.interactive`: sliders when ipywidgets is installed, static figures if not.
@@ -35,6 +36,7 @@ __all__ = [
     "plot_balance",
     "plot_case",
     "plot_columns",
+    "plot_compare",
     "plot_genotype",
     "plot_learning_curves",
     "plot_memory_comparison",
@@ -66,6 +68,7 @@ _WHERE = {
     "plot_alpha_heatmaps": "search",
     "plot_search_history": "search",
     "plot_columns": "curves",
+    "plot_compare": "compare",
     "plot_learning_curves": "curves",
     "plot_balance": "pipeline",
     "plot_memory_comparison": "pipeline",

@@ -1,0 +1,77 @@
+"""A synthetic case where the network's architecture matters: thin tubes and hollow spheres.
+
+Built for the search-validity protocol (``benchmarks/search_validity.py``): a network that sees
+only a few voxels cannot solve it, and one that never looks at full resolution cannot either.
+
+- **vessels** (label 1): 3-5 smooth random curves of radius 0.7-1.5 voxels, bright;
+- **cysts** (label 2): 2-4 spheres of radius 4 to a quarter of the smallest side, whose image
+  shows only a thin bright shell; the label is the filled sphere, so the interior (as dark as the
+  background) can only be labelled from context at least a radius away;
+- **distractors** (unlabelled): small solid bright balls, which look like a tube or a shell
+  within a 3-voxel window.
+
+Bright means +1 over a background of smooth texture (sd 0.25) and white noise (sd 0.35), lightly
+blurred (partial volume). The grid is isotropic 1 mm, RAS, so preprocessing resamples nothing.
+Deterministic: the same arguments give the same arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from decathlon.io import Geometry
+from decathlon.phantom import _smooth_noise
+
+__all__ = ["STRUCTURE_LABELS", "synthesize_structures_case"]
+
+#: Label value -> name.
+STRUCTURE_LABELS = {1: "vessel", 2: "cyst"}
+
+
+def _tube(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.ndarray, float]:
+    """The distance map to a smooth random curve crossing the volume, and the tube's radius."""
+    size = np.asarray(shape, np.float64)
+    start, end = rng.uniform(0, size), rng.uniform(0, size)
+    t = np.linspace(0.0, 1.0, 8 * int(size.max()))[:, None]
+    path = start + t * (end - start)
+    for k in (1, 2, 3):
+        amp = rng.normal(0, size.min() / (5.0 * k), 3)
+        path += amp * np.sin(np.pi * k * t + rng.uniform(0, 2 * np.pi))
+    idx = np.rint(path).astype(int)
+    inside = np.all((idx >= 0) & (idx < size.astype(int)), axis=1)
+    centre = np.ones(shape, bool)
+    centre[tuple(idx[inside].T)] = False
+    return ndimage.distance_transform_edt(centre), float(rng.uniform(0.7, 1.5))
+
+
+def synthesize_structures_case(
+    seed: int, index: int, *, shape: tuple[int, int, int] = (48, 48, 48)
+) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """One case: image ``(1, X, Y, Z)`` float32, label ``(X, Y, Z)`` uint8 (0, 1, 2), geometry."""
+    rng = np.random.default_rng([seed, index, 17])
+    grid = np.indices(shape, dtype=np.float32)
+    size = np.asarray(shape, np.float32)
+    label = np.zeros(shape, np.uint8)
+    bright = np.zeros(shape, np.float32)
+    r_max = max(4.5, min(shape) / 4.0)
+    for _ in range(int(rng.integers(2, 5))):
+        r = float(rng.uniform(4.0, r_max))
+        c = rng.uniform(r + 1, size - r - 1).astype(np.float32)
+        d = np.sqrt(((grid - c[:, None, None, None]) ** 2).sum(axis=0))
+        label[d <= r] = 2
+        bright[np.abs(d - r) <= 0.75] = 1.0
+    for _ in range(int(rng.integers(2, 5))):
+        r = float(rng.uniform(1.5, 2.5))
+        c = rng.uniform(r, size - r).astype(np.float32)
+        d = np.sqrt(((grid - c[:, None, None, None]) ** 2).sum(axis=0))
+        solid = (d <= r) & (label == 0)
+        bright[solid] = 1.0
+    for _ in range(int(rng.integers(3, 6))):
+        dist, radius = _tube(rng, shape)
+        tube = dist <= radius
+        label[tube] = 1
+        bright[tube] = 1.0
+    image = ndimage.gaussian_filter(bright, 0.5)
+    image += 0.25 * _smooth_noise(rng, shape, 2.0) + 0.35 * rng.standard_normal(shape)
+    return image[None].astype(np.float32), label, Geometry(np.eye(4), shape)
