@@ -28,8 +28,11 @@ PATCH = (16, 16, 16)
 WORKER = Path(ddp_worker.__file__)
 #: DDP vs one process: same patches, batch Dice over the global batch (GlobalBatchDiceCELoss),
 #: so only float rounding differs (measured: 1e-7 in the loss, 6e-8 in the weights).
-DDP_LOSS_RTOL = 1e-6
-DDP_WEIGHT_ATOL = 1e-6
+# float32 rounding: gloo's all-reduce sums the two ranks' gradients in another order than one
+# process does, and SGD with momentum 0.99 carries the difference on; measured on the canonical
+# (RAS-reordered) synthetic patches: 2.2e-6 relative in the loss, 7.7e-6 in the weights.
+DDP_LOSS_RTOL = 1e-5
+DDP_WEIGHT_ATOL = 2e-5
 
 
 @pytest.fixture(scope="module")
