@@ -9,6 +9,7 @@ Together with ``model.pt`` (a state dict, ``torch.load(weights_only=True)``) it 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,19 @@ __all__ = ["MODEL_FILE", "MODEL_SPEC_VERSION", "WEIGHTS_FILE", "ModelSpec", "loa
 MODEL_SPEC_VERSION = 1
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "model.pt"
+
+
+def _finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON has neither): a
+    run's informational numbers (a validation Dice of NaN, a time per epoch of a run that
+    trained no epoch) must not keep its model.json from being written."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -103,7 +117,7 @@ class ModelSpec:
             "patch": list(self.patch),
             "genotype": self.genotype,
             "plan": self.plan,
-            "info": self.info,
+            "info": _finite_or_none(self.info),
         }
 
     @classmethod

@@ -318,9 +318,16 @@ class Trainer:
         self.started_at = time.monotonic()
         stopped = False
         done = 0
+        # a resumed run reports the epochs it ran before too (a run resumed after its last
+        # epoch trains nothing, and still writes a complete model.json)
         history = History(self.run_dir, resume_epoch=self.start_epoch) if is_main() else None
         final: float | None = None
         seconds: list[float] = []
+        for done_row in history.rows if history is not None else []:
+            if done_row.get("seconds") is not None:
+                seconds.append(float(done_row["seconds"]))
+            if done_row.get("val_dice") is not None:
+                final = float(done_row["val_dice"])
         try:
             for epoch in range(self.start_epoch, self.config.epochs):
                 row = self.train_epoch(epoch)

@@ -137,3 +137,21 @@ def test_dice_score_normalises_validation_results() -> None:
     got = dice_score({"dice": 0.5, "per_class": {"1": 0.75, "2": 0.25}})
     assert got == {"dice": 0.5, "dice_1": 0.75, "dice_2": 0.25}
     assert dice_score({"per_class": {"1": 0.2, "2": 0.4}})["dice"] == pytest.approx(0.3)
+
+
+def test_resume_after_the_last_epoch_writes_the_model(
+    easy_task: Path, easy_work: Path, tmp_path: Path
+) -> None:
+    """Killed between the last checkpoint and model.json: --resume trains nothing and writes a
+    complete model.json (its time per epoch from the history, not NaN)."""
+    config = TrainConfig(epochs=2, patch=(16, 16, 16), steps_per_epoch=1, folds=4, workers=0)
+    run = train(easy_task, "unet", tmp_path / "run", config, device="cpu", work_dir=easy_work)
+    before = json.loads((run / "model.json").read_text())["info"]
+    (run / "model.json").unlink()
+    (run / "model.pt").unlink()
+    train(easy_task, "unet", run, config, resume=True, device="cpu", work_dir=easy_work)
+    info = json.loads((run / "model.json").read_text())["info"]
+    assert info["epochs"] == 2 and len(read_history(run / "history.csv")) == 2
+    assert info["seconds_per_epoch"] == pytest.approx(before["seconds_per_epoch"])
+    assert info["final_val_dice"] == pytest.approx(before["final_val_dice"])
+    assert (run / "model.pt").is_file()
