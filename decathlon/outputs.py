@@ -30,10 +30,12 @@ from decathlon.errors import DecathlonError
 from decathlon.fsutil import atomic_write_json, ensure_out_dir
 
 __all__ = [
+    "DATA_FOLDERS",
     "LEDGER",
     "OutputError",
     "check_dir",
     "check_files",
+    "check_outside_datasets",
     "check_separate",
     "claim_dir",
     "is_bookkeeping",
@@ -87,6 +89,43 @@ def check_separate(
         raise OutputError(
             f"{out}: {option} {how} the input {item}; write the outputs to a separate folder"
         )
+
+
+#: A task folder's data folders (MSD and nnU-Net raw): never written into by any verb.
+DATA_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+
+
+def check_outside_datasets(
+    out: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    *,
+    option: str = "--out",
+) -> None:
+    """Refuse an output path that is or lies inside a data folder (``imagesTr``, ``labelsTr``,
+    ``imagesTs``, ``labelsTs``) of the task folder (the nearest folder holding a
+    ``dataset.json``) of any of ``inputs``: predicting ``T/imagesTs`` into ``T/labelsTr`` would
+    mix label maps into the ground truth even when no file is replaced.
+
+    Raises:
+        OutputError: naming the output and the data folder.
+    """
+    o = _resolved(out)
+    for item in inputs:
+        if item is None:
+            continue
+        i = _resolved(item)
+        for root in (i, *i.parents):
+            if (root / "dataset.json").is_file():
+                break
+        else:
+            continue
+        for name in DATA_FOLDERS:
+            data = root / name
+            if o == data or o.is_relative_to(data):
+                raise OutputError(
+                    f"{out}: {option} is inside the task folder's {name} ({data}), which nasmed "
+                    "never writes into; write the outputs to a separate folder"
+                )
 
 
 def _read_ledger(folder: Path) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from decathlon.io import (
 )
 from decathlon.memory import check_memory
 from decathlon.orientation import reorientation_of
-from decathlon.outputs import check_files, check_separate, record_files
+from decathlon.outputs import check_files, check_outside_datasets, check_separate, record_files
 from decathlon.paths import why_unusable
 from decathlon.plan import Plan
 from decathlon.preprocess import preprocess_case, restore_to_original
@@ -290,6 +290,7 @@ def predict(
             _read(case)
     targets = [Path(out_dir) / f"{case.name}.nii.gz" for case in cases]
     check_separate(out_dir, [model_dir, *inputs, *(f for c in cases for f in c.files)])
+    check_outside_datasets(out_dir, inputs)
     check_files(targets, VERB)
     out = ensure_out_dir(out_dir)
     record_files(targets, VERB)

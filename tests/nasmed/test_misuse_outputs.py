@@ -115,7 +115,16 @@ def test_predict_over_the_ground_truth(easy_task, trained_unet, capsys) -> None:
         "predict", "--model", trained_unet, easy_task / "imagesTr", "--out",
         easy_task / "labelsTr", "--device", "cpu", "-q",
     ]  # fmt: skip
-    _refused(capsys, argv, [easy_task], "exists and was not written by nasmed predict")
+    _refused(capsys, argv, [easy_task], "is inside the task folder's labelsTr")
+
+
+def test_predict_test_images_into_the_ground_truth_folder(easy_task, trained_unet, capsys):
+    """No file would be replaced (other names), but label maps would join the ground truth."""
+    argv = [
+        "predict", "--model", trained_unet, easy_task / "imagesTs", "--out",
+        easy_task / "labelsTr", "--device", "cpu", "-q",
+    ]  # fmt: skip
+    _refused(capsys, argv, [easy_task], "is inside the task folder's labelsTr")
 
 
 def test_predict_into_the_model_folder(easy_task, trained_unet, capsys) -> None:
