@@ -62,6 +62,8 @@ def read_dataset_json(path: Path) -> dict[str, Any]:
         raise DatasetError(
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
         ) from exc
+    except RecursionError:
+        raise DatasetError(f"{path}: nested too deeply to be a dataset.json") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: top level must be a JSON object, not {type(data).__name__}")
     return data

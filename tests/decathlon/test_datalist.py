@@ -241,6 +241,19 @@ def test_task_folder_that_is_missing_or_a_file(tmp_path: Path) -> None:
         load_task(tmp_path / "file")
 
 
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(b"\xff\xfe{}", "cannot read"), (b"[" * 200_000 + b"]" * 200_000, "nested too deeply")],
+)
+def test_dataset_json_not_utf8_or_nested_too_deeply(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
+    (tmp_path / "dataset.json").write_bytes(content)
+    with pytest.raises(DatasetError, match=words) as exc:
+        load_task(tmp_path)
+    assert "dataset.json" in str(exc.value) and "\n" not in str(exc.value)
+
+
 # Every bad input fails load_task or read_case with one line naming the file.
 @pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
 def test_bad_input_raises_one_line_naming_the_file(tmp_path: Path, kind: str) -> None:
