@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nasmed.cli.common import add_common, add_cpu_allocator, add_device, add_patch, add_seed
-from nasmed.models.factory import BASELINES
+from nasmed.models.names import BASELINES
 
 __all__ = ["register"]
 

@@ -23,7 +23,7 @@ from nasmed.cli.common import (
 )
 from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
-from nasmed.train.augment import AUGMENT_PARTS, AugmentConfig
+from nasmed.train.augment_config import AUGMENT_PARTS, AugmentConfig
 from nasmed.train.config import TrainConfig
 
 __all__ = ["register"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nasmed.errors import ConfigError
-from nasmed.models.factory import BASELINES
+from nasmed.models.names import BASELINES
 
 __all__ = ["DEFAULT_WIDTHS", "CompareConfig", "Match"]
 

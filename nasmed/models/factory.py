@@ -10,11 +10,11 @@ from torch import nn
 
 from nasmed.errors import ConfigError, GenotypeError
 from nasmed.genotype import Genotype
+from nasmed.models.names import BASELINES
 from nasmed.models.nnunet import is_nnunet_arch, nnunet_divisor, parse_nnunet_arch
 
 __all__ = ["BASELINES", "MAX_WIDTH", "build_model", "check_patch", "load_arch", "patch_divisor"]
 
-BASELINES = ("unet", "dynunet")
 
 Arch = str | os.PathLike[str] | Genotype
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from nasmed.errors import ConfigError
-from nasmed.train.augment import AugmentConfig
+from nasmed.train.augment_config import AugmentConfig
 
 __all__ = ["DEFAULT_LR", "DEFAULT_WEIGHT_DECAY", "TrainConfig"]
 
