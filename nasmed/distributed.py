@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -22,11 +22,13 @@ __all__ = [
     "broadcast_module",
     "broadcast_object",
     "cleanup_distributed",
+    "gather_objects",
     "init_distributed",
     "is_distributed",
     "is_main",
     "rank",
     "run_on_main",
+    "shard",
     "world_size",
     "wrap_ddp",
 ]
@@ -188,3 +190,17 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=src)
+
+
+def shard(items: Sequence[T]) -> list[T]:
+    """This rank's share of ``items`` (every ``world``-th, from its rank); all of them alone."""
+    return list(items)[rank() :: world_size()]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` alone); every rank must call it."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -23,7 +23,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,7 @@ def prepare_run_dir(
     *,
     resume: bool = False,
     immutable: tuple[str, ...] = (),
+    added: Mapping[str, Any] | None = None,
     inputs: Iterable[str | os.PathLike[str] | None] = (),
     task_root: str | os.PathLike[str] | None = None,
     checkpoint: str | None = None,
@@ -170,7 +171,10 @@ def prepare_run_dir(
         kind: the run's kind (``"search"``, ``"train"``, ...).
         settings: JSON-serialisable settings recorded in ``run.json``.
         resume: continue the run already in the folder.
-        immutable: settings that must equal the recorded ones on resume (seed, space, ...).
+        immutable: settings that must equal the recorded ones on resume (seed, space, ...);
+            the others may change.
+        added: settings introduced after a run may have been recorded, with the value such a
+            run had: a ``run.json`` without one resumes when the new value is that one.
         inputs: the run's inputs (task folder, genotype, weights): the folder may not be, hold
             or lie inside any of them (:func:`decathlon.outputs.check_separate`).
         task_root: the task; its :func:`task_hash` is recorded and checked on resume.
@@ -206,7 +210,7 @@ def prepare_run_dir(
     fd, new_lock = _lock(path)
     try:
         resumed = _check_run(
-            path, kind, settings, resume, immutable, task_root, checkpoint, complete
+            path, kind, settings, resume, immutable, added or {}, task_root, checkpoint, complete
         )
     except BaseException:
         if new_lock:
@@ -226,6 +230,7 @@ def _check_run(
     settings: dict[str, Any],
     resume: bool,
     immutable: tuple[str, ...],
+    added: Mapping[str, Any],
     task_root: str | os.PathLike[str] | None,
     checkpoint: str | None,
     complete: str | None,
@@ -267,6 +272,8 @@ def _check_run(
         )
     old = info.get("settings", {})
     for key in immutable:
+        if key not in old and key in added and settings.get(key) == added[key]:
+            continue  # recorded before the setting existed, and it keeps that behaviour
         if old.get(key) != settings.get(key):
             raise RunDirError(
                 f"{path}: cannot resume with {key}={settings.get(key)!r}; "

@@ -299,6 +299,7 @@ def run_training(
             settings,
             resume=resume,
             immutable=tuple(settings),
+            added=TrainConfig.ADDED_SETTINGS,
             inputs=(task.root, arch_input, (extra_settings or {}).get("weights")),
             task_root=task.root,
             checkpoint="checkpoints/last.pt",

@@ -84,8 +84,8 @@ def load_supernet(run: SearchRun, device: torch.device) -> tuple[Supernet, Plan]
         mode=str(run.settings.get("mode", "sampled")),
         width=float(run.settings.get("width", 1.0)),
     )
-    state = load_checkpoint(run.path / CHECKPOINT_FILE, map_location=device)
-    supernet.load_state_dict(state["supernet"])
+    state = load_checkpoint(run.path / CHECKPOINT_FILE, map_location=device, kind="search")
+    supernet.load_state_dict(state["model"])
     return supernet.to(device).eval(), plan
 
 

@@ -1,12 +1,14 @@
-"""The trainer of a run: plain, data-parallel (DDP under torchrun) or pipelined (GPipe).
+"""The trainer of a run: one :class:`~nasmed.train.trainer.Trainer` with a strategy.
 
-:func:`make_trainer` picks one; all share the :class:`~nasmed.train.trainer.Trainer`'s loss,
-optimizer, schedule, logging, checkpoints and resume, replacing only how the network runs.
-:class:`PipelineTrainer` runs it as a torchgpipe pipeline over ``PipelineConfig.devices``: the
-labels and the loss live on the last partition's device; checkpoints hold the plain network's
-``state_dict`` (a pipelined run's ``model.pt`` loads into the plain network). GPipe does not run
-inside DDP (one pipeline per process would need torchgpipe to cooperate with DDP's gradient
-hooks, which it does not): a pipelined run under ``torchrun`` with more than one process is a
+:func:`make_trainer` picks the strategy: :class:`PipelineStrategy` with a ``PipelineConfig``,
+else :class:`~nasmed.engine.strategy.DataParallel` (DDP under torchrun, one process otherwise).
+The loss, optimizer, schedule, logging, checkpoints and resume are the trainer's and the
+engine's; the strategy replaces only how the network runs. :class:`PipelineStrategy` runs it as a
+torchgpipe pipeline over ``PipelineConfig.devices``: the labels and the loss live on the last
+partition's device; checkpoints hold the plain network's ``state_dict`` (a pipelined run's
+``model.pt`` loads into the plain network). GPipe does not run inside DDP (one pipeline per
+process would need torchgpipe to cooperate with DDP's gradient hooks, which it does not): a
+pipelined run under ``torchrun`` with more than one process is a
 :class:`~nasmed.errors.ConfigError`.
 """
 
@@ -21,12 +23,12 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from nasmed.distributed import world_size
+from nasmed.engine.strategy import DataParallel, SingleProcess, Strategy
 from nasmed.errors import ConfigError
-from nasmed.pipeline.ddp import DistributedTrainer
 from nasmed.pipeline.gpipe import PipelineConfig, PipelinedNet, build_pipeline
 from nasmed.train.trainer import TrainConfig, Trainer
 
-__all__ = ["PipelineTrainer", "make_trainer"]
+__all__ = ["PipelineStrategy", "make_trainer"]
 
 log = logging.getLogger(__name__)
 
@@ -40,63 +42,55 @@ def _in_channels(model: nn.Module) -> int:
     raise ConfigError(f"cannot tell the input channels of a {type(model).__name__} to profile it")
 
 
-class PipelineTrainer(DistributedTrainer):
-    """Trains the network as a GPipe pipeline (one process).
+class PipelineStrategy(SingleProcess):
+    """Runs the network as a GPipe pipeline (one process, no mixed precision).
 
     Args:
-        model: the network.
-        config: training settings (``batch_size`` is split into ``pipeline.chunks``).
         pipeline: devices, chunks, checkpointing, balance.
-        **kwargs: the other :class:`~nasmed.train.trainer.Trainer` arguments; ``device`` is
-            replaced by the last partition's device.
+        patch: the training patch (to profile a micro-batch for the balance).
+        batch_size: the batch (split into ``pipeline.chunks`` micro-batches).
 
     Raises:
-        ConfigError: run under torchrun with several processes, more chunks than the batch, or a
-            pipeline that does not fit the network.
+        ConfigError: run under torchrun with several processes, or more chunks than the batch.
     """
 
+    allows_amp = False
+
     def __init__(
-        self, model: nn.Module, config: TrainConfig, *, pipeline: PipelineConfig, **kwargs: Any
+        self, pipeline: PipelineConfig, patch: tuple[int, int, int], batch_size: int
     ) -> None:
         pipeline.check_alone()
         if world_size() > 1:  # a process group without torchrun's environment
             raise ConfigError("--pipeline-devices: GPipe does not run inside DDP")
-        pipeline.check_batch(config.batch_size)
+        pipeline.check_batch(batch_size)
         self.pipeline = pipeline
-        kwargs["device"] = pipeline.torch_devices[-1]
-        super().__init__(model, config, **kwargs)
-        if self.amp:
-            log.warning("mixed precision is off in a pipeline (partitions run in worker threads)")
-            self.amp = False
-            self.scaler = torch.amp.GradScaler("cuda", enabled=False)
+        self.patch = patch
+        self.batch_size = batch_size
+        self.net: PipelinedNet | None = None
 
-    def wrap_model(self, model: nn.Module) -> nn.Module:
+    def device(self, device: torch.device) -> torch.device:
+        """The last partition's device (labels and loss live there)."""
+        return self.pipeline.torch_devices[-1]
+
+    def wrap(
+        self, model: nn.Module, device: torch.device, *, find_unused: bool = False
+    ) -> nn.Module:
         """The GPipe of ``model`` (balanced on a profiled micro-batch unless given a balance)."""
-        c, p = self.config, self.pipeline
+        p = self.pipeline
         sample = None
         if p.balance is None:
-            micro = max(1, c.batch_size // p.chunks)
+            micro = max(1, self.batch_size // p.chunks)
             gen = torch.Generator().manual_seed(PROFILE_SEED)
             sample = torch.randn(micro, _in_channels(model), *self.patch, generator=gen)
-            sample = sample.to(self.device)
-        net = build_pipeline(model, p, sample=sample, batch_size=c.batch_size)
-        return net
-
-    @property
-    def pipelined(self) -> PipelinedNet:
-        """The pipeline running the network."""
-        assert isinstance(self.net, PipelinedNet)
+            sample = sample.to(device)
+        self.net = build_pipeline(model, p, sample=sample, batch_size=self.batch_size)
         return self.net
 
-    def validate(self, epoch: int) -> dict[str, float] | None:
-        """Validate the plain network when its partitions share one device, else the pipeline."""
-        if len(set(self.pipelined.devices)) == 1:
-            return super().validate(epoch)
-        model, self.model = self.model, self.net
-        try:
-            return super().validate(epoch)
-        finally:
-            self.model = model
+    def validation_net(self, model: nn.Module, net: nn.Module) -> nn.Module:
+        """The plain network when the partitions share one device, else the pipeline."""
+        if isinstance(net, PipelinedNet) and len(set(net.devices)) > 1:
+            return net
+        return model
 
 
 def make_trainer(
@@ -107,8 +101,8 @@ def make_trainer(
     train_cases: Sequence[str],
     **kwargs: Any,
 ) -> Trainer:
-    """The trainer of a run: :class:`PipelineTrainer` with ``pipeline``, else
-    :class:`~nasmed.pipeline.ddp.DistributedTrainer` (a plain Trainer in one process).
+    """The trainer of a run: with ``pipeline`` a :class:`PipelineStrategy`, else
+    :class:`~nasmed.engine.strategy.DataParallel` (a plain single-process run when alone).
 
     Args:
         model: the network.
@@ -116,7 +110,16 @@ def make_trainer(
         pipeline: pipeline settings, or ``None``.
         train_cases: training case names.
         **kwargs: the other :class:`~nasmed.train.trainer.Trainer` arguments.
+
+    Raises:
+        ConfigError: a pipeline under DDP, more chunks than the batch, a batch that does not
+            split over the ranks.
     """
+    strategy: Strategy
     if pipeline is not None:
-        return PipelineTrainer(model, config, pipeline=pipeline, train_cases=train_cases, **kwargs)
-    return DistributedTrainer(model, config, train_cases=train_cases, **kwargs)
+        if config.patch is None:
+            raise ConfigError("the trainer needs a patch (TrainConfig.patch)")
+        strategy = PipelineStrategy(pipeline, config.patch, config.batch_size)
+    else:
+        strategy = DataParallel()
+    return Trainer(model, config, train_cases=train_cases, strategy=strategy, **kwargs)

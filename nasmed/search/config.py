@@ -10,10 +10,11 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from nasmed.engine.defaults import AMP_DTYPES
 from nasmed.errors import ConfigError
 from nasmed.supernet.gumbel import ScheduleKind, TemperatureSchedule
 from nasmed.supernet.plans import Mode
@@ -171,8 +172,21 @@ class SearchConfig:
         workers: patch-loader processes per half.
         seed: seeds the weights, the patches and the Gumbel samples.
         augment: augmentation of the weight steps' patches (nnU-Net's; ``AugmentConfig.off()``).
-        time_budget: stop after the epoch that would otherwise pass this many seconds.
+        time_budget: stop after the epoch that would otherwise pass this many seconds (may
+            change on resume).
+        amp: mixed precision of the weight and architecture steps (``None``: on CUDA only).
+        amp_dtype: ``auto`` (float16 with grad scalers on CUDA, bfloat16 on CPU), ``bf16`` or
+            ``fp16`` (CUDA only).
+        activation_checkpointing: recompute the supernet's cells in the backward pass
+            (:mod:`nasmed.engine.activation`): less memory, about one more forward pass.
     """
+
+    #: settings added after the first release, with the value a run recorded without them had
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
+        "amp": False,
+        "amp_dtype": "auto",
+        "activation_checkpointing": False,
+    }
 
     space: str = "scnas"
     epochs: int = 50
@@ -199,6 +213,9 @@ class SearchConfig:
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     time_budget: float | None = None
+    amp: bool | None = False
+    amp_dtype: str = "auto"
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for name, enum, option in (
@@ -245,6 +262,10 @@ class SearchConfig:
             (self.val_every >= 1, f"--val-every must be >= 1, got {self.val_every}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (
+                self.amp_dtype in AMP_DTYPES,
+                f"--amp-dtype must be one of {', '.join(AMP_DTYPES)}, not {self.amp_dtype!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -62,8 +62,8 @@ GENOTYPE_FILE = "genotype.json"
 #: One validation case, one for the weights half, one for the architecture half.
 MIN_CASES = 3
 MAX_FOLDS = 5
-#: Settings that may change on resume.
-MUTABLE = ("workers", "val_every", "device")
+#: Settings that may change on resume (a resumed search may get more or less time).
+MUTABLE = ("workers", "val_every", "device", "time_budget")
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,7 @@ def run_search(
             settings,
             resume=resume,
             immutable=immutable,
+            added=SearchConfig.ADDED_SETTINGS,
             inputs=(task.root,),
             task_root=task.root,
             checkpoint=CHECKPOINT_FILE,

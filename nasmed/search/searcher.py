@@ -14,14 +14,17 @@ Every patch depends only on ``(seed, epoch, index)`` (:func:`decathlon.sampling.
 and the Gumbel noise comes from one CPU generator whose state is checkpointed, so a run resumed
 after a kill repeats exactly what an uninterrupted run does (on CPU).
 
-The pieces data-parallel training replaces are small methods (:meth:`Searcher.wrap_model`,
-:meth:`Searcher.weights_step`, :meth:`Searcher.arch_step`). Only rank 0 writes files.
+The search is a task of the one fit loop (:class:`~nasmed.engine.loop.Engine`: validation
+cadence, time budget, ``history.csv``, the ``search`` checkpoint of
+:mod:`nasmed.engine.checkpoint`, resume). How it runs over processes is the ``strategy``'s
+(:mod:`nasmed.engine.strategy`; see :mod:`nasmed.search.ddp`); mixed precision
+(``config.amp``) and activation checkpointing (``config.activation_checkpointing``) are the
+engine's, as in training. Only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,10 +32,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from decathlon.sampling import make_loader
 from nasmed.distributed import is_main
+from nasmed.engine.activation import enable_activation_checkpointing
+from nasmed.engine.callbacks import CheckpointFiles
+from nasmed.engine.defaults import ValidateFn, weight_decay
+from nasmed.engine.loop import Engine
+from nasmed.engine.precision import Precision, resolve_precision
+from nasmed.engine.strategy import DataParallel, Strategy
 from nasmed.genotype import Genotype
 from nasmed.search.config import SearchConfig, WeightOptimizer
 from nasmed.search.decode import decode
@@ -41,8 +49,6 @@ from nasmed.search.monitor import ArgmaxChild, entropy_fields, peak_memory_mb, w
 from nasmed.supernet import Mode, Supernet, expected_cost
 from nasmed.supernet.cell import CellPlan
 from nasmed.train.augment import Augmenter
-from nasmed.train.checkpoint import capture_rng, restore_checkpoint, restore_rng, save_checkpoint
-from nasmed.train.history import History
 from nasmed.train.losses import make_seg_loss
 
 __all__ = ["CHECKPOINT_FILE", "ArgmaxChild", "Searcher", "ValidateFn", "entropy_fields"]
@@ -50,10 +56,6 @@ __all__ = ["CHECKPOINT_FILE", "ArgmaxChild", "Searcher", "ValidateFn", "entropy_
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-DEFAULT_WEIGHT_DECAY = {WeightOptimizer.SGD: 3e-5, WeightOptimizer.ADAMW: 1e-2}
-
-#: Scores a network; returns ``{"dice": mean, "per_class": {...}}`` (``validate_dice``).
-ValidateFn = Callable[[nn.Module], dict[str, Any]]
 
 
 class Searcher:
@@ -76,7 +78,14 @@ class Searcher:
         progress: a tqdm bar over the steps.
         on_epoch_end: called with ``(epoch, history row)`` after each epoch's checkpoint (a
             test seam: raising ``KeyboardInterrupt`` there simulates a kill).
+        strategy: how the search spreads over processes (default
+            :class:`~nasmed.engine.strategy.DataParallel`: ranks under torchrun, else one).
+
+    Raises:
+        ConfigError: a global batch that does not split over the ranks, or fp16 off CUDA.
     """
+
+    kind = "search"
 
     def __init__(
         self,
@@ -95,19 +104,28 @@ class Searcher:
         validate: ValidateFn | None = None,
         progress: bool = True,
         on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+        strategy: Strategy | None = None,
     ) -> None:
+        self.strategy = strategy if strategy is not None else DataParallel()
+        self.strategy.check_batch(config.batch_size)
         self.config = config
         self.device = device
         self.run_dir = Path(run_dir)
         self.patch = patch
         self.channels = (in_channels, out_channels)
         self.model = supernet.to(device)
-        self.net = self.wrap_model(self.model)
+        # not wrapped in torch's DDP: a step back-propagates into a subset of the parameters of
+        # one sampled child, which DDP's reducer cannot follow (see nasmed.search.ddp)
+        self.strategy.prepare_shared(self.model)
+        if config.activation_checkpointing:
+            enable_activation_checkpointing(self.model)
+        self.net: nn.Module = self.model
         self.generator = generator
         self.validate_fn = validate
-        self.progress = progress
-        self.on_epoch_end = on_epoch_end
-        self.loss_fn = make_seg_loss()
+        self.precision = Precision(resolve_precision(config.amp, config.amp_dtype, device), device)
+        # float16 scales each step's loss with its own scaler (two backward passes per step)
+        self.arch_precision = Precision(self.precision.mode, device)
+        self.loss_fn = self.strategy.batch_loss(make_seg_loss())
         self.weight_params = self.model.weight_parameters()
         self.arch_params = self.model.arch_parameters()
         self.w_opt = self.build_weight_optimizer()
@@ -135,25 +153,43 @@ class Searcher:
                 transform=Augmenter(config.augment)
                 if offset == 0 and config.augment.active
                 else None,
+                rank=self.strategy.rank,
+                world=self.strategy.world,
             )
             for offset, cases in enumerate((weight_cases, arch_cases))
             if cache_dir is not None
         ]
         self.w_loader: Any = loaders[0] if loaders else None
         self.a_loader: Any = loaders[1] if loaders else None
-        self.start_epoch = 0
-        self.last_dice: float | None = None
+        self.engine = Engine(
+            self,
+            run_dir=self.run_dir,
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            val_every=config.val_every,
+            validates=validate is not None,
+            time_budget=config.time_budget,
+            strategy=self.strategy,
+            checkpoint=CheckpointFiles(CHECKPOINT_FILE),
+            progress=progress,
+            on_epoch_end=on_epoch_end,
+            map_location=device,
+        )
 
-    # ---- the pieces another parallelism plugs into ----------------------------------------
+    @property
+    def start_epoch(self) -> int:
+        """The first epoch this fit runs (after a resume, the one after the checkpoint)."""
+        return self.engine.start_epoch
 
-    def wrap_model(self, model: Supernet) -> nn.Module:
-        """The module that runs forward/backward (DDP wraps ``model`` here)."""
-        return model
+    @property
+    def last_dice(self) -> float | None:
+        """The last validation Dice of the argmax architecture."""
+        return self.engine.final_dice
 
     def build_weight_optimizer(self) -> torch.optim.Optimizer:
         """SGD (Nesterov, momentum 0.9) or AdamW over the supernet's weights."""
         c = self.config
-        wd = DEFAULT_WEIGHT_DECAY[c.weight_optimizer] if c.weight_decay is None else c.weight_decay
+        wd = weight_decay(c.weight_optimizer, c.weight_decay)
         if c.weight_optimizer is WeightOptimizer.SGD:
             return torch.optim.SGD(
                 self.weight_params, lr=c.learning_rate, momentum=0.9, nesterov=True, weight_decay=wd
@@ -161,7 +197,8 @@ class Searcher:
         return torch.optim.AdamW(self.weight_params, lr=c.learning_rate, weight_decay=wd)
 
     def sync_gradients(self, params: Sequence[torch.Tensor]) -> None:
-        """Average the gradients of ``params`` over ranks (a no-op here; DDP replaces it)."""
+        """Average the gradients of ``params`` over ranks (the strategy's; a no-op alone)."""
+        self.strategy.sync_gradients(params)
 
     def seg_loss(
         self, batch: dict[str, Any], plans: Mapping[str, CellPlan] | None = None
@@ -170,7 +207,8 @@ class Searcher:
         mixture)."""
         image = batch["image"].to(self.device, non_blocking=True)
         label = batch["label"].to(self.device, non_blocking=True)
-        out = self.net(image, generator=self.generator, plans=plans)
+        with self.precision.autocast():
+            out = self.net(image, generator=self.generator, plans=plans)
         loss: torch.Tensor = self.loss_fn(out.float(), label)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"search loss is {loss.item()}; lower --lr or --arch-lr")
@@ -194,19 +232,17 @@ class Searcher:
         )
 
     def weights_step(self, batch: dict[str, Any]) -> float:
-        """One update of the weights; returns the loss."""
+        """One update of the weights; returns the loss (averaged over ranks)."""
         self.w_opt.zero_grad(set_to_none=True)
         loss = self.seg_loss(batch)
-        loss.backward(inputs=self.weight_params)
+        self.precision.backward(loss, inputs=self.weight_params)
         self.sync_gradients(self.weight_params)
-        if self.config.grad_clip > 0:
-            params = [p for p in self.weight_params if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        self.w_opt.step()
-        return float(loss.detach())
+        self.precision.step(self.w_opt, self.weight_params, self.config.grad_clip)
+        return self.strategy.reduce(float(loss.detach()))
 
     def arch_step(self, batch: dict[str, Any]) -> float:
-        """One update of the architecture logits; returns the segmentation loss."""
+        """One update of the architecture logits; returns the segmentation loss (averaged over
+        ranks)."""
         self.a_opt.zero_grad(set_to_none=True)
         surrogate, loss = self.estimator.surrogate(
             self.model, lambda plans: self.seg_loss(batch, plans), self.generator
@@ -214,11 +250,11 @@ class Searcher:
         penalty = self.cost_penalty()
         total = surrogate if penalty is None else surrogate + penalty
         if total.requires_grad:
-            total.backward(inputs=self.arch_params)
+            self.arch_precision.backward(total, inputs=self.arch_params)
         self.sync_gradients(self.arch_params)
-        self.a_opt.step()
+        self.arch_precision.step(self.a_opt)
         self.decide_step()
-        return loss
+        return self.strategy.reduce(loss)
 
     def decide_step(self) -> None:
         """Lower the entropy of the choices: ``alpha -= arch_lr * weight * dH/dalpha``.
@@ -255,7 +291,7 @@ class Searcher:
         self.net.train()
         return epoch >= c.warmup_epochs, tau, lr
 
-    def train_epoch(self, epoch: int, bar: Any) -> dict[str, Any]:
+    def train_epoch(self, epoch: int, engine: Engine) -> dict[str, Any]:
         """One epoch; returns its history fields."""
         search, tau, lr = self.begin_epoch(epoch)
         if self.w_loader is None or self.a_loader is None:
@@ -272,8 +308,7 @@ class Searcher:
             losses_w.append(self.weights_step(batch))
             if arch_batches is not None:
                 losses_a.append(self.arch_step(next(arch_batches)))
-            bar.update(1)
-            bar.set_postfix(
+            engine.bar.step(
                 epoch=epoch + 1,
                 loss_w=f"{losses_w[-1]:.3f}",
                 **({"loss_a": f"{losses_a[-1]:.3f}"} if losses_a else {}),
@@ -302,13 +337,11 @@ class Searcher:
         """The most likely architecture under the current logits."""
         return decode(self.model.arch_logits(), self.model.space, **kw)
 
-    def validate(self, epoch: int) -> dict[str, float] | None:
-        """Dice of the argmax architecture, if this epoch validates; ``None`` otherwise."""
-        last = epoch == self.config.epochs - 1
-        if self.validate_fn is None or not (last or (epoch + 1) % self.config.val_every == 0):
-            return None
+    def validate(self, epoch: int) -> dict[str, float]:
+        """Dice of the argmax architecture (every rank takes part; the cases are split)."""
+        assert self.validate_fn is not None
         child = ArgmaxChild(self.model, self.argmax_genotype()).eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.precision.autocast():
             scores = self.validate_fn(child)
         out = {"val_dice": float(scores["dice"])}
         for k, v in scores.get("per_class", {}).items():
@@ -321,36 +354,53 @@ class Searcher:
         write_snapshot(path, self.model, epoch, tau)
         return path
 
-    def checkpoint_state(self, next_epoch: int) -> dict[str, Any]:
-        """Everything a resume needs (weights-only loadable)."""
+    # ---- the task of the engine -----------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The task's part of ``checkpoint.pt``: supernet, both optimisers, the estimator."""
         return {
-            "supernet": self.model.state_dict(),
+            "model": self.model.state_dict(),
             "weight_optimizer": self.w_opt.state_dict(),
             "arch_optimizer": self.a_opt.state_dict(),
+            "scaler": self.precision.state_dict(),
+            "arch_scaler": self.arch_precision.state_dict(),
             "estimator": self.estimator.state_dict(),
-            "epoch": next_epoch,
-            "last_dice": self.last_dice,
-            "rng": capture_rng({"gumbel": self.generator}),
         }
 
-    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        """Inverse of :meth:`checkpoint_state`."""
-        self.model.load_state_dict(state["supernet"])
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.model.load_state_dict(state["model"])
         self.w_opt.load_state_dict(state["weight_optimizer"])
         self.a_opt.load_state_dict(state["arch_optimizer"])
+        self.precision.load_state_dict(state.get("scaler") or {})
+        self.arch_precision.load_state_dict(state.get("arch_scaler") or {})
         self.estimator.load_state_dict(state.get("estimator") or {})
-        self.start_epoch = int(state["epoch"])
-        self.last_dice = state.get("last_dice")
-        restore_rng(state["rng"], {"gumbel": self.generator})
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The supernet's weights."""
+        return self.model.state_dict()
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The Gumbel noise's generator."""
+        return {"gumbel": self.generator}
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        """Rank 0 writes the epoch's logit snapshot."""
+        if is_main():
+            self.snapshot(epoch, row["tau"])
+
+    def describe(self, epoch: int, row: dict[str, Any]) -> str:
+        """The epoch's log line."""
+        loss_a = f", loss_a {row['loss_a']:.4f}" if row["loss_a"] is not None else ""
+        dice = f", val Dice {row['val_dice']:.4f}" if "val_dice" in row else ""
+        return (
+            f"({row['phase']}) loss_w {row['loss_w']:.4f}{loss_a}, tau {row['tau']:.3g}{dice} "
+            f"({row['seconds']:.1f} s)"
+        )
 
     def resume(self) -> bool:
         """Load ``checkpoint.pt`` if there is one; returns whether it did."""
-        path = self.run_dir / CHECKPOINT_FILE
-        if not path.is_file():
-            return False
-        restore_checkpoint(path, self.load_checkpoint_state, map_location=self.device)
-        log.info("resuming %s after epoch %d", self.run_dir, self.start_epoch)
-        return True
+        return self.engine.resume()
 
     def fit(self, *, resume: bool = False) -> float | None:
         """Search from the start (or from ``checkpoint.pt`` when ``resume``).
@@ -358,51 +408,5 @@ class Searcher:
         Returns:
             The last validation Dice of the argmax architecture (``None`` if never validated).
         """
-        c = self.config
-        if resume:
-            self.resume()
-        history = History(self.run_dir, resume_epoch=self.start_epoch) if is_main() else None
-        bar = tqdm(
-            total=(c.epochs - self.start_epoch) * c.steps_per_epoch,
-            desc="search",
-            unit="step",
-            disable=not (self.progress and is_main()),
-        )
-        started = time.monotonic()
-        try:
-            for epoch in range(self.start_epoch, c.epochs):
-                row = self.train_epoch(epoch, bar)
-                scores = self.validate(epoch)
-                if scores is not None:
-                    row.update(scores)
-                    dice = scores["val_dice"]
-                    self.last_dice = dice if math.isfinite(dice) else None
-                if is_main():
-                    assert history is not None
-                    history.log(row)
-                    self.snapshot(epoch, row["tau"])
-                    save_checkpoint(
-                        self.run_dir / CHECKPOINT_FILE, self.checkpoint_state(epoch + 1)
-                    )
-                log.info(
-                    "epoch %d/%d (%s): loss_w %.4f%s, tau %.3g%s (%.1f s)",
-                    epoch + 1,
-                    c.epochs,
-                    row["phase"],
-                    row["loss_w"],
-                    f", loss_a {row['loss_a']:.4f}" if row["loss_a"] is not None else "",
-                    row["tau"],
-                    f", val Dice {row['val_dice']:.4f}" if "val_dice" in row else "",
-                    row["seconds"],
-                )
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(epoch, row)
-                spent, done = time.monotonic() - started, epoch + 1 - self.start_epoch
-                if c.time_budget is not None and spent + spent / done > c.time_budget:
-                    log.info("time budget of %.0f s: stopping after epoch %d", c.time_budget, done)
-                    break
-        finally:
-            bar.close()
-            if history is not None:
-                history.close()
+        self.engine.fit(resume=resume)
         return self.last_dice

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from nasmed.engine.defaults import AMP_DTYPES, DEFAULT_WEIGHT_DECAY, weight_decay
 from nasmed.errors import ConfigError
 from nasmed.train.augment_config import AugmentConfig
 
 __all__ = ["DEFAULT_LR", "DEFAULT_WEIGHT_DECAY", "TrainConfig"]
 
 DEFAULT_LR = {"sgd": 1e-2, "adamw": 3e-4}
-DEFAULT_WEIGHT_DECAY = {"sgd": 3e-5, "adamw": 1e-2}
 
 
 def check_time_budget(seconds: float | None) -> None:
@@ -53,6 +53,10 @@ class TrainConfig:
         val_every: validate every this many epochs (and after the last one).
         grad_clip: gradient norm clip (nnU-Net: 12); 0 disables.
         amp: mixed precision; ``None`` means on CUDA only.
+        amp_dtype: ``auto`` (float16 with a grad scaler on CUDA, bfloat16 on CPU), ``bf16`` or
+            ``fp16`` (CUDA only).
+        activation_checkpointing: recompute the network's blocks in the backward pass
+            (:mod:`nasmed.engine.activation`): less memory, about one more forward pass.
         seed: seeds the initial weights, the patches and their augmentation.
         workers: loader processes (augmentation runs there).
         freeze_epochs: keep the ``frozen`` parameters fixed for the first this many epochs.
@@ -62,6 +66,12 @@ class TrainConfig:
             and time fractions, so the rate reaches its end when time runs out.
         postprocess: decide largest-component postprocessing on the validation cases.
     """
+
+    #: settings added after the first release, with the value a run recorded without them had
+    ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
+        "amp_dtype": "auto",
+        "activation_checkpointing": False,
+    }
 
     epochs: int = 50
     patch: tuple[int, int, int] | None = None
@@ -79,6 +89,8 @@ class TrainConfig:
     val_every: int = 1
     grad_clip: float = 12.0
     amp: bool | None = None
+    amp_dtype: str = "auto"
+    activation_checkpointing: bool = False
     seed: int = 0
     workers: int = 2
     freeze_epochs: int = 0
@@ -125,6 +137,10 @@ class TrainConfig:
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
             (self.freeze_epochs >= 0, f"freeze epochs must be >= 0, got {self.freeze_epochs}"),
+            (
+                self.amp_dtype in AMP_DTYPES,
+                f"--amp-dtype must be one of {', '.join(AMP_DTYPES)}, not {self.amp_dtype!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -138,9 +154,7 @@ class TrainConfig:
     @property
     def decay(self) -> float:
         """The weight decay (given or the optimizer's default)."""
-        return (
-            DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay
-        )
+        return weight_decay(self.optimizer, self.weight_decay)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` (validated again)."""

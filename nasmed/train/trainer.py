@@ -1,4 +1,4 @@
-"""The fit loop: Dice + CE, SGD (Nesterov, poly decay) or AdamW, AMP on CUDA, checkpoints, resume.
+"""Training as a task of the one fit loop (:class:`~nasmed.engine.loop.Engine`).
 
 One epoch is ``steps_per_epoch`` batches of patches from the preprocessed cache
 (:func:`decathlon.sampling.make_loader`, whose patches depend only on ``(seed, epoch, index)``).
@@ -7,66 +7,48 @@ recipe unless ``config.augment`` is off). The learning rate follows nnU-Net's po
 epoch, ``lr * (1 - epoch / epochs) ** 0.9``; with ``config.time_budget`` the run stops before the
 budget (validating and checkpointing its last epoch) and the schedule follows the larger of the
 epoch and time fractions.
-Every ``val_every`` epochs (and after the last) a validation callable scores the network; the best
-score's weights go to ``checkpoints/best.pt``. After every epoch ``checkpoints/last.pt`` holds the
-network, optimizer, grad scaler, epoch, best score and every RNG state, written atomically, so a
-killed run resumed from it ends with the same weights and history as an uninterrupted one (on
-CPU; CUDA kernels may differ in the last bits).
+The engine validates every ``val_every`` epochs (and after the last); the best score's weights go
+to ``checkpoints/best.pt``. After every epoch ``checkpoints/last.pt`` holds the network,
+optimizer, grad scaler, epoch, best score and every RNG state (the ``train`` kind of
+:mod:`nasmed.engine.checkpoint`), written atomically, so a killed run resumed from it ends with
+the same weights and history as an uninterrupted one (on CPU; CUDA kernels may differ in the last
+bits).
 
-The pieces a pipelined (torchgpipe) or data-parallel run replaces are small methods:
-:meth:`Trainer.wrap_model`, :meth:`Trainer.forward`, :meth:`Trainer.compute_loss`,
-:meth:`Trainer.backward`, :meth:`Trainer.optimizer_step`. Only rank 0 writes files.
+How the network runs over processes and devices is the ``strategy``'s
+(:mod:`nasmed.engine.strategy`: one process, DDP, or a pipeline); precision is
+:class:`~nasmed.engine.precision.Precision`'s (``config.amp``, ``config.amp_dtype``); activation
+checkpointing is ``config.activation_checkpointing``. Only rank 0 writes files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from decathlon.sampling import make_loader
-from nasmed.distributed import is_main
+from nasmed.engine.activation import enable_activation_checkpointing
+from nasmed.engine.callbacks import CheckpointFiles
+from nasmed.engine.defaults import ValidateFn
+from nasmed.engine.loop import Engine, FitResult
+from nasmed.engine.precision import Precision, resolve_precision
+from nasmed.engine.strategy import DataParallel, Strategy
 from nasmed.errors import ConfigError
 from nasmed.train.augment import Augmenter
-from nasmed.train.checkpoint import capture_rng, restore_checkpoint, restore_rng, save_checkpoint
-from nasmed.train.config import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, TrainConfig
-from nasmed.train.history import History
+from nasmed.train.config import DEFAULT_LR, TrainConfig
 from nasmed.train.losses import DeepSupervisionLoss, make_seg_loss
 
-__all__ = [
-    "DEFAULT_LR",
-    "DEFAULT_WEIGHT_DECAY",
-    "FitResult",
-    "TrainConfig",
-    "Trainer",
-    "ValidateFn",
-]
+__all__ = ["BEST", "DEFAULT_LR", "LAST", "FitResult", "TrainConfig", "Trainer", "ValidateFn"]
 
 log = logging.getLogger(__name__)
 
-#: Scores a network: returns at least ``{"dice": mean foreground Dice}``; may add more keys.
-ValidateFn = Callable[[nn.Module], dict[str, float]]
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """What :meth:`Trainer.fit` ends with."""
-
-    epochs: int
-    best_dice: float | None
-    best_epoch: int | None
-    final_dice: float | None
-    seconds_per_epoch: float
-    stopped_by_time: bool = False
+LAST = "checkpoints/last.pt"
+BEST = "checkpoints/best.pt"
 
 
 class Trainer:
@@ -74,17 +56,24 @@ class Trainer:
 
     Args:
         model: the network (on any device; moved to ``device``).
-        config: the settings.
+        config: the settings (``batch_size`` is the global batch under DDP).
         cache_dir: the preprocessed cache (``WORK_DIR/cache``).
         train_cases: case names to draw training patches from.
         run_dir: where ``checkpoints/``, ``history.csv`` and ``tensorboard/`` go.
-        device: the torch device.
+        device: the torch device (a pipeline strategy replaces it by its last partition's).
         validate: scores the network (see :data:`ValidateFn`), or ``None`` for no validation.
         frozen: parameter names kept fixed during the first ``config.freeze_epochs`` epochs.
-        progress: show a tqdm bar per epoch.
+        progress: show a tqdm bar.
         on_epoch_end: called with ``(epoch, history row)`` after each epoch's checkpoint
             (a test seam: raising ``KeyboardInterrupt`` there simulates a kill).
+        strategy: how the run spreads over processes/devices (default
+            :class:`~nasmed.engine.strategy.DataParallel`: DDP under torchrun, else one process).
+
+    Raises:
+        ConfigError: no patch, or a global batch that does not split over the ranks.
     """
+
+    kind = "train"
 
     def __init__(
         self,
@@ -99,28 +88,30 @@ class Trainer:
         frozen: Iterable[str] = (),
         progress: bool = True,
         on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+        strategy: Strategy | None = None,
     ) -> None:
         if config.patch is None:
             raise ConfigError("the trainer needs a patch (TrainConfig.patch)")
+        self.strategy = strategy if strategy is not None else DataParallel()
+        self.strategy.check_batch(config.batch_size)
         self.config = config
         self.patch: tuple[int, int, int] = config.patch
-        self.device = device
+        self.device = self.strategy.device(device)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.model = model.to(device)
-        self.net = self.wrap_model(self.model)
-        self.validate_fn = validate
         self.frozen = set(frozen)
-        self.progress = progress
-        self.on_epoch_end = on_epoch_end
-        self.amp = (
-            (device.type == "cuda")
-            if config.amp is None
-            else (config.amp and device.type == "cuda")
-        )
-        self.loss_fn = DeepSupervisionLoss(make_seg_loss())
+        self.model = model.to(self.device)
+        if config.activation_checkpointing:
+            enable_activation_checkpointing(self.model)
+        self.net = self.strategy.wrap(self.model, self.device, find_unused=bool(self.frozen))
+        self.validate_fn = validate
+        mode = resolve_precision(config.amp, config.amp_dtype, self.device)
+        if mode != "fp32" and not self.strategy.allows_amp:
+            log.warning("mixed precision is off in a pipeline (partitions run in worker threads)")
+            mode = "fp32"
+        self.precision = Precision(mode, self.device)
+        self.loss_fn = DeepSupervisionLoss(self.strategy.batch_loss(make_seg_loss()))
         self.optimizer = self.build_optimizer()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.transform = Augmenter(config.augment) if config.augment.active else None
         self.loader = make_loader(
             cache_dir,
@@ -130,20 +121,48 @@ class Trainer:
             workers=config.workers,
             samples_per_epoch=config.steps_per_epoch * config.batch_size,
             seed=config.seed,
-            pin_memory=device.type == "cuda",
+            pin_memory=self.device.type == "cuda",
             transform=self.transform,
+            rank=self.strategy.rank,
+            world=self.strategy.world,
         )
-        self.start_epoch = 0
-        self.started_at = time.monotonic()
-        self.stopping = False  # the time budget ends the run after this epoch
-        self.best_dice: float | None = None
-        self.best_epoch: int | None = None
+        if self.strategy.world > 1:
+            log.info(
+                "rank %d of %d: %d of %d patches per step",
+                self.strategy.rank,
+                self.strategy.world,
+                config.batch_size // self.strategy.world,
+                config.batch_size,
+            )
+        self.engine = Engine(
+            self,
+            run_dir=self.run_dir,
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            val_every=config.val_every,
+            validates=validate is not None,
+            time_budget=config.time_budget,
+            strategy=self.strategy,
+            checkpoint=CheckpointFiles(LAST, BEST),
+            progress=progress,
+            on_epoch_end=on_epoch_end,
+            map_location=self.device,
+        )
 
-    # ---- the pieces another parallelism plugs into ----------------------------------------
+    @property
+    def amp(self) -> bool:
+        """Whether mixed precision is on."""
+        return self.precision.enabled
 
-    def wrap_model(self, model: nn.Module) -> nn.Module:
-        """The module that runs forward/backward (DDP or a pipeline wraps ``model`` here)."""
-        return model
+    @property
+    def start_epoch(self) -> int:
+        """The first epoch this fit trains (after a resume, the one after the checkpoint)."""
+        return self.engine.start_epoch
+
+    @property
+    def best_dice(self) -> float | None:
+        """The best validation Dice so far."""
+        return self.engine.best_dice
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """SGD with Nesterov momentum (nnU-Net) or AdamW over every parameter."""
@@ -159,15 +178,11 @@ class Trainer:
             )
         return torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.decay)
 
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """Mixed precision on CUDA (float16), nothing elsewhere."""
-        if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+    # ---- one step -------------------------------------------------------------------------
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """The network's output for a batch (logits, or a tuple with deep supervision)."""
-        with self.autocast():
+        with self.precision.autocast():
             out: torch.Tensor | tuple[torch.Tensor, ...] = self.net(image)
         return out
 
@@ -182,40 +197,25 @@ class Trainer:
         loss: torch.Tensor = self.loss_fn(output, label)
         return loss
 
-    def backward(self, loss: torch.Tensor) -> None:
-        """Backpropagate (through the AMP grad scaler)."""
-        self.scaler.scale(loss).backward()
+    def train_step(self, batch: dict[str, Any]) -> float:
+        """One optimisation step on a batch; returns the loss (averaged over ranks)."""
+        image = batch["image"].to(self.device, non_blocking=True)
+        label = batch["label"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.compute_loss(self.forward(image), label)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()}; lower --lr")
+        self.precision.backward(loss)
+        self.precision.step(self.optimizer, self.model.parameters(), self.config.grad_clip)
+        return self.strategy.reduce(float(loss.detach()))
 
-    def optimizer_step(self) -> None:
-        """Clip gradients and step the optimizer (through the grad scaler)."""
-        if self.config.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-
-    # ---- the loop -------------------------------------------------------------------------
+    # ---- the task of the engine -----------------------------------------------------------
 
     def lr_at(self, epoch: int) -> float:
         """The poly learning rate of ``epoch`` (and of the time spent, with a time budget)."""
         c = self.config
-        done = epoch / c.epochs
-        if c.time_budget is not None:
-            done = max(done, min(1.0, self.elapsed() / c.time_budget))
+        done = max(epoch / c.epochs, self.engine.budget.fraction())
         return c.learning_rate * max(0.0, 1 - done) ** c.poly_exponent
-
-    def elapsed(self) -> float:
-        """Seconds since this trainer started (or resumed)."""
-        return time.monotonic() - self.started_at
-
-    def out_of_time(self, epochs_done: int) -> bool:
-        """Whether another epoch, at the mean pace so far, would pass the time budget."""
-        budget = self.config.time_budget
-        if budget is None or epochs_done <= 0:
-            return False
-        elapsed = self.elapsed()
-        return elapsed + elapsed / epochs_done > budget
 
     def _set_frozen(self, epoch: int) -> bool:
         freeze = epoch < self.config.freeze_epochs
@@ -224,19 +224,7 @@ class Trainer:
                 p.requires_grad_(not freeze)
         return freeze and bool(self.frozen)
 
-    def train_step(self, batch: dict[str, Any]) -> float:
-        """One optimisation step on a batch; returns the loss."""
-        image = batch["image"].to(self.device, non_blocking=True)
-        label = batch["label"].to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.compute_loss(self.forward(image), label)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()}; lower --lr")
-        self.backward(loss)
-        self.optimizer_step()
-        return float(loss.detach())
-
-    def train_epoch(self, epoch: int) -> dict[str, Any]:
+    def train_epoch(self, epoch: int, engine: Engine) -> dict[str, Any]:
         """One epoch of training; returns its history fields."""
         self.net.train()
         lr = self.lr_at(epoch)
@@ -248,16 +236,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
-        bar = tqdm(
-            self.loader,
-            desc=f"epoch {epoch + 1}/{self.config.epochs}",
-            unit="step",
-            leave=False,
-            disable=not (self.progress and is_main()),
-        )
-        for batch in bar:
+        for batch in self.loader:
             losses.append(self.train_step(batch))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            engine.bar.step(epoch=f"{epoch + 1}/{self.config.epochs}", loss=f"{losses[-1]:.4f}")
         seconds = time.perf_counter() - start
         row: dict[str, Any] = {
             "epoch": epoch,
@@ -270,115 +251,52 @@ class Trainer:
             row["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         return row
 
-    def validate(self, epoch: int) -> dict[str, float] | None:
-        """Score the network if this epoch validates (or is the last one); ``None`` otherwise."""
-        last = self.stopping or epoch == self.config.epochs - 1
-        if self.validate_fn is None or not (last or (epoch + 1) % self.config.val_every == 0):
-            return None
-        self.net.eval()
-        with torch.no_grad(), self.autocast():
-            scores = self.validate_fn(self.model)
+    def validate(self, epoch: int) -> dict[str, float]:
+        """Score the network (every rank takes part; the cases are split over them)."""
+        assert self.validate_fn is not None
+        net = self.strategy.validation_net(self.model, self.net)
+        net.eval()
+        with torch.no_grad(), self.precision.autocast():
+            scores = self.validate_fn(net)
         return {f"val_{k}": float(v) for k, v in scores.items()}
 
-    def checkpoint_state(self, next_epoch: int) -> dict[str, Any]:
-        """Everything a resume needs (weights-only loadable)."""
+    def state_dict(self) -> dict[str, Any]:
+        """The task's part of ``last.pt``: model, optimizer, grad scaler."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": next_epoch,
-            "best_dice": self.best_dice,
-            "best_epoch": self.best_epoch,
-            "rng": capture_rng(),
+            "scaler": self.precision.state_dict(),
         }
 
-    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        """Inverse of :meth:`checkpoint_state`."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch = int(state["epoch"])
-        self.best_dice = state.get("best_dice")
-        self.best_epoch = state.get("best_epoch")
-        restore_rng(state["rng"])
+        self.precision.load_state_dict(state.get("scaler") or {})
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The network's weights."""
+        return self.model.state_dict()
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """No generators of its own (the patches depend on seed and epoch only)."""
+        return {}
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        """Nothing more to write."""
+
+    def describe(self, epoch: int, row: dict[str, Any]) -> str:
+        """The epoch's log line."""
+        dice = f", val Dice {row['val_dice']:.4f}" if "val_dice" in row else ""
+        return f"loss {row['loss']:.4f}{dice} ({row['seconds']:.1f} s)"
 
     def resume(self) -> bool:
         """Load ``checkpoints/last.pt`` if there is one; returns whether it did."""
-        last = self.ckpt_dir / "last.pt"
-        if not last.is_file():
-            return False
-        restore_checkpoint(last, self.load_checkpoint_state, map_location=self.device)
-        log.info("resuming %s after epoch %d", self.run_dir, self.start_epoch)
-        return True
+        return self.engine.resume()
 
     def fit(self, *, resume: bool = False) -> FitResult:
         """Train from the start (or from ``checkpoints/last.pt`` when ``resume``)."""
-        if resume:
-            self.resume()
-        self.started_at = time.monotonic()
-        stopped = False
-        done = 0
-        # a resumed run reports the epochs it ran before too (a run resumed after its last
-        # epoch trains nothing, and still writes a complete model.json)
-        history = History(self.run_dir, resume_epoch=self.start_epoch) if is_main() else None
-        final: float | None = None
-        seconds: list[float] = []
-        for done_row in history.rows if history is not None else []:
-            if done_row.get("seconds") is not None:
-                seconds.append(float(done_row["seconds"]))
-            if done_row.get("val_dice") is not None:
-                final = float(done_row["val_dice"])
         try:
-            for epoch in range(self.start_epoch, self.config.epochs):
-                row = self.train_epoch(epoch)
-                seconds.append(float(row["seconds"]))
-                done += 1
-                stopped = epoch < self.config.epochs - 1 and self.out_of_time(done)
-                self.stopping = stopped
-                scores = self.validate(epoch)
-                if scores is not None:
-                    row.update(scores)
-                    dice = scores.get("val_dice", math.nan)
-                    final = dice
-                    if math.isfinite(dice) and (self.best_dice is None or dice > self.best_dice):
-                        self.best_dice, self.best_epoch = dice, epoch
-                        if is_main():
-                            save_checkpoint(
-                                self.ckpt_dir / "best.pt",
-                                {"model": self.model.state_dict(), "epoch": epoch, "dice": dice},
-                            )
-                if is_main():
-                    assert history is not None
-                    history.log(row)
-                    save_checkpoint(self.ckpt_dir / "last.pt", self.checkpoint_state(epoch + 1))
-                log.info(
-                    "epoch %d/%d: loss %.4f%s (%.1f s)",
-                    epoch + 1,
-                    self.config.epochs,
-                    row["loss"],
-                    f", val Dice {row['val_dice']:.4f}" if "val_dice" in row else "",
-                    row["seconds"],
-                )
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(epoch, row)
-                if stopped:
-                    log.info(
-                        "time budget of %.0f s: stopping after epoch %d/%d (%.0f s)",
-                        self.config.time_budget,
-                        epoch + 1,
-                        self.config.epochs,
-                        self.elapsed(),
-                    )
-                    break
+            return self.engine.fit(resume=resume)
         finally:
-            if history is not None:
-                history.close()
-        self._set_frozen(self.config.epochs)  # leave every parameter trainable
-        return FitResult(
-            epochs=self.start_epoch + done if stopped else self.config.epochs,
-            best_dice=self.best_dice,
-            best_epoch=self.best_epoch,
-            final_dice=final,
-            seconds_per_epoch=sum(seconds) / len(seconds) if seconds else math.nan,
-            stopped_by_time=stopped,
-        )
+            self._set_frozen(self.config.epochs)  # leave every parameter trainable

@@ -7,6 +7,10 @@ compared with the cached label, and Dice is reported per foreground class and as
 
 A class absent from a case's label is skipped for that case (MONAI's ``ignore_empty``); a class
 absent from every case has Dice ``nan`` and does not enter the mean.
+
+Under ``torchrun`` (DDP) the cases are split over the ranks (:func:`nasmed.distributed.shard`),
+each rank scores its share and the per-case scores are gathered, so every rank returns the
+scores of all cases, in their order, after predicting only its part.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.metrics import DiceMetric
+from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 from torch import nn
 
 from decathlon.errors import DatasetError
 from decathlon.preprocess import load_cached_case
+from nasmed.distributed import gather_objects, shard
 
 __all__ = ["predict_cached", "validate_dice"]
 
@@ -72,16 +77,28 @@ def validate_dice(
         raise ValueError("no validation cases")
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
-    for _, pred, seg in predict_cached(
-        net, cache_dir, cases, patch, device=device, sw_batch_size=sw_batch_size, overlap=overlap
+    indices = shard(range(len(cases)))  # this rank's share (all of them alone)
+    mine = [cases[i] for i in indices]
+    rows: list[tuple[int, list[float]]] = []
+    for index, (_, pred, seg) in zip(
+        indices,
+        predict_cached(
+            net, cache_dir, mine, patch, device=device, sw_batch_size=sw_batch_size, overlap=overlap
+        ),
     ):
         p = torch.from_numpy(pred.astype(np.int64))[None, None]
         label = torch.from_numpy(seg.astype(np.int64))[None, None]
-        metric(y_pred=one_hot(p, num_classes), y=one_hot(label, num_classes))
-    scores = metric.aggregate()
-    assert isinstance(scores, torch.Tensor)
-    metric.reset()
+        dice = compute_dice(
+            one_hot(p, num_classes),
+            one_hot(label, num_classes),
+            include_background=False,
+            ignore_empty=True,
+        )
+        rows.append((index, [float(v) for v in dice[0]]))
+    gathered = sorted(row for part in gather_objects(rows) for row in part)
+    scores = torch.tensor([r for _, r in gathered], dtype=torch.float64).reshape(
+        len(gathered), num_classes - 1
+    )
     per_class: dict[str, float] = {}
     for k in range(num_classes - 1):
         column = scores[:, k]

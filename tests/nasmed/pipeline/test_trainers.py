@@ -14,11 +14,12 @@ import torch
 from decathlon.preprocess import run_preprocess
 from decathlon.splits import load_splits
 from decathlon.synthetic import write_synthetic_task
+from nasmed.engine.strategy import DataParallel
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.models.baselines import make_unet
-from nasmed.pipeline.ddp import DistributedTrainer, RankBatches, local_batch
+from nasmed.pipeline.ddp import RankBatches, local_batch
 from nasmed.pipeline.gpipe import PipelineConfig
-from nasmed.pipeline.trainers import PipelineTrainer, make_trainer
+from nasmed.pipeline.trainers import PipelineStrategy, make_trainer
 from nasmed.train.history import read_history
 from nasmed.train.trainer import TrainConfig, Trainer
 
@@ -67,7 +68,7 @@ def test_pipelined_training_equals_plain_and_resumes(
     plain.fit()
     pipeline = PipelineConfig(("cpu", "cpu"), chunks=2, checkpoint="except_last")  # type: ignore[arg-type]
     piped = make_trainer(nets[1], config, pipeline=pipeline, run_dir=tmp_path / "piped", **common)
-    assert isinstance(piped, PipelineTrainer)
+    assert isinstance(piped.strategy, PipelineStrategy) and not piped.amp
     piped.fit()
     assert _losses(tmp_path / "piped") == pytest.approx(_losses(tmp_path / "plain"), abs=1e-5)
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
@@ -135,7 +136,7 @@ def test_ddp_on_two_processes_matches_one(
     """Global batch 4 on 2 gloo ranks = batch 4 alone (to DDP_LOSS_RTOL); one set of outputs."""
     cache_dir, cases, val = task_cache
     single = ddp_worker.build(cache_dir, cases, val, tmp_path / "single", 4, 2)
-    assert isinstance(single, DistributedTrainer)
+    assert isinstance(single.strategy, DataParallel) and single.strategy.world == 1
     single.fit()
     run = tmp_path / "ddp"
     _torchrun(cache_dir, ",".join(cases), ",".join(val), run, 4, 2)
