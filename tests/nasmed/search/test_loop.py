@@ -262,3 +262,36 @@ def test_kill_and_resume_repeats_every_estimator(
     resumed = _search(search_task, search_work, run, config, resume=True)
     assert _logits(run, 2) == _logits(tmp_path / "whole", 2)
     assert resumed.genotype.cells == whole.genotype.cells
+
+
+def test_time_budget_may_change_on_resume_and_old_checkpoints_resume(
+    reference: Path, search_task: Path, search_work: Path, tmp_path: Path
+) -> None:
+    """A killed search resumes with another --time-budget (it was refused before), from a
+    checkpoint in the layout written before the versioned schema, and ends as the reference."""
+
+    def kill(epoch: int, row: dict[str, Any]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    run = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        _search(search_task, search_work, run, replace(TINY, time_budget=3600.0), on_epoch_end=kill)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    old = {k: v for k, v in state.items() if k not in ("schema", "version", "kind", "model")}
+    old["supernet"] = state["model"]  # the old layout's names
+    old["last_dice"] = old.pop("final_dice")
+    torch.save(old, run / "checkpoint.pt")
+    resumed = _search(search_task, search_work, run, replace(TINY, time_budget=7200.0), resume=True)
+    assert _logits(run, 2) == _logits(reference, 2)
+    assert resumed.genotype.cells == Genotype.load(reference / "genotype.json").cells
+
+
+def test_search_with_bf16_and_activation_checkpointing(
+    search_task: Path, search_work: Path, tmp_path: Path
+) -> None:
+    config = replace(TINY, epochs=2, amp=True, activation_checkpointing=True)
+    result = _search(search_task, search_work, tmp_path / "bf16", config)
+    rows = read_history(result.history_path)
+    assert len(rows) == 2 and all(r["loss_w"] > 0 for r in rows) and rows[1]["loss_a"] > 0
+    check_space(result.genotype, searchspaces.load("scnas-small"))

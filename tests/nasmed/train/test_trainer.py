@@ -169,3 +169,83 @@ def test_model_json_records_the_recipe(tiny_task: Path, tmp_path: Path) -> None:
     recipe = json.loads((off / "model.json").read_text())["info"]["recipe"]
     assert recipe["augment"] is None and recipe["postprocessing"] is None
     assert not (off / "postprocessing.json").exists()
+
+
+def _to_old_layout(path: Path) -> None:
+    """Rewrite a checkpoint as nasmed wrote it before the versioned schema."""
+    state = torch.load(path, weights_only=True)
+    for key in ("schema", "version", "kind", "final_dice"):
+        state.pop(key)
+    torch.save(state, path)
+
+
+def test_an_old_run_folder_still_resumes(tiny_task: Path, tmp_path: Path) -> None:
+    """A run killed before the schema existed (old last.pt, run.json without the new settings)
+    resumes and ends as an uninterrupted run."""
+    import json
+
+    work = tmp_path / "work"
+    full = _run(tiny_task, tmp_path / "full", work)
+
+    def kill(epoch: int, row: dict) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    old = tmp_path / "old"
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_task, old, work, on_epoch_end=kill)
+    _to_old_layout(old / "checkpoints" / "last.pt")
+    info = json.loads((old / "run.json").read_text())
+    for key in TrainConfig.ADDED_SETTINGS:
+        del info["settings"][key]
+    (old / "run.json").write_text(json.dumps(info))
+    _run(tiny_task, old, work, resume=True)
+    a = torch.load(full / "model.pt", weights_only=True)
+    b = torch.load(old / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = torch.load(old / "checkpoints" / "last.pt", weights_only=True)
+    assert (state["schema"], state["kind"], state["epoch"]) == ("nasmed.checkpoint", "train", 3)
+
+
+def test_a_newer_checkpoint_is_refused_in_one_line(
+    tiny_task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasmed.cli.main import main
+
+    work = tmp_path / "work"
+
+    def kill(epoch: int, row: dict) -> None:
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_task, run, work, on_epoch_end=kill)
+    last = run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    torch.save({**state, "version": 99}, last)
+    args = ["train", str(tiny_task), "--arch", "unet", "--out", str(run), "--epochs", "3",
+            "--steps", "2", "--folds", "3", "--patch", "16", "16", "16", "--width", "0.25",
+            "--val-every", "2", "--seed", "7", "--device", "cpu", "--work-dir", str(work),
+            "--resume", "-q"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert (
+        len(err) == 1 and "last.pt: checkpoint version 99 was written by a newer nasmed" in err[0]
+    )
+
+
+def test_amp_and_activation_checkpointing_switches_train_on_cpu(
+    tiny_task: Path, tmp_path: Path
+) -> None:
+    run = _run(
+        tiny_task,
+        tmp_path / "bf16",
+        tmp_path / "work",
+        epochs=1,
+        amp=True,
+        activation_checkpointing=True,
+    )
+    rows = read_history(run / "history.csv")
+    assert len(rows) == 1 and rows[0]["loss"] > 0
+    assert torch.load(run / "model.pt", weights_only=True)  # a plain state dict, weights only
