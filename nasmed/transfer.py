@@ -25,14 +25,13 @@ import torch
 from torch import nn
 
 from decathlon.fsutil import atomic_write_json
-from decathlon.paths import why_unusable
-from nasmed.errors import ConfigError, RunDirError
+from nasmed.engine.checkpoint import load_model_state
+from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype
 from nasmed.models.baselines import encoder_parameter_names
 from nasmed.models.spec import WEIGHTS_FILE
 from nasmed.train.config import TrainConfig
 from nasmed.training import run_training
-from nasmed.weights import check_finite, load_weights_file
 
 __all__ = ["TransferConfig", "adapt_input_channels", "load_weights", "match_state", "transfer"]
 
@@ -40,7 +39,8 @@ log = logging.getLogger(__name__)
 
 
 def load_weights(weights: str | os.PathLike[str]) -> tuple[Path, dict[str, torch.Tensor]]:
-    """A state dict from ``model.pt``, a run folder holding one, or a checkpoint with ``model``.
+    """A state dict from ``model.pt``, a run folder holding one, or any nasmed checkpoint
+    (:func:`nasmed.engine.checkpoint.load_model_state`, the one loader).
 
     Raises:
         RunDirError: missing or unloadable file, or not a state dict.
@@ -48,15 +48,7 @@ def load_weights(weights: str | os.PathLike[str]) -> tuple[Path, dict[str, torch
     p = Path(weights)
     if p.is_dir():
         p = p / WEIGHTS_FILE
-    if not p.is_file():
-        raise RunDirError(f"{p}: weights {why_unusable(p)}")
-    state = load_weights_file(p)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RunDirError(f"{p}: not a state dict of tensors")
-    check_finite(state, p)
-    return p, state
+    return p, load_model_state(p)
 
 
 def adapt_input_channels(source: torch.Tensor, channels: int) -> torch.Tensor:

@@ -43,8 +43,8 @@ from nasmed.classify.outputs import FiguresFn, RunFigures, test_metrics, write_p
 from nasmed.classify.pretrained import load_pretrained, save_backbone
 from nasmed.classify.saol import Classifier, build_classifier
 from nasmed.classify.selfsup import LossConfig
+from nasmed.engine.checkpoint import make_checkpoint, save_checkpoint
 from nasmed.errors import ConfigError
-from nasmed.train.checkpoint import save_checkpoint
 
 __all__ = [
     "MARGIN_SECONDS",
@@ -319,11 +319,12 @@ def classify(
         n_att = figures(run)
     save_checkpoint(
         out / "model.pt",
-        {
-            "config": _jsonable(asdict(cfg)),
-            "classes": list(data.test.class_names),
-            "state_dict": model.state_dict(),
-        },
+        make_checkpoint(
+            "classify",
+            model=model.state_dict(),
+            config=_jsonable(asdict(cfg)),
+            classes=list(data.test.class_names),
+        ),
     )
     save_backbone(out / "backbone.pt", model)
     metrics.update(

@@ -1,6 +1,8 @@
 """Backbone checkpoints: what ``--pretrained CKPT`` loads and every classify run writes.
 
-A backbone checkpoint is ``{"format": "nasmed-backbone-2d", "spec": {...}, "state_dict": ...}``,
+A backbone checkpoint is the ``backbone`` kind of :mod:`nasmed.engine.checkpoint`
+(``{"schema": "nasmed.checkpoint", "version": 1, "kind": "backbone", "spec": {...}, "model": ...}``;
+files of the older ``{"format": "nasmed-backbone-2d", "spec", "state_dict"}`` layout still load),
 saved atomically and loadable with ``weights_only=True``. Nothing is ever downloaded (REFERENCE
 §8): checkpoints come from nasmed's own runs, for example ``--pretrain-on SOURCE_TASK_DIR``.
 
@@ -19,8 +21,8 @@ import torch
 
 from nasmed.classify.backbones import BackboneSpec
 from nasmed.classify.saol import Classifier
-from nasmed.errors import ConfigError
-from nasmed.train.checkpoint import load_checkpoint, save_checkpoint
+from nasmed.engine.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from nasmed.errors import ConfigError, RunDirError
 
 __all__ = ["BACKBONE_FORMAT", "load_backbone_state", "load_pretrained", "save_backbone"]
 
@@ -32,9 +34,7 @@ def save_backbone(path: str | os.PathLike[str], model: Classifier) -> Path:
     """Save ``model``'s backbone (weights and spec) to ``path``."""
     spec = model.backbone.spec
     state = {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}
-    return save_checkpoint(
-        path, {"format": BACKBONE_FORMAT, "spec": asdict(spec), "state_dict": state}
-    )
+    return save_checkpoint(path, make_checkpoint("backbone", spec=asdict(spec), model=state))
 
 
 def load_backbone_state(
@@ -46,8 +46,13 @@ def load_backbone_state(
         ConfigError: not a backbone checkpoint, or another architecture or width.
         RunDirError: the file is missing or unreadable.
     """
-    ck = load_checkpoint(path)
-    if ck.get("format") != BACKBONE_FORMAT or not isinstance(ck.get("spec"), dict):
+    try:
+        ck = load_checkpoint(path)
+    except RunDirError as exc:
+        if "not a checkpoint of this run" not in str(exc):
+            raise
+        ck = {}
+    if ck.get("kind") != "backbone" or not isinstance(ck.get("spec"), dict):
         raise ConfigError(
             f"{path}: not a nasmed 2D backbone checkpoint (expected format {BACKBONE_FORMAT!r}; "
             "use the backbone.pt of a classify run)"
@@ -61,7 +66,7 @@ def load_backbone_state(
             f"{path}: checkpoint holds a {saved.arch} of width {saved.width} but this run builds "
             f"a {spec.arch} of width {spec.width}; pass --arch {saved.arch} --width {saved.width}"
         )
-    state = dict(ck["state_dict"])
+    state = dict(ck["model"])
     if saved.in_channels != spec.in_channels and STEM_KEY in state:
         w = state[STEM_KEY]
         mean = w.mean(dim=1, keepdim=True) * saved.in_channels / spec.in_channels

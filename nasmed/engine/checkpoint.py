@@ -189,7 +189,12 @@ def load_model_state(
     if isinstance(state, dict) and (
         "schema" in state or not all(isinstance(v, torch.Tensor) for v in state.values())
     ):
-        state = upgrade(state, p).get("model")
+        try:
+            state = upgrade(state, p).get("model")
+        except RunDirError as exc:
+            if "unknown layout" not in str(exc):
+                raise
+            raise RunDirError(f"{p}: not a state dict of tensors (a foreign file?)") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RunDirError(f"{p}: not a state dict of tensors")
     check_finite(state, p)
