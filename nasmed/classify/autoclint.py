@@ -18,28 +18,44 @@ Rules taken from AutoCLINT (REFERENCE §5), adapted to slices:
   is written with its timestamp (``anytime/``) and scored for the ALC;
 * the budget is checked before every step against the measured step time, the time one prediction
   takes, and a reserve for writing the results.
+
+:class:`AutoClint` is a task of the one fit loop (:class:`~nasmed.engine.loop.Engine`, open-ended:
+``epochs=None``): the engine runs the epochs while the budget allows one (``can_continue``),
+asks the task when to validate (``validation_due``: the skip rules above), tracks the best
+validation score and calls the anytime hook on each new best (keep the weights, predict); no
+history file and no resume point (an AutoDL run is one budget, not resumed).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch._dynamo  # torch.optim imports it on first use (1-2 s): not charged to a budget
 
-from decathlon.fsutil import atomic_save_npy
 from decathlon.slices import SliceSet
-from nasmed.classify.alc import alc, autodl_score, class_aucs
+from nasmed.classify.alc import alc, autodl_score
+from nasmed.classify.anytime import AnytimePrediction, ClintResult, write_anytime
 from nasmed.classify.autoaugment.policy import Policy
+from nasmed.classify.clint_rules import (
+    auto_batch_size,
+    auto_input_size,
+    is_multilabel,
+    mean_auc,
+    predict,
+)
 from nasmed.classify.saol import Classifier
 from nasmed.classify.selfsup import LossConfig, class_pos_weight, task_loss, total_loss
+from nasmed.engine.callbacks import Callback
+from nasmed.engine.loop import Engine
+from nasmed.engine.strategy import SingleProcess
 
 __all__ = [
     "AnytimePrediction",
@@ -55,27 +71,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LightSearch = Callable[[Classifier, torch.Tensor, torch.Tensor, float], Policy]
-
-
-def auto_input_size(shapes: list[tuple[int, int]]) -> int:
-    """Median slice side capped at 64 (128 when slices are elongated), multiple of 16, >= 16."""
-    sides = np.asarray(shapes, dtype=np.float64)
-    median = np.median(sides, axis=0)
-    elongated = median.max() >= 2 * median.min()
-    cap = 128 if elongated else 64
-    return int(max(16, (min(cap, median.max()) // 16) * 16))
-
-
-def auto_batch_size(input_size: int, n_train: int) -> int:
-    """64 up to 32 px, 32 up to 64, else 16; at most a quarter of the set (>= 4); a power of 2."""
-    cap = 64 if input_size <= 32 else 32 if input_size <= 64 else 16
-    quarter = max(4, n_train // 4)
-    return int(min(cap, 2 ** int(math.log2(quarter))))
-
-
-def is_multilabel(targets: np.ndarray) -> bool:
-    """Multi-class only when every row has exactly one positive."""
-    return not bool(np.all(targets.sum(axis=1) == 1))
 
 
 @dataclass(frozen=True)
@@ -100,52 +95,14 @@ class ClintConfig:
     seed: int = 0
 
 
-@dataclass
-class AnytimePrediction:
-    """A test prediction and when it was made (seconds since the clock started)."""
+class _Anytime(Callback):
+    """The engine's best-score hook, handed to :meth:`AutoClint.on_best`."""
 
-    seconds: float
-    probs: np.ndarray
-    score: float | None = None
+    def __init__(self, clint: AutoClint) -> None:
+        self.clint = clint
 
-
-@dataclass
-class ClintResult:
-    """What :meth:`AutoClint.run` returns."""
-
-    predictions: list[AnytimePrediction]
-    final_probs: np.ndarray | None
-    best_val: float
-    epochs: int
-    steps: int
-    alc: float | None
-    policy: Policy
-    log: list[dict[str, float]]
-    search: dict[str, float] = field(default_factory=dict)
-
-
-def predict(
-    model: Classifier, x: torch.Tensor, multilabel: bool, batch: int = 128, tta: bool = True
-) -> np.ndarray:
-    """Class probabilities of (N, C, H, W) slices, averaged with the horizontal flip if ``tta``."""
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            xb = x[i : i + batch]
-            logits = model(xb).logits
-            p = torch.sigmoid(logits) if multilabel else torch.softmax(logits, 1)
-            if tta:
-                lf = model(xb.flip(-1)).logits
-                p = (p + (torch.sigmoid(lf) if multilabel else torch.softmax(lf, 1))) / 2
-            outs.append(p.float().cpu())
-    model.train()
-    return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
-
-
-def _mean_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    aucs = [a for a in class_aucs(labels, probs) if not math.isnan(a)]
-    return float(np.mean(aucs)) if aucs else math.nan
+    def on_best(self, engine: Any, epoch: int, dice: float) -> None:
+        self.clint.on_best(dice)
 
 
 class AutoClint:
@@ -214,6 +171,12 @@ class AutoClint:
         self.predict_time = 0.0
         self.val_time = 0.0
         self.search: dict[str, float] = {}
+        # the loop's bookkeeping (reset by run)
+        self.steps = self.skipped = self.since_best = self.reductions = 0
+        self.last_pred = -math.inf
+        self.predicted_val = math.nan
+        self.searched = False
+        self._ready = False
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -252,14 +215,14 @@ class AutoClint:
             self.step_time = dt if self.step_time == 0 else 0.7 * self.step_time + 0.3 * dt
         train_auc = math.nan
         if logits:
-            train_auc = _mean_auc(torch.cat(labels).numpy(), torch.cat(logits).numpy())
+            train_auc = mean_auc(torch.cat(labels).numpy(), torch.cat(logits).numpy())
         return float(np.mean(losses)) if losses else math.nan, train_auc, steps
 
     def _validate(self) -> float:
         t = time.perf_counter()
         probs = predict(self.model, self.xv, self.multilabel, tta=False)
         self.val_time = max(self.val_time, time.perf_counter() - t)
-        auc = _mean_auc(self.yv, probs)
+        auc = mean_auc(self.yv, probs)
         if not math.isnan(auc):
             return auc
         logits = torch.logit(torch.from_numpy(probs).clamp(1e-6, 1 - 1e-6))
@@ -289,16 +252,7 @@ class AutoClint:
 
     def _write_anytime(self, rec: AnytimePrediction) -> None:
         assert self.out_dir is not None
-        folder = self.out_dir / "anytime"
-        k = len(self.predictions)
-        atomic_save_npy(folder / f"pred_{k:03d}.npy", rec.probs.astype(np.float32))
-        new = not (folder / "index.csv").exists()
-        with open(folder / "index.csv", "a", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(["index", "seconds", "file", "score"])
-            score = "" if rec.score is None else f"{rec.score:.6f}"
-            w.writerow([k, f"{rec.seconds:.3f}", f"pred_{k:03d}.npy", score])
+        write_anytime(self.out_dir / "anytime", len(self.predictions), rec)
 
     def _maybe_light_search(self, searched: bool, reductions: int, since_best: int) -> bool:
         if searched or self.light_search is None or (reductions == 0 and since_best < 3):
@@ -315,52 +269,108 @@ class AutoClint:
         self.model.train()
         return True
 
+    # ---- the task of the engine -----------------------------------------------------------
+
+    kind = "classify"
+
+    def can_continue(self, epoch: int) -> bool:
+        """Whether half an epoch still fits the budget (minus the reserve)."""
+        return self._fits(self.step_time * self.steps_per_epoch * 0.5)
+
+    def train_epoch(self, epoch: int, engine: Engine) -> dict[str, float] | None:
+        """One epoch of at most ``steps_per_epoch`` steps (``None``: no step fitted)."""
+        loss, train_auc, n = self._train_epoch(epoch)
+        if n == 0:
+            return None
+        self.steps += n
+        row = {
+            "epoch": epoch,
+            "seconds": self.elapsed(),
+            "loss": loss,
+            "train_auc": train_auc,
+            "lr": self.opt.param_groups[0]["lr"],
+        }
+        if epoch + 1 >= self.cfg.warmup_epochs and not math.isnan(loss):
+            before = self.opt.param_groups[0]["lr"]
+            self.plateau.step(loss)
+            self.reductions += int(self.opt.param_groups[0]["lr"] < before)
+        self._ready = not math.isnan(train_auc) and train_auc >= self.cfg.val_skip_auc
+        return row
+
+    def validation_due(self, epoch: int) -> bool:
+        """Not after the first epoch (it predicts instead); else when the training AUC is
+        high enough or too many were skipped, and a validation fits."""
+        if epoch == 0:
+            return False
+        due = self._ready or self.skipped >= self.cfg.max_skipped_val
+        if due and self._fits(self.val_time):
+            self.skipped = 0
+            return True
+        self.skipped += 1
+        return False
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        """The validation score (mean AUC, or minus the loss where AUC is undefined)."""
+        return {"val": self._validate()}
+
+    def on_best(self, score: float) -> None:
+        """Keep the weights; predict the test slices if the last prediction is old enough."""
+        self.since_best = -1  # end_epoch counts it up to 0
+        self._keep(score)
+        gap = self.cfg.min_gap * self.elapsed()
+        if self.elapsed() - self.last_pred >= gap and self._fits(0.0):
+            self._predict_test()
+            self.last_pred, self.predicted_val = self.elapsed(), score
+
+    def end_epoch(self, epoch: int, row: dict[str, float]) -> None:
+        """The first prediction after the first epoch; the history; the light autoaugment."""
+        if epoch == 0:  # AutoCLINT: a first prediction right after the first epoch
+            if self._fits(0.0):
+                self._predict_test()
+                self.last_pred = self.elapsed()
+        elif "val" in row:
+            self.since_best += 1
+        self.history.append(row)
+        self.searched = self._maybe_light_search(self.searched, self.reductions, self.since_best)
+
+    def state_dict(self) -> dict[str, object]:
+        """Not checkpointed (a budgeted run is not resumed)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Not checkpointed."""
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The classifier's weights."""
+        return self.model.state_dict()
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The batch-drawing generator."""
+        return {"batches": self.gen}
+
+    def describe(self, epoch: int, row: dict[str, float]) -> str:
+        """No per-epoch log line (epochs are short)."""
+        return ""
+
     def run(self) -> ClintResult:
         """Train until the budget (minus the reserve) is spent; returns the anytime record."""
         self.model.train()
-        epoch = steps = skipped = since_best = reductions = 0
-        best_val, last_pred, searched = -math.inf, -math.inf, False
-        predicted_val = math.nan
-        while self._fits(self.step_time * self.steps_per_epoch * 0.5):
-            loss, train_auc, n = self._train_epoch(epoch)
-            if n == 0:
-                break
-            steps += n
-            row = {
-                "epoch": epoch,
-                "seconds": self.elapsed(),
-                "loss": loss,
-                "train_auc": train_auc,
-                "lr": self.opt.param_groups[0]["lr"],
-            }
-            if epoch + 1 >= self.cfg.warmup_epochs and not math.isnan(loss):
-                before = self.opt.param_groups[0]["lr"]
-                self.plateau.step(loss)
-                reductions += int(self.opt.param_groups[0]["lr"] < before)
-            ready = not math.isnan(train_auc) and train_auc >= self.cfg.val_skip_auc
-            due = ready or skipped >= self.cfg.max_skipped_val
-            if epoch == 0:  # AutoCLINT: a first prediction right after the first epoch
-                if self._fits(0.0):
-                    self._predict_test()
-                    last_pred = self.elapsed()
-            elif due and self._fits(self.val_time):
-                skipped = 0
-                val = self._validate()
-                row["val"] = val
-                if val > best_val:
-                    best_val, since_best = val, 0
-                    self._keep(val)
-                    gap = self.cfg.min_gap * self.elapsed()
-                    if self.elapsed() - last_pred >= gap and self._fits(0.0):
-                        self._predict_test()
-                        last_pred, predicted_val = self.elapsed(), val
-                else:
-                    since_best += 1
-            else:
-                skipped += 1
-            self.history.append(row)
-            searched = self._maybe_light_search(searched, reductions, since_best)
-            epoch += 1
+        engine = Engine(
+            self,
+            run_dir=self.out_dir or Path("."),
+            epochs=None,
+            steps_per_epoch=self.steps_per_epoch,
+            strategy=SingleProcess(),
+            checkpoint=None,
+            history=False,
+            score_key="val",
+            progress=False,
+            callbacks=[_Anytime(self)],
+        )
+        fit = engine.fit()
+        epoch, steps = fit.epochs, self.steps
+        best_val = fit.best_dice if fit.best_dice is not None else -math.inf
+        predicted_val = self.predicted_val
         final = None
         if self.best:  # the best validated weights; never validated: the last weights
             self.model.load_state_dict(self.best[0][1])

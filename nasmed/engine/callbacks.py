@@ -28,7 +28,7 @@ class Engine(Protocol):
     """What a callback sees of :class:`~nasmed.engine.loop.Engine` (no import: no cycle)."""
 
     run_dir: Path
-    epochs: int
+    epochs: int | None
     steps_per_epoch: int
     start_epoch: int
     earlier_rows: list[dict[str, Any]]
@@ -111,7 +111,11 @@ class ProgressBar(Callback):
         self.bar: Any = None
 
     def on_fit_start(self, engine: Engine) -> None:
-        total = (engine.epochs - engine.start_epoch) * engine.steps_per_epoch
+        total = (
+            None
+            if engine.epochs is None
+            else (engine.epochs - engine.start_epoch) * engine.steps_per_epoch
+        )
         self.bar = tqdm(
             total=total, desc=self.desc, unit="step", disable=not (self.enabled and is_main())
         )

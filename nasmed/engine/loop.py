@@ -7,6 +7,11 @@ and their state are; the :class:`Engine` decides when to validate (every ``val_e
 after the last, and when the time budget ends the run), keeps the best score, writes
 ``history.csv`` and the checkpoint (``make_checkpoint(task.kind, ...)``) after every epoch,
 resumes from it, and stops before the next epoch would pass the time budget.
+
+A task may also decide for itself (optional methods, looked up on the task): ``can_continue(epoch)``
+(before each epoch; an open-ended fit, ``epochs=None``, runs until it says no, as AutoCLINT's
+time-budgeted classifier does), ``validation_due(epoch)`` (instead of the cadence) and a
+``train_epoch`` that returns ``None`` when nothing could be trained (the fit ends there).
 """
 
 from __future__ import annotations
@@ -55,8 +60,9 @@ class Task(Protocol):
     #: the checkpoint kind (``"train"``, ``"search"``)
     kind: str
 
-    def train_epoch(self, epoch: int, engine: Engine) -> dict[str, Any]:
-        """Train one epoch; returns its history row (``epoch``, ``seconds``, losses...)."""
+    def train_epoch(self, epoch: int, engine: Engine) -> dict[str, Any] | None:
+        """Train one epoch; returns its history row (``epoch``, ``seconds``, losses...), or
+        ``None`` when nothing could be trained (the fit ends)."""
 
     def validate(self, epoch: int) -> dict[str, float]:
         """Score the network: ``{"val_dice": ..., ...}``."""
@@ -77,7 +83,7 @@ class Task(Protocol):
         """After validation, before the hooks (rank 0 writes extra files here)."""
 
     def describe(self, epoch: int, row: dict[str, Any]) -> str:
-        """The epoch's log line."""
+        """The epoch's log line (empty: none)."""
 
 
 class Engine:
@@ -86,13 +92,15 @@ class Engine:
     Args:
         task: what to fit.
         run_dir: the run folder (history, checkpoints).
-        epochs: epochs in all.
+        epochs: epochs in all (``None``: until the task's ``can_continue`` says no).
         steps_per_epoch: steps per epoch (for the progress bar).
         val_every: validate every this many epochs (and after the last one).
         validates: whether the task validates at all.
         time_budget: seconds (``None``: every epoch runs).
         strategy: how the fit runs over processes (checkpoint state, shared scores).
-        checkpoint: the checkpoint files.
+        checkpoint: the checkpoint files (``None``: none, no resume).
+        history: write ``history.csv`` and TensorBoard events.
+        score_key: the validation score whose best the engine tracks.
         progress: show a progress bar.
         on_epoch_end: the caller's hook after each epoch's checkpoint.
         callbacks: more hooks, called after the built-in ones.
@@ -104,13 +112,15 @@ class Engine:
         task: Task,
         *,
         run_dir: str | Path,
-        epochs: int,
+        epochs: int | None,
         steps_per_epoch: int,
         val_every: int = 1,
         validates: bool = True,
         time_budget: float | None = None,
         strategy: Strategy,
-        checkpoint: CheckpointFiles,
+        checkpoint: CheckpointFiles | None,
+        history: bool = True,
+        score_key: str = "val_dice",
         progress: bool = True,
         on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
         callbacks: Sequence[Callback] = (),
@@ -126,8 +136,12 @@ class Engine:
         self.strategy = strategy
         self.checkpoint = checkpoint
         self.map_location = map_location
+        self.score_key = score_key
         self.bar = ProgressBar(progress, task.kind)
-        self.callbacks: list[Callback] = [HistoryLog(), checkpoint, self.bar]
+        self.callbacks: list[Callback] = [HistoryLog()] if history else []
+        if checkpoint is not None:
+            self.callbacks.append(checkpoint)
+        self.callbacks.append(self.bar)
         if on_epoch_end is not None:
             self.callbacks.append(EpochHook(on_epoch_end))
         self.callbacks.extend(callbacks)
@@ -155,6 +169,7 @@ class Engine:
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`checkpoint_state`."""
+        assert self.checkpoint is not None
         self.strategy.check_state(state, self.checkpoint.path(self.run_dir))
         self.task.load_state_dict(state)
         self.start_epoch = int(state["epoch"])
@@ -165,6 +180,8 @@ class Engine:
 
     def resume(self) -> bool:
         """Load the resume point if there is one; returns whether it did."""
+        if self.checkpoint is None:
+            return False
         path = self.checkpoint.path(self.run_dir)
         if not path.is_file():
             return False
@@ -176,15 +193,30 @@ class Engine:
 
     # ---- the loop -------------------------------------------------------------------------
 
+    def is_last(self, epoch: int) -> bool:
+        """Whether ``epoch`` is the last of a fit of fixed length."""
+        return self.epochs is not None and epoch == self.epochs - 1
+
     def due(self, epoch: int) -> bool:
-        """Whether ``epoch`` validates."""
-        last = self.stopping or epoch == self.epochs - 1
-        return self.validates and (last or (epoch + 1) % self.val_every == 0)
+        """Whether ``epoch`` validates (the task's ``validation_due``, else the cadence)."""
+        if not self.validates:
+            return False
+        decide = getattr(self.task, "validation_due", None)
+        if decide is not None:
+            return bool(decide(epoch))
+        last = self.stopping or self.is_last(epoch)
+        return last or (epoch + 1) % self.val_every == 0
+
+    def _can_continue(self, epoch: int) -> bool:
+        if self.epochs is not None and epoch >= self.epochs:
+            return False
+        decide = getattr(self.task, "can_continue", None)
+        return decide is None or bool(decide(epoch))
 
     def _validate(self, epoch: int, row: dict[str, Any]) -> None:
         scores = self.strategy.share(self.task.validate(epoch))
         row.update(scores)
-        dice = float(scores.get("val_dice", math.nan))
+        dice = float(scores.get(self.score_key, math.nan))
         self.final_dice = dice if math.isfinite(dice) else None
         if math.isfinite(dice) and (self.best_dice is None or dice > self.best_dice):
             self.best_dice, self.best_epoch = dice, epoch
@@ -202,18 +234,25 @@ class Engine:
             for cb in self.callbacks:
                 cb.on_fit_start(self)
             seconds = [float(r["seconds"]) for r in self.earlier_rows if r.get("seconds")]
-            for epoch in range(self.start_epoch, self.epochs):
+            epoch = self.start_epoch
+            while self._can_continue(epoch):
                 row = self.task.train_epoch(epoch, self)
+                if row is None:
+                    break
                 seconds.append(float(row["seconds"]))
                 done += 1
-                stopped = epoch < self.epochs - 1 and self.budget.exhausted(done)
+                stopped = (
+                    self.epochs is not None and not self.is_last(epoch)
+                ) and self.budget.exhausted(done)
                 self.stopping = stopped
                 if self.due(epoch):
                     self._validate(epoch, row)
                 self.task.end_epoch(epoch, row)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, row)
-                log.info("epoch %d/%d: %s", epoch + 1, self.epochs, self.task.describe(epoch, row))
+                line = self.task.describe(epoch, row)
+                if line:
+                    log.info("epoch %d/%s: %s", epoch + 1, self.epochs or "?", line)
                 if stopped:
                     log.info(
                         "time budget of %.0f s: stopping after epoch %d/%d (%.0f s)",
@@ -223,11 +262,12 @@ class Engine:
                         self.budget.elapsed(),
                     )
                     break
+                epoch += 1
         finally:
             for cb in self.callbacks:
                 cb.on_fit_end(self)
         return FitResult(
-            epochs=self.start_epoch + done if stopped else self.epochs,
+            epochs=self.start_epoch + done if stopped or self.epochs is None else self.epochs,
             best_dice=self.best_dice,
             best_epoch=self.best_epoch,
             final_dice=self.final_dice,
