@@ -7,6 +7,11 @@ settings, a changed task (``dataset.json`` or its list of case files, hashed), c
 a run whose checkpoint has gone missing. A folder whose earlier start never reached its first
 epoch (no checkpoint, no history) may simply be started again.
 
+:class:`nasmed.runfolder.RunFolder` is the object a run holds: it opens the folder (the checks
+above), knows which recorded settings may change on resume (and records their new values), and
+cleans up: on a failure before the first epoch of a fresh run it removes what the run wrote; at
+the end it releases the lock.
+
 While a run lives it holds an exclusive :func:`fcntl.flock` on ``RUN_DIR/.nasmed.lock`` (which
 holds its pid): a second start or resume of the same folder is refused, naming that pid. The
 kernel drops the lock with the process, so ``kill -9`` leaves no stale lock behind.

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from decathlon.datalist import load_task
 from decathlon.fsutil import atomic_open
 from decathlon.plan import Plan
 from decathlon.splits import ALL_FOLD
-from nasmed.distributed import barrier, init_distributed, is_main, run_on_main
+from nasmed.distributed import barrier, init_distributed, is_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype, check_space
 from nasmed.memory import check_network
@@ -48,9 +47,11 @@ from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
 from nasmed.pipeline.gpipe import PipelineConfig
 from nasmed.pipeline.trainers import make_trainer
 from nasmed.postprocess import Postprocessing, determine_postprocessing
-from nasmed.rundir import prepare_run_dir, prepare_work, release_run_dir
+from nasmed.rundir import prepare_work
+from nasmed.runfolder import RunFolder
 from nasmed.runtime import resolve_device, seed_everything
 from nasmed.train.config import TrainConfig
+from nasmed.train.trainer import LAST
 
 __all__ = ["default_patch", "dice_score", "run_training", "train"]
 
@@ -155,17 +156,6 @@ def _check_arch(arch: str | os.PathLike[str] | Genotype) -> str | Genotype:
                 f"{where}: holds a NaN or infinite value, which model.json cannot record ({exc})"
             ) from None
     return resolved
-
-
-def _clear_fresh_run(run_dir: Path, existed: bool) -> None:
-    """Remove what a fresh run wrote before it failed (the folder was empty or absent)."""
-    if not run_dir.is_dir():
-        return
-    if existed:
-        for entry in run_dir.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    else:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def train(
@@ -278,8 +268,6 @@ def run_training(
             in_channels=task.num_channels,
             num_classes=len(task.labels),
         )
-    run = Path(run_dir)
-    existed = run.is_dir()
     settings = {
         **config.to_json(),
         "task": str(Path(task_dir).resolve()),
@@ -289,26 +277,23 @@ def run_training(
         **(extra_settings or {}),
         "pipeline": pipeline.to_json() if pipeline is not None else None,
     }
-    for key in ("workers", "time_budget"):  # may change on resume
-        settings.pop(key)
     arch_input = None if isinstance(arch, Genotype) or str(arch) in ("unet", "dynunet") else arch
-    run, resumed = run_on_main(
-        lambda: prepare_run_dir(
-            run,
-            kind,
-            settings,
-            resume=resume,
-            immutable=tuple(settings),
-            added=TrainConfig.ADDED_SETTINGS,
-            inputs=(task.root, arch_input, (extra_settings or {}).get("weights")),
-            task_root=task.root,
-            checkpoint="checkpoints/last.pt",
-            complete=MODEL_FILE,
-        )
+    folder = RunFolder.open(
+        run_dir,
+        kind,
+        settings,
+        resume=resume,
+        mutable=TrainConfig.MUTABLE,
+        added=TrainConfig.ADDED_SETTINGS,
+        inputs=(task.root, arch_input, (extra_settings or {}).get("weights")),
+        task_root=task.root,
+        checkpoint=LAST,
+        complete=MODEL_FILE,
     )
+    run, resumed = folder.path, folder.resumed
     if resumed and (run / MODEL_FILE).is_file() and (run / WEIGHTS_FILE).is_file():
         log.info("%s: the run is already complete", run)
-        release_run_dir(run)
+        folder.release()
         return run
     started = False
     try:
@@ -352,9 +337,9 @@ def run_training(
         started = True
         result = trainer.fit(resume=resumed)
     except BaseException:
-        if not resumed and not started and is_main():
-            _clear_fresh_run(run, existed)
-        release_run_dir(run)
+        if not started:
+            folder.discard()
+        folder.release()
         raise
     if is_main():
         # a pipeline over several devices predicts through its partitions, as it validates
@@ -405,5 +390,5 @@ def run_training(
             post.save(run)
         spec.save(run / MODEL_FILE)
     barrier()  # under torchrun, every rank returns once rank 0 has written the model
-    release_run_dir(run)
+    folder.release()
     return run

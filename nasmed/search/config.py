@@ -181,6 +181,8 @@ class SearchConfig:
             (:mod:`nasmed.engine.activation`): less memory, about one more forward pass.
     """
 
+    #: settings that may change on resume (a resumed search may get more or less time)
+    MUTABLE: ClassVar[tuple[str, ...]] = ("workers", "val_every", "device", "time_budget")
     #: settings added after the first release, with the value a run recorded without them had
     ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
         "amp": False,

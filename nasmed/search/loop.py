@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,11 +32,12 @@ from decathlon.datalist import load_task
 from decathlon.errors import DatasetError
 from decathlon.splits import bilevel_halves
 from decathlon.synthetic import embedded_task
-from nasmed.distributed import init_distributed, is_main, run_on_main
+from nasmed.distributed import init_distributed, is_main
 from nasmed.errors import ConfigError
 from nasmed.genotype import Genotype
 from nasmed.memory import check_network
-from nasmed.rundir import SPLIT_SEED, prepare_run_dir, prepare_work, release_run_dir
+from nasmed.rundir import SPLIT_SEED, prepare_work
+from nasmed.runfolder import RunFolder
 from nasmed.runtime import resolve_device, seed_everything
 from nasmed.search.config import CostTerm, SearchConfig, parse_cost_budget
 from nasmed.search.ddp import make_searcher
@@ -63,7 +63,7 @@ GENOTYPE_FILE = "genotype.json"
 MIN_CASES = 3
 MAX_FOLDS = 5
 #: Settings that may change on resume (a resumed search may get more or less time).
-MUTABLE = ("workers", "val_every", "device", "time_budget")
+MUTABLE = SearchConfig.MUTABLE
 
 
 @dataclass(frozen=True)
@@ -95,17 +95,6 @@ def _check_patch(space: SearchSpace, config: SearchConfig) -> tuple[int, int, in
         raise ConfigError(f"--patch must have 3 sides, got {list(patch)}")
     space.check_patch(tuple(int(p) for p in patch))
     return (int(patch[0]), int(patch[1]), int(patch[2]))
-
-
-def _clear_fresh_run(run_dir: Path, existed: bool) -> None:
-    """Remove what a fresh run wrote before it failed (the folder was empty or absent)."""
-    if not run_dir.is_dir():
-        return
-    if not existed:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    for entry in run_dir.iterdir():
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def run_search(
@@ -166,27 +155,23 @@ def run_search(
         "folds": folds,
         "device": str(dev),
     }
-    immutable = tuple(k for k in settings if k not in MUTABLE)
-    run = Path(run_dir)
-    existed = run.is_dir()
-    run, resumed = run_on_main(
-        lambda: prepare_run_dir(
-            run,
-            "search",
-            settings,
-            resume=resume,
-            immutable=immutable,
-            added=SearchConfig.ADDED_SETTINGS,
-            inputs=(task.root,),
-            task_root=task.root,
-            checkpoint=CHECKPOINT_FILE,
-            complete=GENOTYPE_FILE,
-        )
+    folder = RunFolder.open(
+        run_dir,
+        "search",
+        settings,
+        resume=resume,
+        mutable=MUTABLE,
+        added=SearchConfig.ADDED_SETTINGS,
+        inputs=(task.root,),
+        task_root=task.root,
+        checkpoint=CHECKPOINT_FILE,
+        complete=GENOTYPE_FILE,
     )
+    run, resumed = folder.path, folder.resumed
     genotype_path = run / GENOTYPE_FILE
     if resumed and genotype_path.is_file():
         log.info("%s: the search is already complete", run)
-        release_run_dir(run)
+        folder.release()
         done = Genotype.load(genotype_path)
         dice = done.search.get("final_val_dice")
         return SearchResult(
@@ -244,9 +229,9 @@ def run_search(
         started = True
         val_dice = searcher.fit(resume=resumed)
     except BaseException:
-        if not resumed and not started and is_main():
-            _clear_fresh_run(run, existed)
-        release_run_dir(run)
+        if not started:
+            folder.discard()
+        folder.release()
         raise
     search_info = {
         **{k: v for k, v in settings.items() if k not in ("workers", "device", "space_hash")},
@@ -259,7 +244,7 @@ def run_search(
     genotype = searcher.argmax_genotype(seed=config.seed, search=search_info)
     if is_main():
         genotype.save(genotype_path)
-    release_run_dir(run)
+    folder.release()
     return SearchResult(
         run,
         genotype,

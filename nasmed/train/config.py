@@ -67,6 +67,8 @@ class TrainConfig:
         postprocess: decide largest-component postprocessing on the validation cases.
     """
 
+    #: settings that may change on resume (recorded anew in ``run.json``)
+    MUTABLE: ClassVar[tuple[str, ...]] = ("workers", "time_budget")
     #: settings added after the first release, with the value a run recorded without them had
     ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
         "amp_dtype": "auto",
