@@ -6,11 +6,13 @@ reused), takes fold 0 of its splits, halves its training cases (weights half, ar
 :func:`decathlon.splits.bilevel_halves`), searches with :class:`~nasmed.search.searcher.Searcher`
 and validates the argmax architecture on the fold's validation cases. It writes::
 
-    RUN_DIR/run.json              the run's kind and settings (resume refuses changed settings)
+    RUN_DIR/run.json              the run's kind and settings (resume refuses changed settings
+                                  but those of ``SearchConfig.MUTABLE``, time_budget included)
     RUN_DIR/plan.json             the task's plan
     RUN_DIR/history.csv           one row per epoch (+ tensorboard/)
     RUN_DIR/alphas/epoch_XXXX.json  the architecture logits after each epoch (plain JSON)
-    RUN_DIR/checkpoint.pt         resume point: supernet, both optimisers, epoch, RNG states
+    RUN_DIR/checkpoint.pt         resume point (checkpoint kind ``search``): supernet, both
+                                  optimisers, estimator, epoch, RNG states
     RUN_DIR/genotype.json         the decoded architecture (written last)
 
 A killed run has no ``genotype.json``; ``resume=True`` continues it from ``checkpoint.pt`` and
