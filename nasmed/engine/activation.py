@@ -6,7 +6,8 @@ with gradients on: the unit keeps only its inputs for the backward pass and reco
 trading about one more forward pass for the memory of its inner activations. The gradients are
 those of the plain network (to float rounding). Units, by default, are the entries of the
 shallowest ``ModuleList``/``ModuleDict`` containers of the network (a cell network's cells,
-DynUNet's down- and up-sampling blocks), else the top-level children (MONAI's UNet). Only the
+DynUNet's down- and up-sampling blocks), else the top-level blocks, split while one holds most of
+the parameters (MONAI's UNet: its encoder/decoder convolutions level by level). Only the
 instance's ``forward`` is replaced, so state dicts are unchanged.
 """
 
@@ -32,8 +33,14 @@ def _checkpointed_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     return plain(self, *args, **kwargs)
 
 
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
 def checkpoint_units(model: nn.Module) -> list[nn.Module]:
-    """The default units: entries of the shallowest module lists/dicts, else the children."""
+    """The default units: entries of the shallowest module lists/dicts; else (nested
+    ``Sequential`` networks such as MONAI's UNet) the top-level blocks, where a block holding
+    more than half of the parameters is replaced by its own blocks, until none does."""
     level: list[nn.Module] = [model]
     while level:
         found = [
@@ -46,7 +53,17 @@ def checkpoint_units(model: nn.Module) -> list[nn.Module]:
         if found:
             return found
         level = [c for m in level for c in m.children()]
-    return [c for c in model.children() if any(True for _ in c.parameters())]
+    total = _params(model)
+    units = [c for c in model.children() if _params(c)]
+    while True:
+        big = next(
+            (u for u in units if 2 * _params(u) > total and any(True for _ in u.children())),
+            None,
+        )
+        if big is None:
+            return units
+        i = units.index(big)
+        units[i : i + 1] = [c for c in big.children() if _params(c)]
 
 
 def enable_activation_checkpointing(
