@@ -189,7 +189,7 @@ def _child_supply_demand(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work)
     plan = Plan.from_json(json.loads((work / "plan.json").read_text()))
     patch = default_patch(plan, "dynunet")
-    cases = load_splits(work / "splits.json")[0]["train"]
+    cases = list(load_splits(work / "splits.json")[0].train)
     batches = 12 if args.quick else 50
     loader = make_loader(
         work / "cache",
@@ -393,15 +393,15 @@ def main(argv: list[str] | None = None) -> int:
         # the same fold for both
         fold = load_splits(work / "splits.json")[0]
         pre_dir = Path(env["nnUNet_preprocessed"]) / dataset
-        (pre_dir / "splits_final.json").write_text(json.dumps([fold]))
+        (pre_dir / "splits_final.json").write_text(json.dumps([fold.to_json()]))
         val_in, ref = root / "val_images", root / "val_labels"
         for d in (val_in, ref):
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir()
-        for name in fold["val"]:
+        for name in fold.val:
             shutil.copy(task / "imagesTr" / f"{name}.nii.gz", val_in / f"{name}_0000.nii.gz")
             shutil.copy(task / "labelsTr" / f"{name}.nii.gz", ref / f"{name}.nii.gz")
-        n_val = len(fold["val"])
+        n_val = len(fold.val)
 
         genotype = args.genotype
         if genotype is None:
