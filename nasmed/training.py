@@ -347,8 +347,8 @@ def run_training(
             in_channels=plan.num_channels,
             out_channels=plan.num_classes,
             patch=patch,
-            plan=plan.to_json(),
-            genotype=resolved.to_dict() if isinstance(resolved, Genotype) else None,
+            plan=plan,
+            genotype=resolved if isinstance(resolved, Genotype) else None,
             width=config.width,
             deep_supervision=deep_supervision,
             info={
