@@ -17,13 +17,19 @@ What it measures (every step a real CLI or API run, in its own subprocess):
   supervision, SGD + poly; the same ``--steps`` per epoch). Both check the time between epochs,
   so an epoch must be short against the budget. The genotype is ``--genotype`` or, without it,
   the result of a ``nasmed search`` of ``--search-budget`` seconds on the same task;
-- prediction seconds per case on the validation cases with mirroring on both
-  (``nnUNetv2_predict``, whose default is mirroring, against ``nasmed predict --tta``); these
-  predictions, in the images' own geometry, are scored with :func:`nasmed.evaluate.evaluate`
-  (Dice per class);
-- the augmented loader's supply (patches/s, nasmed's loader with nnU-Net's augmentation, 2
-  workers) against the training step's demand (patches/s of forward + backward of ``dynunet`` at
-  the plan's patch, batch 2).
+- prediction seconds per case on the validation cases with mirroring on both (nnU-Net's
+  ``nnUNetPredictor``, what ``nnUNetv2_predict`` runs, mirroring on, with ``--threads`` torch
+  threads, since the console script takes every core on CPU; against ``nasmed predict
+  --tta``); these predictions, in the images' own geometry, are scored with
+  :func:`nasmed.evaluate.evaluate` (Dice per class);
+- the augmented loader's supply (patches/s, nasmed's loader with nnU-Net's augmentation,
+  ``--workers`` processes) against the training step's demand (patches/s of forward + backward
+  of ``dynunet`` at the plan's patch, batch 2).
+
+Every run gets ``--threads`` torch threads (1 by default) and ``--workers`` augmentation or
+preprocessing processes (1), the same for nnU-Net and nasmed; the 1-minute load average before
+and after each step is printed with the table (the machine may be shared). After each seed the
+raw numbers go to ``DATA/results.json``.
 
 Prints one markdown table with the targets of issue 13. nnU-Net's multi-process augmentation is
 not seeded exactly, so its seeds only seed torch and numpy. Seeds and budgets are small in
