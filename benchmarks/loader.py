@@ -85,7 +85,7 @@ def _child_nasmed(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     folds = load_splits(Path(args.work) / "splits.json")
-    names = sorted(folds[0]["train"] + folds[0]["val"])
+    names = sorted((*folds[0].train, *folds[0].val))
     patch = (args.patch,) * 3
     t0 = time.perf_counter()
     loader = make_loader(

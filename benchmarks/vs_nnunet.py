@@ -17,13 +17,19 @@ What it measures (every step a real CLI or API run, in its own subprocess):
   supervision, SGD + poly; the same ``--steps`` per epoch). Both check the time between epochs,
   so an epoch must be short against the budget. The genotype is ``--genotype`` or, without it,
   the result of a ``nasmed search`` of ``--search-budget`` seconds on the same task;
-- prediction seconds per case on the validation cases with mirroring on both
-  (``nnUNetv2_predict``, whose default is mirroring, against ``nasmed predict --tta``); these
-  predictions, in the images' own geometry, are scored with :func:`nasmed.evaluate.evaluate`
-  (Dice per class);
-- the augmented loader's supply (patches/s, nasmed's loader with nnU-Net's augmentation, 2
-  workers) against the training step's demand (patches/s of forward + backward of ``dynunet`` at
-  the plan's patch, batch 2).
+- prediction seconds per case on the validation cases with mirroring on both (nnU-Net's
+  ``nnUNetPredictor``, what ``nnUNetv2_predict`` runs, mirroring on, with ``--threads`` torch
+  threads, since the console script takes every core on CPU; against ``nasmed predict
+  --tta``); these predictions, in the images' own geometry, are scored with
+  :func:`nasmed.evaluate.evaluate` (Dice per class);
+- the augmented loader's supply (patches/s, nasmed's loader with nnU-Net's augmentation,
+  ``--workers`` processes) against the training step's demand (patches/s of forward + backward
+  of ``dynunet`` at the plan's patch, batch 2).
+
+Every run gets ``--threads`` torch threads (1 by default) and ``--workers`` augmentation or
+preprocessing processes (1), the same for nnU-Net and nasmed; the 1-minute load average before
+and after each step is printed with the table (the machine may be shared). After each seed the
+raw numbers go to ``DATA/results.json``.
 
 Prints one markdown table with the targets of issue 13. nnU-Net's multi-process augmentation is
 not seeded exactly, so its seeds only seed torch and numpy. Seeds and budgets are small in
@@ -55,8 +61,17 @@ DATASET_ID = 501
 TASK_NAME = "Task501_NasmedSynth"  # nnUNetv2_convert_MSD_dataset wants TaskNNN_Name
 
 
+LOADS: list[tuple[str, float, float]] = []  # (step, 1-min load before, after)
+
+
+def _load() -> float:
+    """The 1-minute load average (what ``uptime`` prints first)."""
+    return os.getloadavg()[0]
+
+
 def _run(cmd: list[str], env: dict[str, str] | None = None, quiet: bool = True) -> float:
     """Run ``cmd``; returns its wall-clock seconds (raises on failure, showing its output)."""
+    before = _load()
     t0 = time.perf_counter()
     proc = subprocess.run(
         cmd, env={**os.environ, **(env or {})}, capture_output=quiet, text=True, check=False
@@ -64,7 +79,13 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, quiet: bool = True) 
     if proc.returncode != 0:
         tail = (proc.stdout or "")[-2000:] + (proc.stderr or "")[-2000:]
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    step = " ".join(Path(c).name for c in cmd[:4] if not c.startswith("-"))
+    if "--arch" in cmd:
+        step += f" {Path(cmd[cmd.index('--arch') + 1]).stem} seed {cmd[cmd.index('--seed') + 1]}"
+    LOADS.append((step, before, _load()))
+    print(f"  {seconds:7.1f} s  load {before:.2f} -> {_load():.2f}  {step}", flush=True)
+    return seconds
 
 
 # --- children (run in their own process) ------------------------------------------------------
@@ -160,7 +181,7 @@ def _child_nnunet_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _child_supply_demand(args: argparse.Namespace) -> dict[str, Any]:
-    """Augmented loader patches/s (2 workers) and the dynunet training step's patches/s."""
+    """Augmented loader patches/s (``--workers``) and the dynunet training step's patches/s."""
     import torch
 
     from decathlon.plan import Plan
@@ -174,14 +195,14 @@ def _child_supply_demand(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work)
     plan = Plan.from_json(json.loads((work / "plan.json").read_text()))
     patch = default_patch(plan, "dynunet")
-    cases = load_splits(work / "splits.json")[0]["train"]
+    cases = list(load_splits(work / "splits.json")[0].train)
     batches = 12 if args.quick else 50
     loader = make_loader(
         work / "cache",
         cases,
         patch,
         batch_size=2,
-        workers=2,
+        workers=max(1, args.workers),
         samples_per_epoch=2 * (batches + 2),
         transform=Augmenter(AugmentConfig()),
     )
@@ -211,19 +232,66 @@ def _child_supply_demand(args: argparse.Namespace) -> dict[str, Any]:
     return {"supply": supply, "demand": demand, "patch": list(patch)}
 
 
-CHILDREN = {"nnunet_train": _child_nnunet_train, "supply_demand": _child_supply_demand}
+def _child_nnunet_predict(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``nnUNetv2_predict -f 0 -chk checkpoint_final.pth -device cpu`` runs (mirroring on,
+    step 0.5, Gaussian blending), with ``--threads`` torch threads: the console script sets
+    ``torch.set_num_threads(cpu_count)`` on CPU, which would give nnU-Net more threads."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.paths import nnUNet_results
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    torch.set_num_threads(max(1, args.threads))
+    model = Path(nnUNet_results) / maybe_convert_to_dataset_name(DATASET_ID)
+    model = model / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=True,
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        verbose=False,
+        verbose_preprocessing=False,
+        allow_tqdm=False,
+    )
+    predictor.initialize_from_trained_model_folder(str(model), (0,), "checkpoint_final.pth")
+    t0 = time.perf_counter()
+    predictor.predict_from_files(
+        str(args.input),
+        str(args.output),
+        save_probabilities=False,
+        overwrite=True,
+        num_processes_preprocessing=1,
+        num_processes_segmentation_export=1,
+    )
+    return {"predict_s": time.perf_counter() - t0}
+
+
+CHILDREN = {
+    "nnunet_train": _child_nnunet_train,
+    "nnunet_predict": _child_nnunet_predict,
+    "supply_demand": _child_supply_demand,
+}
 
 
 def _child(kind: str, args: argparse.Namespace, env: dict[str, str], **extra: Any) -> Any:
     cmd = [sys.executable, str(HERE), "--child", kind, "--work", str(args.work)]
     cmd += ["--threads", str(args.threads), "--steps", str(args.steps)]
+    cmd += ["--workers", str(args.workers)]
     cmd += ["--quick"] if args.quick else []
     for key, value in extra.items():
         cmd += [f"--{key}", str(value)]
+    before = _load()
+    t0 = time.perf_counter()
     proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"child {kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall_s"] = time.perf_counter() - t0
+    step = f"{kind} seed {extra['seed']}" if "seed" in extra else kind
+    LOADS.append((step, before, _load()))
+    print(f"  {out['wall_s']:7.1f} s  load {before:.2f} -> {_load():.2f}  {step}", flush=True)
+    return out
 
 
 # --- parent -----------------------------------------------------------------------------------
@@ -245,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--genotype", type=Path, default=None, help="a found genotype.json")
     parser.add_argument("--search-budget", type=float, default=None, help="search seconds")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="augmentation/preprocessing processes, both (1)"
+    )
     parser.add_argument(
         "--steps", type=int, default=None, help="iterations per epoch, both (50; quick 10)"
     )
@@ -253,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         if args.budget is None:
@@ -272,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "nnUNet_raw": str(root / "nnUNet_raw"),
         "nnUNet_preprocessed": str(root / "nnUNet_preprocessed"),
         "nnUNet_results": str(root / "nnUNet_results"),
-        "nnUNet_n_proc_DA": "2",
+        "nnUNet_n_proc_DA": str(args.workers),
         "nnUNet_compile": "f",
         "OMP_NUM_THREADS": str(args.threads),
     }
@@ -283,11 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from decathlon.datalist import load_task
         from decathlon.splits import load_splits
-        from decathlon.synthetic import write_synthetic_task
 
         task = root / TASK_NAME
         if not (task / "dataset.json").is_file():
-            write_synthetic_task(task, cases=cases, shape=shape, classes=2, test_cases=0, seed=0)
+            synth = [*nasmed, "synth", str(task), "--cases", str(cases), "--test-cases", "0"]
+            _run([*synth, "--shape", *map(str, shape), "--classes", "2", "--seed", "0", "-q"])
         (task / "imagesTs").mkdir(exist_ok=True)
         labels = sorted(k for k in load_task(task).labels if k > 0)
 
@@ -295,10 +368,14 @@ def main(argv: list[str] | None = None) -> int:
         work = root / "nasmed_work"
         args.work = work
         shutil.rmtree(work, ignore_errors=True)
-        pre_nasmed = _run([*nasmed, "preprocess", str(task), "--out", str(work), "--workers", "2"])
+        pre_nasmed = _run(
+            [*nasmed, "preprocess", str(task), "--out", str(work), "--workers", str(args.workers)],
+            env,
+        )
         dataset = f"Dataset{DATASET_ID:03d}_NasmedSynth"
         if not (Path(env["nnUNet_raw"]) / dataset).is_dir():
-            _run([str(BIN / "nnUNetv2_convert_MSD_dataset"), "-i", str(task), "-np", "2"], env)
+            convert = [str(BIN / "nnUNetv2_convert_MSD_dataset"), "-i", str(task)]
+            _run([*convert, "-np", str(args.workers)], env)
         shutil.rmtree(Path(env["nnUNet_preprocessed"]) / dataset, ignore_errors=True)
         pre_nnunet = _run(
             [
@@ -308,9 +385,9 @@ def main(argv: list[str] | None = None) -> int:
                 "-c",
                 "3d_fullres",
                 "-np",
-                "2",
+                str(args.workers),
                 "-npfp",
-                "2",
+                str(args.workers),
             ],
             env,
         )
@@ -322,15 +399,15 @@ def main(argv: list[str] | None = None) -> int:
         # the same fold for both
         fold = load_splits(work / "splits.json")[0]
         pre_dir = Path(env["nnUNet_preprocessed"]) / dataset
-        (pre_dir / "splits_final.json").write_text(json.dumps([fold]))
+        (pre_dir / "splits_final.json").write_text(json.dumps([fold.to_json()]))
         val_in, ref = root / "val_images", root / "val_labels"
         for d in (val_in, ref):
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir()
-        for name in fold["val"]:
+        for name in fold.val:
             shutil.copy(task / "imagesTr" / f"{name}.nii.gz", val_in / f"{name}_0000.nii.gz")
             shutil.copy(task / "labelsTr" / f"{name}.nii.gz", ref / f"{name}.nii.gz")
-        n_val = len(fold["val"])
+        n_val = len(fold.val)
 
         genotype = args.genotype
         if genotype is None:
@@ -355,9 +432,14 @@ def main(argv: list[str] | None = None) -> int:
                         "-q",
                         "--time-budget",
                         str(search_budget),
+                        "--threads",
+                        str(args.threads),
+                        "--seed",
+                        "0",
                         "--work-dir",
                         str(work),
-                    ]
+                    ],
+                    env,
                 )
             genotype = search / "genotype.json"
 
@@ -372,30 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             info["nnU-Net v2 3d_fullres"] = r
             out = root / f"pred_nnunet_s{seed}"
             shutil.rmtree(out, ignore_errors=True)
-            secs = _run(
-                [
-                    str(BIN / "nnUNetv2_predict"),
-                    "-i",
-                    str(val_in),
-                    "-o",
-                    str(out),
-                    "-d",
-                    str(DATASET_ID),
-                    "-c",
-                    "3d_fullres",
-                    "-f",
-                    "0",
-                    "-device",
-                    "cpu",
-                    "-chk",
-                    "checkpoint_final.pth",
-                    "-npp",
-                    "1",
-                    "-nps",
-                    "1",
-                ],
-                env,
-            )
+            secs = _child("nnunet_predict", args, env, input=val_in, output=out)["wall_s"]
             predict_s.setdefault("nnU-Net v2 3d_fullres", []).append(secs / n_val)
             results.setdefault("nnU-Net v2 3d_fullres", []).append(_dice(out, ref, labels))
             # nasmed
@@ -426,10 +485,10 @@ def main(argv: list[str] | None = None) -> int:
                         "--work-dir",
                         str(work),
                         "--workers",
-                        "2",
+                        str(args.workers),
                         "-q",
                     ],
-                    {"OMP_NUM_THREADS": str(args.threads)},
+                    env,
                 )
                 info[label] = json.loads((run / "model.json").read_text())["info"]
                 out = root / f"pred_{run.name}"
@@ -445,12 +504,15 @@ def main(argv: list[str] | None = None) -> int:
                         str(out),
                         "--tta",
                         "-q",
-                    ]
+                    ],
+                    env,
                 )
                 predict_s.setdefault(label, []).append(secs / n_val)
                 results.setdefault(label, []).append(_dice(out, ref, labels))
-            print(f"seed {seed}: {json.dumps({k: v[-1] for k, v in results.items()})}")
-        sd = _child("supply_demand", args, {})
+            print(f"seed {seed}: {json.dumps({k: v[-1] for k, v in results.items()})}", flush=True)
+            record = {"results": results, "predict_s": predict_s, "info": info, "loads": LOADS}
+            (root / "results.json").write_text(json.dumps(record, default=str))
+        sd = _child("supply_demand", args, env)
     finally:
         if args.data is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -502,6 +564,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     nn = info[ref_name]
     print(f"nnU-Net plan: patch {nn['patch']}, features {nn['features']}")
+    print()
+    print("| step | load before | load after |")
+    print("|---|---|---|")
+    for step, before, after in LOADS:
+        print(f"| {step} | {before:.2f} | {after:.2f} |")
     return 0
 
 

@@ -31,6 +31,7 @@ from decathlon.errors import DatasetError
 from decathlon.fingerprint import source_stamp
 from decathlon.fsutil import atomic_save_npy, atomic_write_json
 from decathlon.plan import Plan
+from decathlon.properties import CaseProperties
 
 if TYPE_CHECKING:
     from decathlon.datalist import Case, Task
@@ -159,7 +160,8 @@ def _write_case(cache_dir: Path, name: str, pre: PreprocessedCase, sources: dict
     if pre.seg is None:
         arrays = {"image": arrays["image"]}
     atomic_write_json(
-        paths["props"], {"name": name, **pre.properties, "sources": sources, "arrays": arrays}
+        paths["props"],
+        {"name": name, **pre.properties.to_json(), "sources": sources, "arrays": arrays},
     )
 
 
@@ -217,7 +219,7 @@ def preprocess_task(
 
 def load_cached_case(
     cache_dir: str | os.PathLike[str], name: str, mmap: bool = True
-) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray | None, CaseProperties]:
     """Load a cached case: ``(image, seg or None, properties)``.
 
     Args:
@@ -226,7 +228,8 @@ def load_cached_case(
         mmap: memory-map the arrays read-only instead of reading them.
 
     Raises:
-        DatasetError: the case is not in the cache (or incomplete).
+        DatasetError: the case is not in the cache (or incomplete, or its properties are
+            malformed).
     """
     paths = _paths(Path(cache_dir), name)
     try:
@@ -245,7 +248,7 @@ def load_cached_case(
     seg = (
         np.load(paths["seg"], mmap_mode=mode, allow_pickle=False) if paths["seg"].exists() else None
     )
-    return image, seg, props
+    return image, seg, CaseProperties.from_json(props, source=str(paths["props"]))
 
 
 def load_class_locations(cache_dir: str | os.PathLike[str], name: str) -> dict[int, np.ndarray]:

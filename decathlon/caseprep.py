@@ -9,18 +9,19 @@ reordering, crop box and shapes in canonical order, separate axis) are what
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from decathlon.crop import Box, bbox_shape, crop, nonzero_bbox, nonzero_mask, paste
+from decathlon.crop import bbox_shape, crop, nonzero_bbox, nonzero_mask, paste
 from decathlon.errors import DatasetError
-from decathlon.io import Geometry, Image
+from decathlon.io import Image
 from decathlon.normalize import normalize
-from decathlon.orientation import Reorientation, reorientation_of
+from decathlon.orientation import reorientation_of
 from decathlon.plan import Plan
+from decathlon.properties import CaseProperties
 from decathlon.resample import (
     resample_image,
     resample_label,
@@ -46,14 +47,14 @@ class PreprocessedCase:
     Args:
         array: float32 ``(C, x, y, z)`` image.
         seg: ``(1, x, y, z)`` label map (int8, or int16 past 127 classes), or ``None``.
-        properties: what :func:`restore_to_original` needs (plain JSON).
+        properties: what :func:`restore_to_original` needs.
         class_locations: per foreground class, up to :data:`FG_SAMPLES_PER_CLASS` voxels
             ``(N, 3)`` of that class.
     """
 
     array: np.ndarray
     seg: np.ndarray | None
-    properties: dict[str, Any]
+    properties: CaseProperties
     class_locations: dict[int, np.ndarray]
 
 
@@ -116,47 +117,43 @@ def preprocess_case(image: Image, label: Image | None, plan: Plan) -> Preprocess
             seg_src, new_shape, mode=plan.label_mode, axis=axis, labels=plan.foreground_labels
         )
         locations = _class_locations(seg, plan.foreground_labels, seed=1234)
-    properties: dict[str, Any] = {
-        "geometry": source_geometry.to_json(),
-        "orientation": reorient.to_json(),
-        "crop_box": [list(b) for b in box],
-        "shape_after_crop": list(bbox_shape(box)),
-        "shape_after_resampling": list(new_shape),
-        "original_spacing": list(spacing),
-        "target_spacing": list(plan.target_spacing),
-        "separate_axis": axis,
-        "label_mode": plan.label_mode,
-        "channels": image.channels,
-        "plan_hash": plan.preprocessing_hash(),
-        "class_voxels": {str(k): int(np.count_nonzero(seg == k)) for k in plan.foreground_labels}
+    properties = CaseProperties(
+        geometry=source_geometry,
+        orientation=reorient,
+        crop_box=box,
+        shape_after_crop=bbox_shape(box),
+        shape_after_resampling=(int(new_shape[0]), int(new_shape[1]), int(new_shape[2])),
+        original_spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        target_spacing=(
+            float(plan.target_spacing[0]),
+            float(plan.target_spacing[1]),
+            float(plan.target_spacing[2]),
+        ),
+        separate_axis=axis,
+        label_mode=plan.label_mode,
+        channels=image.channels,
+        plan_hash=plan.preprocessing_hash(),
+        class_voxels={int(k): int(np.count_nonzero(seg == k)) for k in plan.foreground_labels}
         if seg is not None
         else {},
-    }
+    )
     return PreprocessedCase(array, seg, properties, locations)
 
 
-def _box(properties: dict[str, Any]) -> Box:
-    b = properties["crop_box"]
-    return (
-        (int(b[0][0]), int(b[0][1])),
-        (int(b[1][0]), int(b[1][1])),
-        (int(b[2][0]), int(b[2][1])),
-    )
-
-
 def restore_to_original(
-    array: np.ndarray, properties: dict[str, Any], *, is_label: bool
+    array: np.ndarray, properties: CaseProperties | Mapping[str, Any], *, is_label: bool
 ) -> np.ndarray:
     """Map an array in preprocessed space back onto the original image grid.
 
     Undoes the resampling (to the cropped shape), pastes into the crop box of the canonical
     grid, then puts the voxels back into the source's order. The result lies exactly on
-    ``Geometry.from_json(properties["geometry"])``.
+    ``properties.geometry``.
 
     Args:
         array: ``(1, x, y, z)`` labels or ``(K, x, y, z)`` class probabilities, in the shape
-            ``properties["shape_after_resampling"]``.
-        properties: the case's properties from :func:`preprocess_case` or the cache.
+            ``properties.shape_after_resampling``.
+        properties: the case's properties from :func:`preprocess_case` or the cache (or
+            their JSON form, :meth:`CaseProperties.to_json`).
         is_label: labels (per-class linear or nearest) or probabilities (linear; outside the
             crop box the background probability is 1).
 
@@ -164,21 +161,24 @@ def restore_to_original(
         ``(1 or K, X, Y, Z)`` array on the original grid (labels keep their dtype, probabilities
         are float32).
     """
-    geometry = Geometry.from_json(properties["geometry"])
-    reorient = Reorientation.from_json(properties["orientation"])
+    props = (
+        properties
+        if isinstance(properties, CaseProperties)
+        else CaseProperties.from_json(properties)
+    )
+    geometry = props.geometry
+    reorient = props.orientation
     shape = reorient.canonical_shape
-    box = _box(properties)
-    expected = tuple(int(s) for s in properties["shape_after_resampling"])
+    box = props.crop_box
+    expected = props.shape_after_resampling
     if tuple(array.shape[1:]) != expected:
         raise ValueError(
             f"array shape {tuple(array.shape[1:])} is not the preprocessed shape {expected}"
         )
     target = bbox_shape(box)
-    axis = properties.get("separate_axis")
+    axis = props.separate_axis
     if is_label:
-        back = resample_label(
-            np.asarray(array), target, mode=properties.get("label_mode", "linear"), axis=axis
-        )
+        back = resample_label(np.asarray(array), target, mode=props.label_mode, axis=axis)
         out = reorient.undo(paste(back, box, shape, fill=0))
     else:
         back = resample_probabilities(np.asarray(array, dtype=np.float32), target, axis=axis)

@@ -1,8 +1,10 @@
 """Deterministic case splits: k-fold cross-validation and the halves of a bilevel search.
 
 Splits are made **by case** (never by patch or slice), from the sorted case names and a seed, so
-the same names and seed give the same folds on every machine. ``splits.json`` holds a list of
-``{"train": [...], "val": [...]}``, one entry per fold, the form nnU-Net uses.
+the same names and seed give the same folds on every machine. A fold is a :class:`Split`
+(typed: ``split.train``, ``split.val``); ``splits.json`` holds a list of
+``{"train": [...], "val": [...]}``, one entry per fold, the form nnU-Net uses
+(:meth:`Split.to_json`).
 
 Small tasks: :func:`choose_folds` shrinks the default 5 folds (with a warning) to the number of
 training cases, down to 2; a task of one case gets a single fold holding it (nothing held out).
@@ -16,8 +18,10 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +31,7 @@ from decathlon.fsutil import atomic_write_json
 __all__ = [
     "ALL_FOLD",
     "DEFAULT_FOLDS",
+    "Split",
     "bilevel_halves",
     "choose_folds",
     "fold_split",
@@ -38,7 +43,73 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Split = dict[str, list[str]]
+SPLIT_KEYS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Split(Mapping[str, list[str]]):
+    """One fold: the cases it trains on and the cases it validates on.
+
+    A typed record; it also reads as the JSON object ``splits.json`` stores
+    (``split["val"]`` is ``list(split.val)``, ``{**split}`` the two lists), so code written
+    for that form keeps working.
+
+    Attributes:
+        train: training case names.
+        val: validation case names.
+    """
+
+    train: tuple[str, ...]
+    val: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", tuple(str(n) for n in self.train))
+        object.__setattr__(self, "val", tuple(str(n) for n in self.val))
+
+    def __getitem__(self, key: str) -> list[str]:
+        if key == "train":
+            return list(self.train)
+        if key == "val":
+            return list(self.val)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SPLIT_KEYS)
+
+    def __len__(self) -> int:
+        return len(SPLIT_KEYS)
+
+    def to_json(self) -> dict[str, list[str]]:
+        """The ``splits.json`` form of the fold."""
+        return {"train": list(self.train), "val": list(self.val)}
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str = "splits.json", index: int = 0) -> Split:
+        """Inverse of :meth:`to_json`, checked.
+
+        Raises:
+            DatasetError: not exactly the keys ``train`` and ``val``, not lists of names, or a
+                case in both (the message names ``source`` and the fold ``index``).
+        """
+        if not isinstance(data, Mapping) or set(data) != set(SPLIT_KEYS):
+            raise DatasetError(
+                f"{source}: fold {index} must have exactly the keys 'train' and 'val'"
+            )
+        train, val = data["train"], data["val"]
+        if not all(
+            isinstance(x, (list, tuple)) and all(isinstance(n, str) for n in x)
+            for x in (train, val)
+        ):
+            raise DatasetError(
+                f"{source}: fold {index}: 'train' and 'val' must be lists of case names"
+            )
+        overlap = sorted(set(train) & set(val))
+        if overlap:
+            raise DatasetError(
+                f"{source}: fold {index}: cases in both train and val: {overlap[:5]}"
+            )
+        return cls(tuple(train), tuple(val))
+
 
 #: Folds when the user gives none (nnU-Net's 5-fold cross-validation).
 DEFAULT_FOLDS = 5
@@ -74,7 +145,7 @@ def choose_folds(num_cases: int, folds: int | None = None) -> int:
 def task_splits(case_names: Sequence[str], folds: int, seed: int = 0) -> list[Split]:
     """:func:`kfold_splits`, or for ``folds == 1`` one fold that trains on every case."""
     if folds == 1:
-        return [{"train": _unique_sorted(case_names, "split"), "val": []}]
+        return [Split(tuple(_unique_sorted(case_names, "split")))]
     return kfold_splits(case_names, k=folds, seed=seed)
 
 
@@ -85,14 +156,14 @@ def fold_split(splits: Sequence[Split], fold: int | str) -> Split:
         DatasetError: ``fold`` is out of range, or a fold without validation cases is asked for.
     """
     if fold == ALL_FOLD:
-        names = sorted({n for s in splits for part in s.values() for n in part})
-        return {"train": names, "val": list(names)}
+        names = tuple(sorted({n for s in splits for n in (*s.train, *s.val)}))
+        return Split(names, names)
     if not isinstance(fold, int) or not 0 <= fold < len(splits):
         raise DatasetError(
             f"--fold {fold} is out of range: the splits have {len(splits)} fold(s) "
             f"(0..{len(splits) - 1}, or {ALL_FOLD})"
         )
-    if not splits[fold]["val"]:
+    if not splits[fold].val:
         raise DatasetError(
             f"fold {fold} holds no validation case (the task is too small); use --fold {ALL_FOLD}"
         )
@@ -116,8 +187,8 @@ def kfold_splits(case_names: Sequence[str], k: int = 5, seed: int = 0) -> list[S
         seed: shuffles the sorted names before they are cut into parts.
 
     Returns:
-        ``k`` dicts ``{"train": [...], "val": [...]}`` with sorted, disjoint lists whose union is
-        every case; validation parts differ in size by at most one.
+        ``k`` folds with sorted, disjoint training and validation cases whose union is every
+        case; validation parts differ in size by at most one.
 
     Raises:
         DatasetError: fewer cases than folds, ``k < 2``, or duplicate names.
@@ -136,10 +207,10 @@ def kfold_splits(case_names: Sequence[str], k: int = 5, seed: int = 0) -> list[S
     for part in parts:
         val = set(int(i) for i in part)
         splits.append(
-            {
-                "train": [n for i, n in enumerate(names) if i not in val],
-                "val": [n for i, n in enumerate(names) if i in val],
-            }
+            Split(
+                tuple(n for i, n in enumerate(names) if i not in val),
+                tuple(n for i, n in enumerate(names) if i in val),
+            )
         )
     return splits
 
@@ -166,10 +237,13 @@ def bilevel_halves(train_cases: Sequence[str], seed: int = 0) -> tuple[list[str]
     return weights, arch
 
 
-def save_splits(path: str | os.PathLike[str], splits: Sequence[Split]) -> Path:
-    """Write ``splits`` as JSON to ``path`` atomically; returns the path."""
-    _check_splits(splits, Path(path))
-    data = [{"train": list(s["train"]), "val": list(s["val"])} for s in splits]
+def save_splits(
+    path: str | os.PathLike[str], splits: Sequence[Split | Mapping[str, Sequence[str]]]
+) -> Path:
+    """Write ``splits`` (folds, or their JSON form) as JSON to ``path`` atomically; returns the
+    path."""
+    folds = _check_splits([dict(s) for s in splits], Path(path))
+    data = [s.to_json() for s in folds]
     atomic_write_json(path, data)
     return Path(path)
 
@@ -193,17 +267,4 @@ def load_splits(path: str | os.PathLike[str]) -> list[Split]:
 def _check_splits(data: object, path: Path) -> list[Split]:
     if not isinstance(data, list) or not data:
         raise DatasetError(f"{path}: splits must be a non-empty list of folds")
-    out: list[Split] = []
-    for i, fold in enumerate(data):
-        if not isinstance(fold, dict) or set(fold) != {"train", "val"}:
-            raise DatasetError(f"{path}: fold {i} must have exactly the keys 'train' and 'val'")
-        train, val = fold["train"], fold["val"]
-        if not all(
-            isinstance(x, list) and all(isinstance(n, str) for n in x) for x in (train, val)
-        ):
-            raise DatasetError(f"{path}: fold {i}: 'train' and 'val' must be lists of case names")
-        overlap = sorted(set(train) & set(val))
-        if overlap:
-            raise DatasetError(f"{path}: fold {i}: cases in both train and val: {overlap[:5]}")
-        out.append({"train": list(train), "val": list(val)})
-    return out
+    return [Split.from_json(fold, source=str(path), index=i) for i, fold in enumerate(data)]

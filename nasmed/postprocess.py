@@ -1,8 +1,8 @@
 """nnU-Net's postprocessing: keep the largest connected component where validation says so.
 
 At the end of training, :func:`determine_postprocessing` looks at the validation cases'
-predictions (in the preprocessed grid) and decides, as ``nnUNetv2_determine_postprocessing``
-does:
+predictions in their original geometry (:mod:`nasmed.postprocess_decide` maps them back and
+reads the raw reference labels) and decides, as ``nnUNetv2_determine_postprocessing`` does:
 
 1. keep only the largest connected component of the foreground (all classes together) if that
    raises the mean Dice over the classes;

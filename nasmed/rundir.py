@@ -36,7 +36,7 @@ from decathlon.fsutil import atomic_write_json, file_mode
 from decathlon.outputs import OutputError, check_separate, claim_dir, is_bookkeeping
 from decathlon.plan import Plan
 from decathlon.preprocess import run_preprocess
-from decathlon.splits import fold_split, load_splits
+from decathlon.splits import Split, fold_split, load_splits
 from nasmed import __version__
 from nasmed.distributed import is_main, run_on_main
 from nasmed.errors import RunDirError
@@ -307,7 +307,7 @@ def prepare_work(
     folds: int,
     fold: int | str,
     progress: bool,
-) -> tuple[Path, Plan, dict[str, list[str]]]:
+) -> tuple[Path, Plan, Split]:
     """Preprocess a task for a run and pick its fold.
 
     Rank 0 runs :func:`decathlon.preprocess.run_preprocess` into ``work_dir`` (default
@@ -315,7 +315,7 @@ def prepare_work(
     ``plan.json`` into the run; every rank then reads the same splits.
 
     Returns:
-        The work folder, the plan and fold ``fold``'s ``{"train": [...], "val": [...]}``
+        The work folder, the plan and fold ``fold`` (a :class:`~decathlon.splits.Split`)
         (``"all"``: every case in both, :func:`decathlon.splits.fold_split`). The split is
         recorded in ``run.json`` the first time and must be the same on resume.
     """
@@ -337,15 +337,15 @@ def prepare_work(
     return work, plan, split
 
 
-def _record_split(run: Path, fold: int | str, split: dict[str, list[str]]) -> None:
+def _record_split(run: Path, fold: int | str, split: Split) -> None:
     """Record the run's fold in ``run.json`` the first time; refuse a different one later."""
     info = read_run_info(run)
     if info is None:
         return
     recorded = info.get("split")
     if recorded is None:
-        atomic_write_json(run / RUN_FILE, {**info, "split": {"fold": fold, **split}})
-    elif recorded != {"fold": fold, **split}:
+        atomic_write_json(run / RUN_FILE, {**info, "split": {"fold": fold, **split.to_json()}})
+    elif recorded != {"fold": fold, **split.to_json()}:
         raise RunDirError(
             f"{run}: cannot resume: fold {fold}'s cases differ from the ones the run started "
             "with (the task or --work-dir changed); start a new run in a new folder"

@@ -55,7 +55,7 @@ def write_fixed_model(
         in_channels=plan.num_channels,
         out_channels=plan.num_classes,
         patch=plan.patch_size,
-        plan=plan.to_json(),
+        plan=plan,
         width=width,
         info={"kind": "fixed", "seed": seed},
     )

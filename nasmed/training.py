@@ -46,7 +46,7 @@ from nasmed.models.factory import build_model, check_patch, load_arch, patch_div
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
 from nasmed.pipeline.gpipe import PipelineConfig
 from nasmed.pipeline.trainers import make_trainer
-from nasmed.postprocess import Postprocessing, determine_postprocessing
+from nasmed.postprocess_decide import decide_postprocessing
 from nasmed.rundir import prepare_work
 from nasmed.runfolder import RunFolder
 from nasmed.runtime import resolve_device, seed_everything
@@ -109,37 +109,6 @@ def _make_validate(
         )
 
     return validate
-
-
-def _decide_postprocessing(
-    model: nn.Module,
-    config: TrainConfig,
-    cache_dir: Path,
-    cases: list[str],
-    device: torch.device,
-    plan: Plan,
-) -> Postprocessing | None:
-    """nnU-Net's largest-component decision on the validation cases (``None`` if off)."""
-    if not config.postprocess or not cases:
-        return None
-    from nasmed.train.validation import predict_cached
-
-    assert config.patch is not None
-    model.eval()
-    preds, refs = [], []
-    with torch.no_grad():
-        for _, pred, ref in predict_cached(model, cache_dir, cases, config.patch, device=device):
-            preds.append(pred)
-            refs.append(ref)
-    post = determine_postprocessing(preds, refs, plan.num_classes)
-    log.info(
-        "postprocessing: largest foreground component %s, per class %s (val Dice %.4f -> %.4f)",
-        "yes" if post.foreground else "no",
-        list(post.classes) or "none",
-        post.dice_before if post.dice_before is not None else math.nan,
-        post.dice_after if post.dice_after is not None else math.nan,
-    )
-    return post
 
 
 def _check_arch(arch: str | os.PathLike[str] | Genotype) -> str | Genotype:
@@ -345,15 +314,27 @@ def run_training(
         # a pipeline over several devices predicts through its partitions, as it validates
         spread = pipeline is not None and len(set(pipeline.torch_devices)) > 1
         scorer = trainer.net if spread else model
-        post = _decide_postprocessing(scorer, config, work / "cache", split["val"], dev, plan)
+        post = (
+            decide_postprocessing(
+                scorer,
+                task,
+                work / "cache",
+                split["val"],
+                patch,
+                device=dev,
+                num_classes=plan.num_classes,
+            )
+            if config.postprocess
+            else None
+        )
         params = sum(p.numel() for p in model.parameters())
         spec = ModelSpec(
             arch="genotype" if isinstance(resolved, Genotype) else resolved,
             in_channels=plan.num_channels,
             out_channels=plan.num_classes,
             patch=patch,
-            plan=plan.to_json(),
-            genotype=resolved.to_dict() if isinstance(resolved, Genotype) else None,
+            plan=plan,
+            genotype=resolved if isinstance(resolved, Genotype) else None,
             width=config.width,
             deep_supervision=deep_supervision,
             info={

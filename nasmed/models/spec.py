@@ -2,7 +2,10 @@
 
 Plain JSON, read without pickle: the architecture (a baseline name, or the genotype itself, so a
 run folder is self-contained), channels, classes, width, deep supervision, the training patch,
-the plan (target spacing, normalisation, labels, modalities) and a few facts about the run.
+the plan (target spacing, normalisation, labels, modalities) and a few facts about the run. In
+memory the plan is a :class:`~decathlon.plan.Plan` and the genotype a
+:class:`~nasmed.genotype.Genotype` (typed records); on disk they are their plain-JSON forms,
+as before.
 Together with ``model.pt`` (a state dict, ``torch.load(weights_only=True)``) it is a model.
 """
 
@@ -21,7 +24,7 @@ from torch import nn
 from decathlon.fsutil import atomic_write_json
 from decathlon.paths import why_unusable
 from decathlon.plan import Plan
-from nasmed.errors import ConfigError, RunDirError
+from nasmed.errors import ConfigError, GenotypeError, RunDirError
 from nasmed.genotype import Genotype
 from nasmed.models.factory import MAX_WIDTH
 from nasmed.models.nnunet import is_nnunet_arch
@@ -56,8 +59,8 @@ class ModelSpec:
         in_channels: image channels.
         out_channels: classes, background included.
         patch: the training patch (also the sliding window).
-        plan: the task's plan (``plan.json`` content): spacing, normalisation, labels.
-        genotype: the genotype's plain-JSON form when ``arch == "genotype"``.
+        plan: the task's plan (as in ``plan.json``): spacing, normalisation, labels.
+        genotype: the genotype when ``arch == "genotype"``.
         width: channel multiplier.
         deep_supervision: trained with deep supervision (inference uses the full output).
         info: facts about the run (epochs, best validation Dice, ...), plain JSON.
@@ -68,28 +71,36 @@ class ModelSpec:
     in_channels: int
     out_channels: int
     patch: tuple[int, int, int]
-    plan: dict[str, Any]
-    genotype: dict[str, Any] | None = None
+    plan: Plan
+    genotype: Genotype | None = None
     width: float = 1.0
     deep_supervision: bool = False
     info: dict[str, Any] = field(default_factory=dict, compare=False)
     version: int = MODEL_SPEC_VERSION
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.plan, Plan):
+            raise TypeError(f"ModelSpec.plan must be a Plan, got {type(self.plan).__name__}")
+        if self.genotype is not None and not isinstance(self.genotype, Genotype):
+            raise TypeError(
+                f"ModelSpec.genotype must be a Genotype, got {type(self.genotype).__name__}"
+            )
+        if (self.arch == "genotype") != (self.genotype is not None):
+            raise ValueError("ModelSpec: a genotype goes with arch 'genotype', and only with it")
+
     @property
     def spacing(self) -> tuple[float, float, float]:
         """The voxel spacing the network sees (the plan's target spacing)."""
-        s = self.plan["target_spacing"]
+        s = self.plan.target_spacing
         return (float(s[0]), float(s[1]), float(s[2]))
 
     def load_plan(self) -> Plan:
-        """The plan as a :class:`~decathlon.plan.Plan`."""
-        return Plan.from_json(self.plan)
+        """The plan (kept for callers of the dict era; the same as :attr:`plan`)."""
+        return self.plan
 
     def arch_value(self) -> str | Genotype:
         """What :func:`~nasmed.models.factory.build_model` takes as ``arch``."""
-        if self.arch == "genotype":
-            return Genotype.from_dict(self.genotype, source="model.json genotype")
-        return self.arch
+        return self.genotype if self.genotype is not None else self.arch
 
     def build(self) -> nn.Module:
         """A fresh network of this recipe (untrained weights)."""
@@ -115,8 +126,8 @@ class ModelSpec:
             "width": self.width,
             "deep_supervision": self.deep_supervision,
             "patch": list(self.patch),
-            "genotype": self.genotype,
-            "plan": self.plan,
+            "genotype": self.genotype.to_dict() if self.genotype is not None else None,
+            "plan": self.plan.to_json(),
             "info": _finite_or_none(self.info),
         }
 
@@ -143,18 +154,25 @@ class ModelSpec:
             width = float(data.get("width", 1.0))
             if not 0 < width <= MAX_WIDTH:
                 raise ValueError(f"width must be in (0, {MAX_WIDTH:g}], got {width:g}")
-            Plan.from_json(data["plan"])  # validates
+            plan = Plan.from_json(data["plan"])
+            genotype = (
+                Genotype.from_dict(data["genotype"], source=f"{source} genotype")
+                if arch == "genotype"
+                else None
+            )
             return cls(
                 arch=arch,
                 in_channels=int(data["in_channels"]),
                 out_channels=int(data["out_channels"]),
                 patch=(patch[0], patch[1], patch[2]),
-                plan=dict(data["plan"]),
-                genotype=data.get("genotype"),
+                plan=plan,
+                genotype=genotype,
                 width=width,
                 deep_supervision=bool(data.get("deep_supervision", False)),
                 info=dict(data.get("info") or {}),
             )
+        except GenotypeError as exc:
+            raise ConfigError(f"{source}: not a valid model file ({exc})") from None
         except (KeyError, TypeError, ValueError) as exc:
             what = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
             raise ConfigError(f"{source}: not a valid model file ({what})") from None

@@ -77,8 +77,8 @@ def test_preprocessing_does_not_depend_on_the_voxel_order(case, flips, perm) -> 
     geom = Geometry(aff, stored.shape[1:])
     pre = preprocess_case(Image(stored, geom), Image(lab, geom), plan)
     assert np.allclose(pre.array, ref.array, atol=1e-5)
-    assert pre.properties["crop_box"] == ref.properties["crop_box"]
-    assert pre.properties["orientation"]["source"] == "".join(nib.aff2axcodes(aff))
+    assert pre.properties.crop_box == ref.properties.crop_box
+    assert pre.properties.orientation.source == "".join(nib.aff2axcodes(aff))
     assert pre.seg is not None and ref.seg is not None and np.array_equal(pre.seg, ref.seg)
     back = restore_to_original(pre.seg, pre.properties, is_label=True)  # the stored voxel order
     back_ref = restore_to_original(ref.seg, ref.properties, is_label=True)

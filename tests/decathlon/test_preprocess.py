@@ -90,17 +90,17 @@ def test_preprocess_then_restore_reproduces_original_grid(
     plan = _plan((1.1, 1.1, 1.6), ChannelNorm("zscore"), label_mode=label_mode)
     pre = preprocess_case(image, label, plan)
     props = pre.properties
-    assert props["crop_box"] == [[4, 36], [3, 33], [1, 13]]
-    assert tuple(props["shape_after_resampling"]) == resampled_shape(
+    assert props.crop_box == ((4, 36), (3, 33), (1, 13))
+    assert props.shape_after_resampling == resampled_shape(
         (32, 30, 12), (0.7, 0.7, 3.0), (1.1, 1.1, 1.6)
     )
-    assert pre.array.shape == (1, *props["shape_after_resampling"])
-    assert props["separate_axis"] == 2  # 3.0 / 0.7 > 3
+    assert pre.array.shape == (1, *props.shape_after_resampling)
+    assert props.separate_axis == 2  # 3.0 / 0.7 > 3
     assert pre.seg is not None and pre.seg.dtype == np.int8
 
     back = restore_to_original(pre.seg, props, is_label=True)
     assert back.shape == label.array.shape
-    geom = Geometry.from_json(props["geometry"])
+    geom = props.geometry
     assert geom.shape == SHAPE and np.array_equal(geom.affine, image.geometry.affine)
     for cls in (1, 2):
         assert _dice(back[0] == cls, label.array[0] == cls) > (0.9 if cls == 1 else 0.8)
@@ -201,7 +201,7 @@ def test_preprocess_task_skips_unchanged_and_redoes_changed(task_dir: Path, tmp_
     image, seg, props = load_cached_case(cache, changed.name)
     assert isinstance(image, np.memmap) and seg is not None
     assert image.dtype == np.float32 and seg.shape == (1, *image.shape[1:])
-    assert props["plan_hash"] == plan.preprocessing_hash()
+    assert props.plan_hash == plan.preprocessing_hash()
     locs = load_class_locations(cache, changed.name)
     for cls, voxels in locs.items():
         assert np.all(seg[0][tuple(voxels.T)] == cls)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from decathlon.errors import DatasetError
-from decathlon.splits import bilevel_halves, kfold_splits, load_splits, save_splits
+from decathlon.splits import Split, bilevel_halves, kfold_splits, load_splits, save_splits
 
 NAMES = [f"case_{i:03d}" for i in range(23)]
 
@@ -55,6 +56,25 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     folds = kfold_splits(NAMES, k=4)
     path = save_splits(tmp_path / "splits.json", folds)
     assert load_splits(path) == folds
+    # the file is still nnU-Net's form: a list of {"train": [...], "val": [...]}
+    assert json.loads(path.read_text()) == [f.to_json() for f in folds]
+    assert all(set(f) == {"train", "val"} for f in json.loads(path.read_text()))
+    # the JSON form is accepted on save too (the file written before Split existed)
+    again = save_splits(tmp_path / "again.json", [f.to_json() for f in folds])
+    assert again.read_text() == path.read_text()
+
+
+def test_split_is_typed_and_reads_as_its_json_form() -> None:
+    fold = kfold_splits(NAMES, k=4)[0]
+    assert isinstance(fold, Split) and isinstance(fold.train, tuple)
+    assert fold["train"] == list(fold.train) and fold["val"] == list(fold.val)
+    assert {**fold} == fold.to_json() and sorted(fold) == ["train", "val"]
+    with pytest.raises(KeyError):
+        fold["test"]
+    assert Split.from_json(fold.to_json()) == fold
+    assert fold != fold.to_json()  # a record, not a dict
+    with pytest.raises(DatasetError, match=r"x\.json: fold 3: cases in both"):
+        Split.from_json({"train": ["a"], "val": ["a"]}, source="x.json", index=3)
 
 
 @pytest.mark.parametrize(
@@ -96,11 +116,11 @@ def test_fold_all_trains_on_every_case_and_single_case_tasks_split() -> None:
 
     names = ["b", "a", "c"]
     splits = task_splits(names, 3)
-    assert fold_split(splits, "all") == {"train": ["a", "b", "c"], "val": ["a", "b", "c"]}
+    assert fold_split(splits, "all") == Split(("a", "b", "c"), ("a", "b", "c"))
     assert fold_split(splits, 1) == splits[1]
     one = task_splits(["only"], 1)
-    assert one == [{"train": ["only"], "val": []}]
-    assert fold_split(one, "all") == {"train": ["only"], "val": ["only"]}
+    assert one == [Split(("only",), ())]
+    assert fold_split(one, "all").to_json() == {"train": ["only"], "val": ["only"]}
     with pytest.raises(DatasetError, match=r"no validation case.*--fold all"):
         fold_split(one, 0)
     with pytest.raises(DatasetError, match="out of range"):

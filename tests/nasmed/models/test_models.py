@@ -117,26 +117,43 @@ def _plan() -> Plan:
 
 @pytest.mark.parametrize("arch", ["unet", "dynunet", "genotype"])
 def test_model_spec_round_trip(arch: str, genotype_file: Path, tmp_path: Path) -> None:
-    genotype = Genotype.load(genotype_file).to_dict() if arch == "genotype" else None
+    genotype = Genotype.load(genotype_file) if arch == "genotype" else None
     spec = ModelSpec(
         arch=arch,
         in_channels=1,
         out_channels=2,
         patch=(32, 32, 16),
-        plan=_plan().to_json(),
+        plan=_plan(),
         genotype=genotype,
         width=0.5,
         info={"epochs": 1},
     )
     spec.save(tmp_path / "model.json")
     again = ModelSpec.load(tmp_path)
-    assert again == spec and again.load_plan() == _plan()
+    assert again == spec and again.plan == _plan() and again.load_plan() == _plan()
+    assert again.genotype == genotype
+    # on disk: the plain-JSON forms, as before the records were typed
+    disk = json.loads((tmp_path / "model.json").read_text())
+    assert disk["plan"] == _plan().to_json() and disk == again.to_json()
+    assert disk["genotype"] == (genotype.to_dict() if genotype is not None else None)
     a, b = spec.build(), again.build()
     assert _params(a) == _params(b)
     b.load_state_dict(a.state_dict())  # strict: same names and shapes
     (tmp_path / "model.json").write_text('{"version": 1, "arch": "resnet"}')
     with pytest.raises(ConfigError, match="not a valid model file"):
         ModelSpec.load(tmp_path)
+    if genotype is not None:  # a damaged genotype is refused when the file is read
+        bad = {**disk, "genotype": {**disk["genotype"], "cells": {}}}
+        (tmp_path / "model.json").write_text(json.dumps(bad))
+        with pytest.raises(ConfigError, match=r"model\.json: not a valid model file .*genotype"):
+            ModelSpec.load(tmp_path)
+
+
+def test_spec_fields_are_typed_records() -> None:
+    with pytest.raises(TypeError, match="must be a Plan"):
+        ModelSpec("unet", 1, 2, (16, 16, 16), plan=_plan().to_json())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="arch 'genotype'"):
+        ModelSpec("genotype", 1, 2, (16, 16, 16), plan=_plan())
 
 
 @pytest.mark.parametrize("arch", ["unet", "dynunet", "genotype"])

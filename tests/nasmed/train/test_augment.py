@@ -124,3 +124,57 @@ def test_augmented_loader_is_the_same_for_any_number_of_workers(
         assert torch.equal(b["image"], c["image"]) and torch.equal(b["label"], c["label"])
         assert b["label"].dtype == torch.int64
     assert any(not torch.equal(a["image"], b["image"]) for a, b in zip(plain, zero))
+
+
+@pytest.mark.parametrize("part", ["blur", "low_resolution"])
+def test_blur_and_low_resolution_pick_each_channel_with_p_half(part: str) -> None:
+    """nnU-Net's p_per_channel 0.5: over many patches with the part firing (p 1), each of two
+    channels is changed about half the time, and independently of the other."""
+    aug = Augmenter(_only(part))
+    image, label = _patch()
+    image = image + torch.rand(image.shape, generator=torch.Generator().manual_seed(1))
+    counts = torch.zeros(2, 2)  # [channel 0 changed][channel 1 changed]
+    for seed in range(200):
+        out, _ = aug(image.clone(), label, seed)
+        a, b = (int(not torch.allclose(out[k], image[k])) for k in (0, 1))
+        counts[a, b] += 1
+    p0, p1 = counts[1].sum() / 200, counts[:, 1].sum() / 200
+    assert 0.38 < p0 < 0.62 and 0.38 < p1 < 0.62
+    assert counts[1, 1] > 25 and counts[1, 0] > 25 and counts[0, 1] > 25  # independent
+
+
+@pytest.mark.parametrize("part", ["brightness", "contrast", "gamma", "inverted_gamma"])
+def test_per_channel_parts_draw_their_own_factor_per_channel(part: str) -> None:
+    """synchronize_channels=False: two identical channels come out different."""
+    aug = Augmenter(_only(part))
+    image, label = _patch()
+    image = image[:1].repeat(2, 1, 1, 1)
+    differ = 0
+    for seed in range(10):
+        out, _ = aug(image.clone(), label, seed)
+        assert not torch.allclose(out, image)
+        differ += not torch.allclose(out[0], out[1])
+    assert differ >= 9
+
+
+def test_noise_std_is_at_most_nnunets_and_the_same_for_every_channel() -> None:
+    aug = Augmenter(_only("noise"))
+    image = torch.zeros(2, 32, 32, 32)
+    label = torch.zeros(1, 32, 32, 32, dtype=torch.int16)
+    for seed in range(20):
+        out, _ = aug(image.clone(), label, seed)
+        s0, s1 = float(out[0].std()), float(out[1].std())
+        assert s0 <= 0.1 * 1.05 and s1 <= 0.1 * 1.05  # batchgeneratorsv2: std in (0, 0.1)
+        assert s0 == pytest.approx(s1, rel=0.05, abs=1e-3)
+
+
+def test_bg_contrast_is_below_one_half_the_time() -> None:
+    import numpy as np
+
+    from nasmed.train.augment import bg_contrast
+
+    rng = np.random.RandomState(0)
+    draws = np.array([bg_contrast(rng, 0.7, 1.5) for _ in range(4000)])
+    assert draws.min() >= 0.7 and draws.max() <= 1.5
+    assert 0.47 < np.mean(draws < 1) < 0.53  # a plain uniform over (0.7, 1.5) gives 0.375
+    assert np.all(np.array([bg_contrast(rng, 1.2, 1.5) for _ in range(50)]) >= 1.2)
