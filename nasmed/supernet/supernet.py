@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
-from nasmed.supernet.cell import CellPlan, Term
+from nasmed.supernet.cell import Term
 from nasmed.supernet.macro import (
     MACRO_KEY,
     MacroPlan,
