@@ -236,6 +236,11 @@ class _DynConv:
         return weight, bias, stride, groups
 
 
+def _pad(padding: Any) -> tuple[int, ...]:
+    """A transposed convolution's padding (always numeric)."""
+    return tuple(int(p) for p in padding)
+
+
 class DynConv3d(_DynConv, nn.Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b, stride, groups = self._active(x)
@@ -253,7 +258,7 @@ class DynConvTranspose3d(_DynConv, nn.ConvTranspose3d):
 
     def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
         w, b, stride, _ = self._active(x)
-        return F.conv_transpose3d(x, w, b, stride, self.padding, 0, 1, self.dilation)
+        return F.conv_transpose3d(x, w, b, stride, _pad(self.padding), 0, 1, self.dilation)
 
 
 class DynConvTranspose2d(_DynConv, nn.ConvTranspose2d):
@@ -261,7 +266,7 @@ class DynConvTranspose2d(_DynConv, nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
         w, b, stride, _ = self._active(x)
-        return F.conv_transpose2d(x, w, b, stride, self.padding, 0, 1, self.dilation)
+        return F.conv_transpose2d(x, w, b, stride, _pad(self.padding), 0, 1, self.dilation)
 
 
 class _DynNorm:
@@ -355,7 +360,7 @@ def swap_module(module: nn.Module, state: MacroState) -> None:
                 raise ValueError(f"macro width choices cannot slice a {kind.__name__} module")
             continue
         groups = getattr(m, "groups", 1)
-        if groups > 1 and not (groups == m.in_channels == m.out_channels):  # type: ignore[attr-defined]
+        if groups > 1 and not (groups == m.in_channels == m.out_channels):
             raise ValueError("macro width choices slice depthwise convolutions only")
         m.__class__ = new
         _macro_attrs(m, state)
@@ -392,9 +397,9 @@ def make_dynamic(net: Any, state: MacroState) -> None:
         if cell.project is not None:
             convs(cell.project)[0].segments = space.nodes  # type: ignore[assignment]
         if layer.cell_type is CellType.REDUCTION:
-            convs(cell.entry)[0].stride_level = layer.level  # type: ignore[assignment]
+            convs(cell.entry)[0].stride_level = layer.level
         elif layer.cell_type is CellType.EXPANSION:
-            convs(cell.entry)[0].stride_level = layer.level + 1  # type: ignore[assignment]
+            convs(cell.entry)[0].stride_level = layer.level + 1
         elif space.skip is Skip.CONCAT and layer.name == f"decoder_l{layer.level}_c0":
             entry = convs(cell.entry)
             if entry:

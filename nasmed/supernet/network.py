@@ -17,8 +17,9 @@ sums, so every head first normalises and activates.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -203,26 +204,39 @@ class CellNetwork(nn.Module):
             return None
         return None if set(stride) == {2} else stride
 
-    def _begin(self, macro: MacroPlan | None) -> None:
-        """Set the active strides and channels of a dynamic network."""
+    @contextlib.contextmanager
+    def macro_context(self, macro: MacroPlan | None) -> Iterator[None]:
+        """Within it, a dynamic network runs ``macro``'s strides and widths (``None`` or
+        unset fields: the plan's defaults); a fixed network ignores it."""
         if not self.dynamic:
+            yield
             return
         macro = macro or MacroPlan()
         levels = self.space.levels
         widths = macro.widths or (1.0,) * (levels + 1)
         self.macro_state.channels = level_channels(self.space, widths, self.width)
         self.macro_state.strides = macro.strides or ((2,) * self.spatial_dims,) * levels
+        try:
+            yield
+        finally:
+            self.macro_state.channels = self.macro_state.strides = None
 
-    def _mask(self, macro: MacroPlan | None, level: int, x: torch.Tensor) -> torch.Tensor:
-        """``x`` times the straight-through weights of the level's sampled macro choices."""
+    def macro_weights(self, macro: MacroPlan | None, layer: Layer, x: torch.Tensor) -> torch.Tensor:
+        """A cell's output ``x`` times the straight-through weights of its level's sampled
+        macro choices: the width mask of the level, and (reduction cells) the stride's weight."""
         if macro is None or not self.dynamic:
             return x
+        level = layer.level
         if macro.width_weights and macro.width_weights[level] is not None:
             options = [self.space.channels(self.width * w)[level] for w in self.space.width_options]
             g = macro.width_weights[level]
             assert g is not None
             m = width_mask(g, options, x.shape[1]).to(x.dtype)
             x = x * m.view(1, -1, *([1] * self.spatial_dims))
+        if layer.cell_type is CellType.REDUCTION and macro.stride_weights:
+            w = macro.stride_weights[level - 1]
+            if w is not None:
+                x = x * w
         return x
 
     def forward_plans(
@@ -235,11 +249,8 @@ class CellNetwork(nn.Module):
         """
         macro = plans.get(MACRO_KEY)
         assert macro is None or isinstance(macro, MacroPlan)
-        self._begin(macro)
-        try:
+        with self.macro_context(macro):
             return self._forward(x, plans, macro)
-        finally:
-            self.macro_state.channels = self.macro_state.strides = None
 
     def _forward(
         self, x: torch.Tensor, plans: Mapping[str, Any], macro: MacroPlan | None
@@ -253,11 +264,7 @@ class CellNetwork(nn.Module):
         for layer in self.layers:
             if layer.cell_type is CellType.REDUCTION:
                 skips[layer.level - 1] = x
-            x = self._mask(macro, layer.level, self.cells[layer.name](x, plans[layer.key]))
-            if layer.cell_type is CellType.REDUCTION and macro is not None and macro.stride_weights:
-                w = macro.stride_weights[layer.level - 1]
-                if w is not None and self.dynamic:
-                    x = x * w
+            x = self.macro_weights(macro, layer, self.cells[layer.name](x, plans[layer.key]))
             if layer.cell_type is CellType.EXPANSION:
                 skip = skips.pop(layer.level)
                 x = torch.cat([skip, x], dim=1) if self.space.skip is Skip.CONCAT else x + skip
@@ -299,10 +306,10 @@ def _strided_entry(
             cin,
             c,
             kernel=stride,
-            stride=stride,
+            stride=stride,  # type: ignore[arg-type]  # MONAI takes per-axis strides
             norm=norm,
             act=act,
-            transposed=True,  # type: ignore[arg-type]
+            transposed=True,
         )
     mode = "trilinear" if dims == 3 else "bilinear"
     return nn.Sequential(
