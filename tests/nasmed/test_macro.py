@@ -364,3 +364,43 @@ def test_reinforce_finds_the_planted_stride() -> None:
     wins = [r for r in results if r.chosen == PLANTED_STRIDE]
     assert len(wins) >= 4, [r.probabilities for r in results]
     assert all(r.probabilities[PLANTED_STRIDE] > 0.8 for r in wins)
+
+
+# -- pipeline and nnU-Net export ----------------------------------------------------------------
+
+
+def test_a_macro_genotype_pipelines_to_the_same_function() -> None:
+    from nasmed.pipeline.sequential import to_sequential
+
+    space = searchspaces.load("scnas-macro")
+    g = _genotype(space, strides=((2, 2, 1), (1, 2, 2), (2, 1, 2)), widths=(0.5, 1.5, 1.0, 0.5))
+    net = DerivedNet(g, space, 1, 2, width=0.25, deep_supervision=True)
+    seq = to_sequential(net)
+    x = torch.randn(1, 1, 16, 16, 16)
+    for training in (True, False):
+        net.train(training)
+        seq.train(training)
+        with torch.no_grad():
+            expected, got = net(x), seq(x)
+        for a, b in zip(expected if training else (expected,), got if training else (got,)):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_nnunet_export_carries_the_chosen_strides() -> None:
+    from nasmed.export.nnunet_net import NasmedNnUNet, genotype_strides
+    from nasmed.export.nnunet_plans import genotype_architecture
+
+    space = searchspaces.load("scnas-macro")
+    g = _genotype(space, strides=((2, 2, 1), (1, 2, 2), (2, 2, 2)), widths=(1.0, 0.5, 1.5, 1.0))
+    strides = genotype_strides(g)
+    assert strides == [[1, 1, 1], [2, 2, 2], [2, 2, 1], [1, 2, 2], [2, 2, 2]]
+    arch = genotype_architecture(g, width=0.25)
+    kwargs = {k: v for k, v in arch["arch_kwargs"].items() if k != "conv_op"}
+    net = NasmedNnUNet(1, 3, **kwargs, deep_supervision=True)
+    net.train()
+    outputs = net(torch.randn(1, 1, 32, 32, 32))
+    # nnU-Net's deep supervision scales: 1 / cumprod(strides), all stages but the lowest
+    scales = 1 / np.cumprod(np.array(strides), axis=0)[:-1]
+    assert [tuple(o.shape[2:]) for o in outputs] == [
+        tuple(int(32 * s) for s in scale) for scale in scales
+    ]
