@@ -74,14 +74,14 @@ def main() -> None:
         f"space {args.space}, patch {'x'.join(map(str, args.patch))}, batch {args.batch}, "
         f"{args.threads} thread(s), median of {args.repeats} forward+backward passes"
     )
-    print(
-        "| seed | strides | widths | supernet s | child s | ratio | supernet MB | child MB | ratio |"
-    )
+    header = ["seed", "strides", "widths", "supernet s", "child s", "ratio"]
+    header += ["supernet MB", "child MB", "ratio"]
+    print("| " + " | ".join(header) + " |")
     print("|---|---|---|---|---|---|---|---|---|")
     for seed, st, w, s, c, r, smb, cmb, rm in rows:
-        print(
-            f"| {seed} | {st} | {w} | {s:.3f} | {c:.3f} | {r:.2f} | {smb:.0f} | {cmb:.0f} | {rm:.2f} |"
-        )
+        cells = [str(seed), st, w, f"{s:.3f}", f"{c:.3f}", f"{r:.2f}"]
+        cells += [f"{smb:.0f}", f"{cmb:.0f}", f"{rm:.2f}"]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
