@@ -19,6 +19,7 @@ from nasmed.models.derived import DerivedNet
 from nasmed.search.decode import decode
 from nasmed.search.planted_macro import (
     PLANTED_STRIDE,
+    PLANTED_WIDTH,
     planted_macro_config,
     search_planted_macro,
 )
@@ -344,7 +345,7 @@ def test_macro_log_prob_scores_the_sample_the_child_ran_with() -> None:
         net(torch.randn(1, 1, 16, 16, 8), plans=plans, generator=gen)
     logp = net.macro_log_prob()
     assert logp is not None
-    assert float(logp) == pytest.approx(2 * np.log(1 / 3) + 3 * np.log(1 / 3), rel=1e-6)
+    assert float(logp.detach()) == pytest.approx(2 * np.log(1 / 3) + 3 * np.log(1 / 3), rel=1e-6)
     logp.backward()
     assert all(p.grad is not None for p in net.macro_logits().values())
 
@@ -364,6 +365,22 @@ def test_reinforce_finds_the_planted_stride() -> None:
     wins = [r for r in results if r.chosen == PLANTED_STRIDE]
     assert len(wins) >= 4, [r.probabilities for r in results]
     assert all(r.probabilities[PLANTED_STRIDE] > 0.8 for r in wins)
+
+
+@pytest.mark.slow
+def test_reinforce_finds_the_planted_width() -> None:
+    """Four independent channels must pass level 0: width 1x (8 channels) must win over 0.25x."""
+    results = [
+        search_planted_macro(planted_macro_config("reinforce", seed), "width") for seed in range(5)
+    ]
+    wins = [r for r in results if r.chosen == PLANTED_WIDTH]
+    assert len(wins) >= 4, [r.probabilities for r in results]
+    assert all(r.probabilities[PLANTED_WIDTH] > 0.8 for r in wins)
+
+
+def test_planted_macro_problem_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="problem must be 'stride' or 'width'"):
+        search_planted_macro(planted_macro_config(), "depth")
 
 
 # -- pipeline and nnU-Net export ----------------------------------------------------------------
