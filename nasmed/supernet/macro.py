@@ -323,22 +323,34 @@ class DynUpsample(nn.Upsample):
         )
 
 
+class DynInstanceNorm3d(DynInstanceNorm, nn.InstanceNorm3d):
+    pass
+
+
+class DynInstanceNorm2d(DynInstanceNorm, nn.InstanceNorm2d):
+    pass
+
+
+class DynBatchNorm3d(DynBatchNorm, nn.BatchNorm3d):
+    pass
+
+
+class DynBatchNorm2d(DynBatchNorm, nn.BatchNorm2d):
+    pass
+
+
+#: The sliced class of every module kind a cell network holds (importable, so picklable).
 _SWAPS: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv3d: DynConv3d,
     nn.Conv2d: DynConv2d,
     nn.ConvTranspose3d: DynConvTranspose3d,
     nn.ConvTranspose2d: DynConvTranspose2d,
     nn.Upsample: DynUpsample,
+    nn.InstanceNorm3d: DynInstanceNorm3d,
+    nn.InstanceNorm2d: DynInstanceNorm2d,
+    nn.BatchNorm3d: DynBatchNorm3d,
+    nn.BatchNorm2d: DynBatchNorm2d,
 }
-
-
-def _dyn_norm(module: nn.Module) -> type[nn.Module] | None:
-    kind = type(module)
-    if issubclass(kind, nn.modules.instancenorm._InstanceNorm):
-        return type(f"Dyn{kind.__name__}", (DynInstanceNorm, kind), {})
-    if issubclass(kind, nn.modules.batchnorm._BatchNorm):
-        return type(f"Dyn{kind.__name__}", (DynBatchNorm, kind), {})
-    return None
 
 
 def swap_module(module: nn.Module, state: MacroState) -> None:
@@ -354,7 +366,7 @@ def swap_module(module: nn.Module, state: MacroState) -> None:
             m.rotate = False  # type: ignore[assignment]  # reads the weight directly
         if isinstance(m, _DynConv | DynUpsample | _DynNorm):
             continue
-        new = _SWAPS.get(kind) or _dyn_norm(m)
+        new = _SWAPS.get(kind)
         if new is None:
             if any(True for _ in m.parameters(recurse=False)):
                 raise ValueError(f"macro width choices cannot slice a {kind.__name__} module")
