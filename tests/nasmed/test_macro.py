@@ -23,7 +23,13 @@ from nasmed.search.planted_macro import (
     planted_macro_config,
     search_planted_macro,
 )
-from nasmed.supernet import Supernet, architecture_cost, expected_cost, sample_genotype
+from nasmed.supernet import (
+    Supernet,
+    architecture_cost,
+    expected_cost,
+    genotype_plans,
+    sample_genotype,
+)
 from nasmed.supernet.macro import MACRO_KEY, level_channels
 from nasmed.supernet.plans import fixed_plan, sample_choice
 from searchspaces import SearchSpace, SpaceError
@@ -110,6 +116,7 @@ def test_shipped_macro_space_is_scnas_plus_macro_choices() -> None:
         {"stem_stride": 2},
         {"skip": "concat", "cell_output": "residual", "upsample": "trilinear"},
         {"preact": True, "stem_blocks": 2},
+        {"norm": "batch"},
     ],
 )
 def test_sampled_forward_backward_reaches_the_macro_logits(changes: dict[str, Any]) -> None:
@@ -158,6 +165,42 @@ def test_a_sampled_child_runs_its_strides_and_widths() -> None:
             for s in g.strides[: layer.level]:
                 size = [n // a for n, a in zip(size, s)]
             assert shapes[f"net.cells.{layer.name}"] == (chans[layer.level], *size)
+
+
+def _sliced_weights(supernet: Supernet, child: DerivedNet, nodes: int) -> None:
+    """Copy into ``child`` the first channels (per concatenated node for a projection's input,
+    the first tap along an axis a transposed kernel does not upsample) of the supernet's."""
+    big = supernet.state_dict()
+    with torch.no_grad():
+        for name, small in child.state_dict().items():
+            full = big[name]
+            index: list[Any] = []
+            for d, (n_small, n_full) in enumerate(zip(small.shape, full.shape)):
+                if ".project." in name and d == 1 and n_small != n_full:
+                    seg, c = n_full // nodes, n_small // nodes
+                    index.append([k * seg + j for k in range(nodes) for j in range(c)])
+                else:
+                    index.append(list(range(n_small)))
+            value = full
+            for d, rows in enumerate(index):
+                value = value.index_select(d, torch.tensor(rows, dtype=torch.long))
+            small.copy_(value)
+
+
+@pytest.mark.parametrize("upsample", ["transposed", "trilinear"])
+def test_a_sampled_child_is_its_derived_network_with_sliced_weights(upsample: str) -> None:
+    torch.manual_seed(0)
+    space = macro_space(upsample=upsample, nodes=3, inputs_per_node=2)
+    supernet = Supernet(space, 1, 2)
+    for p in supernet.net.parameters():  # non-trivial norms too
+        p.data.normal_(0, 0.5)
+    g = _genotype(space, strides=((2, 2, 1), (1, 2, 2)), widths=(0.5, 1.5, 1.0))
+    child = DerivedNet(g, space, 1, 2)
+    _sliced_weights(supernet, child, space.nodes)
+    x = torch.randn(2, 1, 16, 16, 8)
+    expected = child(x)
+    got = supernet(x, plans=genotype_plans(g))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 # -- derived network ----------------------------------------------------------------------------
