@@ -236,16 +236,20 @@ class Supernet(nn.Module):
     def entropy_terms(self) -> torch.Tensor:
         """``(ops, inputs)``: the mean entropies (nats) of the op choices and of the input-subset
         choices of the nodes that have one (0 when none has), over every architecture key;
-        differentiable in the logits."""
-        return torch.stack(
+        with macro choices a third term, their mean entropy; differentiable in the logits (the
+        search's decision term lowers their sum)."""
+        cells = torch.stack(
             [choice_entropy(d["ops"], d["inputs"], self.space) for d in self.logits().values()]
         ).mean(0)
+        if not len(self.arch_macro):
+            return cells
+        return torch.cat([cells, _mean_entropy(list(self.arch_macro.values()))[None]])
 
     def entropies(self) -> dict[str, float]:
-        """:meth:`entropy_terms` as floats: ``{"ops": ..., "inputs": ...}``."""
+        """:meth:`entropy_terms` as floats: ``{"ops": ..., "inputs": ...}`` (and ``"macro"``)."""
         with torch.no_grad():
-            ops, inputs = self.entropy_terms().tolist()
-        return {"ops": ops, "inputs": inputs}
+            values = self.entropy_terms().tolist()
+        return dict(zip(("ops", "inputs", "macro"), values))
 
     def max_entropies(self) -> dict[str, float]:
         """The entropies of the uniform distribution over the allowed choices (their maximum)."""
@@ -256,7 +260,20 @@ class Supernet(nn.Module):
                 torch.zeros_like(d["inputs"]),
                 self.space,
             ).tolist()
-        return {"ops": ops, "inputs": inputs}
+            out = {"ops": ops, "inputs": inputs}
+            if len(self.arch_macro):
+                uniform = [torch.zeros_like(p) for p in self.arch_macro.values()]
+                out["macro"] = float(_mean_entropy(uniform))
+        return out
+
+
+def _mean_entropy(logits: list[torch.Tensor]) -> torch.Tensor:
+    """Mean entropy (nats) of categorical choices given by their logits."""
+    terms = []
+    for value in logits:
+        log_p = torch.log_softmax(value, dim=0)
+        terms.append(-(log_p.exp() * log_p).sum())
+    return torch.stack(terms).mean()
 
 
 def plan_genotype(

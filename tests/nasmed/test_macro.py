@@ -393,6 +393,22 @@ def test_macro_log_prob_scores_the_sample_the_child_ran_with() -> None:
     assert all(p.grad is not None for p in net.macro_logits().values())
 
 
+def test_macro_entropy_is_a_decision_term() -> None:
+    import math
+
+    net = Supernet(macro_space(), 1, 2)
+    ent = net.entropies()
+    assert ent["macro"] == pytest.approx(math.log(3), rel=1e-6)  # every choice has 3 options
+    assert net.max_entropies()["macro"] == pytest.approx(ent["macro"], rel=1e-6)
+    h = net.entropy_terms()
+    assert h.shape == (3,)
+    h.sum().backward()
+    with torch.no_grad():
+        net.arch_macro["width_l0"].copy_(torch.tensor([5.0, 0.0, 0.0]))
+    assert net.entropies()["macro"] < ent["macro"]
+    assert "macro" not in Supernet(searchspaces.load("scnas-small"), 1, 2).entropies()
+
+
 def test_mixed_mode_refuses_macro_choices() -> None:
     with pytest.raises(ValueError, match="only mode 'sampled' supports them"):
         Supernet(macro_space(), 1, 2, mode="mixed")
