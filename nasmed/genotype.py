@@ -9,7 +9,12 @@ settings. It loads with no torch and no pickle.
 
     {"schema_version": 1, "space": "scnas", "space_hash": "<sha256>", "seed": 0,
      "search": {"mode": "sampled", ...},
-     "cells": {"encoder": [{"node": 1, "inputs": [{"from": 0, "op": "conv3"}]}, ...], ...}}
+     "cells": {"encoder": [{"node": 1, "inputs": [{"from": 0, "op": "conv3"}]}, ...], ...},
+     "macro": {"strides": [[2, 2, 1], [2, 2, 2], ...], "widths": [1.0, 0.5, ...]}}
+
+``macro`` (the macro choices of a space with ``stride_options`` / ``width_options``): the
+per-axis strides of encoder levels 1..L and the channel multipliers of levels 0..L. Either key
+(or ``macro``) missing means the plan's default: stride 2 on every axis, multiplier 1.
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ class Genotype:
         seed: the search's seed, if any.
         search: search settings (mode, epochs, patch, ...), plain JSON values.
         schema_version: version of the genotype format.
+        strides: per encoder level 1..L, the chosen per-axis strides (``None``: 2 on every
+            axis, the plan's default).
+        widths: per level 0..L, the chosen channel multiplier (``None``: 1 everywhere).
         source: where it was read from (the file), named by every error about it; not saved.
     """
 
@@ -88,6 +96,8 @@ class Genotype:
     seed: int | None = None
     search: Mapping[str, Any] = field(default_factory=dict, hash=False)
     schema_version: int = GENOTYPE_SCHEMA_VERSION
+    strides: tuple[tuple[int, ...], ...] | None = None
+    widths: tuple[float, ...] | None = None
     source: str = field(default="genotype", compare=False, hash=False, repr=False)
 
     def cell(self, key: str) -> CellGenotype:
@@ -97,8 +107,31 @@ class Genotype:
                 return cell
         raise KeyError(f"genotype has no cell {key!r}; it has {[c.key for c in self.cells]}")
 
+    def level_strides(
+        self, space: SearchSpace, spatial_dims: int = 3
+    ) -> tuple[tuple[int, ...], ...]:
+        """Per encoder level 1..L the per-axis strides (the default where none were chosen)."""
+        if self.strides is not None:
+            return self.strides
+        return tuple((2,) * spatial_dims for _ in range(space.levels))
+
+    def level_widths(self, space: SearchSpace) -> tuple[float, ...]:
+        """Per level 0..L the channel multiplier (1 where none was chosen)."""
+        return self.widths if self.widths is not None else (1.0,) * (space.levels + 1)
+
     def to_dict(self) -> dict[str, Any]:
-        """The plain-JSON form."""
+        """The plain-JSON form (``macro`` only when macro choices were made)."""
+        out = self._base_dict()
+        macro: dict[str, Any] = {}
+        if self.strides is not None:
+            macro["strides"] = [list(s) for s in self.strides]
+        if self.widths is not None:
+            macro["widths"] = list(self.widths)
+        if macro:
+            out["macro"] = macro
+        return out
+
+    def _base_dict(self) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version,
             "space": self.space,
@@ -114,8 +147,14 @@ class Genotype:
             },
         }
 
-    def to_text(self) -> str:
-        """A readable listing of the cells, one line per node."""
+    def to_text(self, space: SearchSpace | None = None) -> str:
+        """A readable listing of the cells, one line per node, and the macro choices.
+
+        The cell output line follows the space's ``cell_output`` (``space``, or the shipped
+        space of the genotype's name when its hash matches; otherwise it is left generic).
+        """
+        if space is None:
+            space = _shipped_space(self)
         lines = [
             f"genotype of search space {self.space!r} (hash {self.space_hash[:12]}), "
             f"schema {self.schema_version}, seed {self.seed}"
@@ -130,7 +169,13 @@ class Genotype:
                     for e in node.inputs
                 )
                 lines.append(f"  node {i} = sum({inputs})")
-            lines.append(f"  output = 1x1x1 conv block(concat(node 1..{len(cell.nodes)}))")
+            lines.append(f"  output = {_output_text(space, len(cell.nodes))}")
+        if self.strides is not None:
+            lines.append(
+                "strides per level 1..: " + ", ".join("x".join(map(str, s)) for s in self.strides)
+            )
+        if self.widths is not None:
+            lines.append("widths per level 0..: " + ", ".join(f"{w:g}x" for w in self.widths))
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -177,6 +222,28 @@ class Genotype:
                 f"0x{exc.object[exc.start]:02x})"
             ) from None
         return cls.from_json(text, source=str(path))
+
+
+def _shipped_space(genotype: Genotype) -> SearchSpace | None:
+    import searchspaces
+
+    try:
+        space = searchspaces.load(genotype.space)
+    except searchspaces.SpaceError:
+        return None
+    return space if space.content_hash() == genotype.space_hash else None
+
+
+def _output_text(space: SearchSpace | None, n: int) -> str:
+    nodes = f"node 1..{n}"
+    if space is None:
+        return f"combine({nodes}) (the space's cell_output)"
+    if space.cell_output.value == "residual":
+        projection = "1x1x1 conv" if space.preact else "1x1x1 conv block"
+        return f"{projection}(concat({nodes})) + input"
+    if space.cell_output.value == "sum":
+        return f"input + sum({nodes})"
+    return f"1x1x1 conv block(concat({nodes}))"
 
 
 def _reason(exc: Exception) -> str:
@@ -236,7 +303,33 @@ def _parse(data: Any) -> Genotype:
                 raise ValueError(f"cell {key!r} node {i}: inputs must be distinct and non-empty")
             nodes.append(NodeChoice(tuple(sorted(inputs, key=lambda e: e.source))))
         cells.append(CellGenotype(str(key), tuple(nodes)))
-    return Genotype(space, space_hash, tuple(cells), seed, search, version)
+    strides, widths = _parse_macro(data.get("macro"))
+    return Genotype(space, space_hash, tuple(cells), seed, search, version, strides, widths)
+
+
+def _parse_macro(raw: Any) -> tuple[tuple[tuple[int, ...], ...] | None, tuple[float, ...] | None]:
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        raise TypeError("'macro' must be an object")
+    unknown = sorted(set(raw) - {"strides", "widths"})
+    if unknown:
+        raise ValueError(f"'macro' has unknown key(s) {unknown}; valid: strides, widths")
+    strides = None
+    if raw.get("strides") is not None:
+        levels = raw["strides"]
+        if not isinstance(levels, list) or not all(isinstance(s, list) for s in levels):
+            raise TypeError("'macro.strides' must be a list of per-axis stride lists")
+        strides = tuple(tuple(_int(a, "a stride") for a in s) for s in levels)
+    widths = None
+    if raw.get("widths") is not None:
+        values = raw["widths"]
+        if not isinstance(values, list) or not all(
+            isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in values
+        ):
+            raise TypeError("'macro.widths' must be a list of positive numbers")
+        widths = tuple(float(w) for w in values)
+    return strides, widths
 
 
 def save(genotype: Genotype, path: str | os.PathLike[str]) -> None:
@@ -289,3 +382,45 @@ def check_space(genotype: Genotype, space: SearchSpace) -> None:
                         f"{src}: cell {cell.key!r} node {i}: operation {edge.op!r} is not in space "
                         f"{space.name!r} ({', '.join(space.ops)})"
                     )
+    _check_macro(genotype, space)
+
+
+def _check_macro(genotype: Genotype, space: SearchSpace) -> None:
+    src = genotype.source
+    if genotype.strides is not None:
+        if len(genotype.strides) != space.levels:
+            raise GenotypeError(
+                f"{src}: genotype has strides for {len(genotype.strides)} levels; space "
+                f"{space.name!r} has {space.levels}"
+            )
+        for level, stride in enumerate(genotype.strides, start=1):
+            # without stride options only the default (2 on every axis) is a choice
+            allowed = space.stride_options or ((2,) * len(stride),)
+            if stride not in allowed:
+                raise GenotypeError(
+                    f"{src}: level {level} stride {list(stride)} is not a choice of space "
+                    f"{space.name!r} ({', '.join(str(list(s)) for s in allowed)})"
+                )
+    elif space.stride_options and not any(set(o) == {2} for o in space.stride_options):
+        raise GenotypeError(
+            f"{src}: genotype has no strides and the default (2 on every axis) is not a choice "
+            f"of space {space.name!r}"
+        )
+    widths = space.width_options or (1.0,)
+    if genotype.widths is not None:
+        if len(genotype.widths) != space.levels + 1:
+            raise GenotypeError(
+                f"{src}: genotype has widths for {len(genotype.widths)} levels; space "
+                f"{space.name!r} has {space.levels + 1}"
+            )
+        for level, w in enumerate(genotype.widths):
+            if not any(abs(w - o) < 1e-9 for o in widths):
+                raise GenotypeError(
+                    f"{src}: level {level} width {w:g} is not a choice of space {space.name!r} "
+                    f"({', '.join(f'{o:g}' for o in widths)})"
+                )
+    elif space.width_options and not any(abs(o - 1.0) < 1e-9 for o in space.width_options):
+        raise GenotypeError(
+            f"{src}: genotype has no widths and the default (1) is not a choice of space "
+            f"{space.name!r}"
+        )

@@ -89,6 +89,13 @@ class SearchSpace:
             two conv -> norm -> act; the head then also gets ``stem_blocks - 1`` conv blocks
             before its 1x1x1 conv, as nnU-Net's last decoder stage).
         skip: how the decoder takes the encoder's output of the same level (:class:`Skip`).
+        stride_options: macro choice of every encoder level's downsampling: the per-axis
+            strides (1 or 2 each, at least one 2) a level may choose from, e.g.
+            ``((2, 2, 2), (2, 2, 1))``; every level 1..levels has its own logits. Empty: every
+            level halves every axis (the plan's default).
+        width_options: macro choice of every level's width: channel multipliers of the plan's
+            channels (e.g. ``(0.5, 1.0, 1.5)``), one choice per level 0..levels, weights shared
+            (the widest kernel is sliced). Empty: the plan's channels.
         default_patch: the patch used when none is given (must fit the space).
         description: free text.
         source: where the space came from (file path or name), for error messages only.
@@ -112,6 +119,8 @@ class SearchSpace:
     preact: bool = False
     stem_blocks: int = 1
     skip: Skip = Skip.SUM
+    stride_options: tuple[tuple[int, ...], ...] = ()
+    width_options: tuple[float, ...] = ()
     default_patch: tuple[int, ...] | None = None
     description: str = ""
     source: str = field(default="", compare=False, repr=False)
@@ -143,8 +152,46 @@ class SearchSpace:
             raise _fail(where, f"'stem_blocks' must be 1 or 2, got {self.stem_blocks!r}")
         if not isinstance(self.preact, bool):
             raise _fail(where, f"'preact' must be true or false, got {self.preact!r}")
+        self._check_macro(where)
         if self.default_patch is not None:
             self.check_patch(self.default_patch)
+
+    def _check_macro(self, where: str) -> None:
+        opts = self.stride_options
+        if not isinstance(opts, tuple):
+            raise _fail(where, f"'stride_options' must be a list of stride lists, got {opts!r}")
+        for opt in opts:
+            if (
+                not isinstance(opt, tuple)
+                or len(opt) not in (2, 3)
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in opt)
+                or not set(opt) <= {1, 2}
+                or 2 not in opt
+            ):
+                raise _fail(
+                    where,
+                    f"'stride_options' entry {_plain(opt)} must list 2 or 3 per-axis strides, "
+                    "each 1 or 2, at least one 2 (e.g. [2, 2, 1])",
+                )
+        if len({len(o) for o in opts}) > 1:
+            raise _fail(where, f"'stride_options' mix 2D and 3D strides: {_plain(opts)}")
+        if len(set(opts)) != len(opts):
+            raise _fail(where, f"'stride_options' lists a stride twice: {_plain(opts)}")
+        widths = self.width_options
+        if not isinstance(widths, tuple) or not all(
+            isinstance(w, int | float) and not isinstance(w, bool) and 0 < w <= 4 for w in widths
+        ):
+            raise _fail(
+                where, f"'width_options' must be multipliers in (0, 4], got {_plain(widths)}"
+            )
+        for level in range(self.levels + 1):
+            chans = [self.channels(w)[level] for w in widths]
+            if len(set(chans)) != len(chans):
+                raise _fail(
+                    where,
+                    f"'width_options' {_plain(widths)} give level {level} the same channels "
+                    f"twice ({chans}); use multipliers further apart",
+                )
 
     def _check_channels(self, where: str) -> None:
         base, cap, growth = self.base_channels, self.max_channels, self.channel_growth
@@ -176,8 +223,32 @@ class SearchSpace:
 
     @property
     def divisor(self) -> int:
-        """Every patch side must be a multiple of this (``stem_stride * 2**levels``)."""
+        """Every patch side must be a multiple of this (``stem_stride * 2**levels``; with
+        ``stride_options``, the largest of :meth:`axis_divisors`)."""
+        if self.stride_options:
+            return max(self.axis_divisors())
         return self.stem_stride * 2**self.levels
+
+    def axis_divisors(self) -> tuple[int, ...]:
+        """Per axis, what every patch side must be a multiple of so that any choice of
+        ``stride_options`` fits (an axis no option halves needs only the stem's stride)."""
+        if not self.stride_options:
+            return ()
+        dims = len(self.stride_options[0])
+        return tuple(
+            self.stem_stride * max(o[a] for o in self.stride_options) ** self.levels
+            for a in range(dims)
+        )
+
+    @property
+    def has_macro(self) -> bool:
+        """Whether the space searches macro choices (strides or widths)."""
+        return bool(self.stride_options or self.width_options)
+
+    def macro_size(self) -> int:
+        """Number of macro choices: stride options per level times width options per level."""
+        strides = max(1, len(self.stride_options)) ** self.levels
+        return strides * max(1, len(self.width_options)) ** (self.levels + 1)
 
     def channels(self, width: float = 1.0) -> tuple[int, ...]:
         """Channels of levels ``0..levels``, scaled by ``width``."""
@@ -199,6 +270,8 @@ class SearchSpace:
         sides = tuple(patch)
         if not sides or not all(isinstance(p, int) and p > 0 for p in sides):
             raise _fail(where, f"a patch must be positive integers, got {list(sides)}")
+        if self.stride_options:
+            return self._check_axis_patch(where, sides)
         d = self.divisor
         if all(p % d == 0 for p in sides):
             return sides
@@ -208,6 +281,24 @@ class SearchSpace:
             f"patch {list(sides)} does not fit: every side must be divisible by {d} "
             f"(stem stride {self.stem_stride} x 2^{self.levels} levels); nearest valid patch: "
             f"{' '.join(str(p) for p in nearest)}",
+        )
+
+    def _check_axis_patch(self, where: str, sides: tuple[int, ...]) -> tuple[int, ...]:
+        divs = self.axis_divisors()
+        if len(sides) != len(divs):
+            raise _fail(
+                where,
+                f"patch {list(sides)} has {len(sides)} sides; the space's stride_options have "
+                f"{len(divs)} axes",
+            )
+        if all(p % d == 0 for p, d in zip(sides, divs)):
+            return sides
+        nearest = [max(d, round(p / d) * d) for p, d in zip(sides, divs)]
+        raise _fail(
+            where,
+            f"patch {list(sides)} does not fit: the sides must be divisible by {list(divs)} "
+            f"(stem stride {self.stem_stride} x the largest stride of each axis over "
+            f"{self.levels} levels); nearest valid patch: {' '.join(str(p) for p in nearest)}",
         )
 
     def layers(self) -> tuple[Layer, ...]:
@@ -255,7 +346,7 @@ class SearchSpace:
 
     def size(self) -> int:
         """Number of genotypes of the space, exact (see :meth:`distinct_size`)."""
-        return self.cell_size() ** len(self.arch_keys())
+        return self.cell_size() ** len(self.arch_keys()) * self.macro_size()
 
     def distinct_cell_size(self) -> int:
         """Number of distinct networks one cell can be (zero edges removed).
@@ -279,7 +370,7 @@ class SearchSpace:
 
     def distinct_size(self) -> int:
         """Number of distinct networks of the space, exact (:meth:`distinct_cell_size`)."""
-        return self.distinct_cell_size() ** len(self.arch_keys())
+        return self.distinct_cell_size() ** len(self.arch_keys()) * self.macro_size()
 
     # -- serialisation -----------------------------------------------------------------------
 
@@ -293,7 +384,7 @@ class SearchSpace:
             if isinstance(value, Enum):
                 value = value.value
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [list(v) if isinstance(v, tuple) else v for v in value]
             out[f.name] = value
         return out
 
@@ -311,6 +402,8 @@ class SearchSpace:
             if data[key] == default:  # spaces that do not use a later option keep their hash
                 data.pop(key)
         data["channel_growth"] = float(data["channel_growth"])
+        if "width_options" in data:
+            data["width_options"] = [float(w) for w in data["width_options"]]
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -353,6 +446,13 @@ class SearchSpace:
                 if isinstance(patch, str) or not isinstance(patch, Sequence):
                     raise ValueError(f"'default_patch' must be a list, got {patch!r}")
                 kwargs["default_patch"] = tuple(patch)
+            if "stride_options" in kwargs:
+                kwargs["stride_options"] = _nested("stride_options", kwargs["stride_options"])
+            if "width_options" in kwargs:
+                widths = kwargs["width_options"]
+                if isinstance(widths, str) or not isinstance(widths, Sequence):
+                    raise ValueError(f"'width_options' must be a list, got {widths!r}")
+                kwargs["width_options"] = tuple(widths)
         except ValueError as exc:
             raise _fail(where, str(exc)) from None
         return cls(**kwargs, source=source)
@@ -364,7 +464,25 @@ _LATER_FIELDS: dict[str, Any] = {
     "preact": False,
     "stem_blocks": 1,
     "skip": Skip.SUM.value,
+    "stride_options": [],
+    "width_options": [],
 }
+
+
+def _nested(key: str, value: Any) -> tuple[Any, ...]:
+    """A YAML list of lists as a tuple of tuples (non-lists are left for validation)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError(f"{key!r} must be a list of lists, got {value!r}")
+    return tuple(
+        tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for v in value
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, for messages that quote the YAML."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _enum(kind: type[Enum], key: str, value: Any) -> Any:

@@ -35,13 +35,15 @@ NNUNET_CLASS_NAME = "nasmed.export.nnunet_net.NasmedNnUNet"
 
 
 def genotype_strides(genotype: Genotype, spatial_dims: int = 3) -> list[list[int]]:
-    """nnU-Net's per-stage strides of ``genotype``'s network: ``[1]*d`` then ``[2]*d`` per
-    stride-2 stage (the stem's when ``stem_stride`` is 2, then one per level)."""
+    """nnU-Net's per-stage strides of ``genotype``'s network: ``[1]*d``, ``[2]*d`` for a
+    stride-2 stem, then one entry per level: its chosen per-axis strides (macro choices; the
+    default ``[2]*d``)."""
     import searchspaces
 
     space = searchspaces.load(genotype.space)
-    stages = space.levels + (1 if space.stem_stride == 2 else 0)
-    return [[1] * spatial_dims] + [[2] * spatial_dims for _ in range(stages)]
+    stem = [[2] * spatial_dims] if space.stem_stride == 2 else []
+    levels = [list(s) for s in genotype.level_strides(space, spatial_dims)]
+    return [[1] * spatial_dims, *stem, *levels]
 
 
 class _Decoder(nn.Module):

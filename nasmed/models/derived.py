@@ -3,7 +3,12 @@
 Built from the same cells and operations as the supernet (:class:`~nasmed.supernet.CellNetwork`),
 holding only the chosen operation of each kept edge, so a sampled child of the search and the
 derived network of the same genotype run the same modules and cost the same. Module names match
-the supernet's, so a supernet's weights for that child load into it (``strict=False``).
+the supernet's, so a supernet's weights for that child load into it (``strict=False``; not
+for the macro choices' widths, whose supernet holds the widest kernels).
+
+The genotype's macro choices (``strides`` per encoder level, ``widths`` per level; missing: the
+plan's defaults) are built in exactly: a level with stride ``(2, 2, 1)`` keeps the last axis's
+resolution, a level with width 0.5 has half the space's channels there.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class DerivedNet(nn.Module):
             width=width,
             spatial_dims=spatial_dims,
             deep_supervision=deep_supervision,
+            strides=genotype.level_strides(space, spatial_dims),
+            widths=genotype.level_widths(space),
         )
         self._plans = genotype_plans(genotype)
 

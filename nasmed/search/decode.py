@@ -14,6 +14,10 @@ The ops an edge may not choose (:func:`~nasmed.supernet.plans.op_mask`: ``zero``
 connectivity is chosen by ``inputs_per_node``, and on a node's only edge) are never decoded. No
 node is left dead: where every kept edge of a node would decode to ``zero``, the edge whose best
 other op has the highest logit takes that op.
+
+A space with macro choices also takes ``logits[MACRO_KEY]`` (``{"stride_l1": (n,), ...,
+"width_l0": (n,), ...}``, :mod:`nasmed.supernet.macro`): each level's stride and width is the
+option of the highest logit (ties: the earlier option).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
+from nasmed.supernet.macro import MACRO_KEY, macro_logit_shapes
 from nasmed.supernet.plans import op_mask
 from searchspaces import SearchSpace
 
@@ -86,10 +91,42 @@ def decode(
                 NodeChoice(tuple(EdgeChoice(edges[r][0], space.ops[choice[r]]) for r in kept))
             )
         cells.append(CellGenotype(key, tuple(nodes)))
+    strides, widths = _decode_macro(logits, space)
     return Genotype(
         space=space.name,
         space_hash=space.content_hash(),
         cells=tuple(cells),
         seed=seed,
         search=dict(search or {}),
+        strides=strides,
+        widths=widths,
     )
+
+
+def _decode_macro(
+    logits: ArchLogits, space: SearchSpace
+) -> tuple[tuple[tuple[int, ...], ...] | None, tuple[float, ...] | None]:
+    shapes = macro_logit_shapes(space)
+    if not shapes:
+        return None, None
+    if MACRO_KEY not in logits:
+        raise ValueError(f"logits lack the macro choices ({MACRO_KEY!r}) of space {space.name!r}")
+    macro = logits[MACRO_KEY]
+    best = {}
+    for name, n in shapes.items():
+        if name not in macro:
+            raise ValueError(f"macro logits lack {name!r} of space {space.name!r}")
+        value = np.asarray(macro[name], dtype=np.float64)
+        if value.shape != (n,):
+            raise ValueError(f"macro logits {name!r}: expected shape {(n,)}, got {value.shape}")
+        best[name] = int(np.argmax(value))
+    strides = widths = None
+    if space.stride_options:
+        strides = tuple(
+            space.stride_options[best[f"stride_l{lv}"]] for lv in range(1, space.levels + 1)
+        )
+    if space.width_options:
+        widths = tuple(
+            float(space.width_options[best[f"width_l{lv}"]]) for lv in range(space.levels + 1)
+        )
+    return strides, widths

@@ -122,6 +122,9 @@ class Reinforce(ArchEstimator):
                 for k, c in choices.items()
             ]
         ).sum()
+        macro = supernet.macro_log_prob()  # the macro sample the child ran with
+        if macro is not None:
+            logp = logp + macro
         return advantage * logp, loss
 
     def state_dict(self) -> dict[str, Any]:

@@ -229,6 +229,7 @@ class Searcher:
             in_channels=self.channels[0],
             out_channels=self.channels[1],
             width=self.config.width,
+            macro=self.model.macro_logits(),
         )
 
     def weights_step(self, batch: dict[str, Any]) -> float:

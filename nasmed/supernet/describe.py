@@ -71,7 +71,7 @@ def describe_space(
         f"search space {space.name} (hash {space.content_hash()[:12]})",
         f"  {space.description}" if space.description else "",
         f"levels: {space.levels} below a stride-{space.stem_stride} stem; channels per level "
-        f"{list(space.channels())}; patch sides must be multiples of {space.divisor}",
+        f"{list(space.channels())}; patch sides must be multiples of {_divisor(space)}",
         f"cells: {len(space.layers())} ({space.cells_per_level} normal per level); structures "
         f"searched per {'cell type' if space.sharing.value == 'cell_type' else 'layer'}: "
         f"{len(space.arch_keys())}",
@@ -81,6 +81,7 @@ def describe_space(
         f"ops ({len(space.ops)}): {', '.join(space.ops)}",
         f"norm {space.norm}, act {space.act}, expansion upsampling {space.upsample.value}, "
         f"skips {space.skip.value}, stem {space.stem_blocks} conv block(s)",
+        _macro_line(space),
         f"size: {distinct} distinct networks (10^{math.log10(distinct):.1f}); {size} genotypes "
         f"(10^{math.log10(size):.1f}: zero edges make distinct genotypes equal networks)",
     ]
@@ -106,7 +107,9 @@ def describe_space(
         lines.append(f"child at patch {patch_text}, batch 1 (random, seed 0): {format_cost(child)}")
         lines.append(f"mean child at patch {patch_text}: {format_cost(mean_cost)}")
         table = None
-        if latency is not False:
+        if space.has_macro and latency:
+            lines.append("measured latency: not available for macro choices yet")
+        elif latency is not False and not space.has_macro:
             table = latency_table(
                 space,
                 sides,
@@ -118,6 +121,28 @@ def describe_space(
         if table is not None:
             lines += _latency_lines(space, sides, table)
     return "\n".join(line for line in lines if line)
+
+
+def _divisor(space: SearchSpace) -> str:
+    divs = space.axis_divisors()
+    return " x ".join(map(str, divs)) + " (per axis)" if divs else str(space.divisor)
+
+
+def _macro_line(space: SearchSpace) -> str:
+    """The macro choices and how many networks they make (empty without)."""
+    if not space.has_macro:
+        return ""
+    parts = []
+    if space.stride_options:
+        opts = " | ".join("x".join(map(str, o)) for o in space.stride_options)
+        parts.append(f"strides per level 1..{space.levels} from {opts}")
+    if space.width_options:
+        opts = ", ".join(f"{w:g}x" for w in space.width_options)
+        parts.append(f"width per level 0..{space.levels} from {opts}")
+    return (
+        f"macro choices: {'; '.join(parts)} ({space.macro_size()} macro structures, counted "
+        "in the size)"
+    )
 
 
 _OUTPUT = {

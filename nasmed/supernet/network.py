@@ -17,7 +17,10 @@ sums, so every head first normalises and activates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from monai.networks.blocks import Convolution
@@ -26,16 +29,23 @@ from torch import nn
 from nasmed.ops import OpCost, conv_block, conv_block_cost
 from nasmed.supernet.cell import (
     Cell,
-    CellPlan,
     entry_block,
     entry_cost,
     preact_block,
     preact_cost,
     projection_cost,
 )
-from searchspaces import CellType, Layer, SearchSpace, Skip
+from nasmed.supernet.macro import (
+    MACRO_KEY,
+    MacroPlan,
+    MacroState,
+    level_channels,
+    make_dynamic,
+    width_mask,
+)
+from searchspaces import CellType, Layer, SearchSpace, Skip, Upsample
 
-__all__ = ["CellNetwork", "EdgeOps", "fixed_cost"]
+__all__ = ["CellNetwork", "EdgeOps", "aux_levels", "fixed_cost", "fixed_parts"]
 
 #: Per layer, the operations its cell holds per edge ``(source, node)``.
 EdgeOps = Callable[[Layer], Mapping[tuple[int, int], Sequence[str]]]
@@ -93,6 +103,11 @@ class CellNetwork(nn.Module):
             (:func:`aux_levels`: ``0..L-1`` below a stride-2 stem, else ``1..L-1``), highest
             resolution first: ``(full, level 0, level 1, ...)``, as nnU-Net's deep supervision
             and :class:`~nasmed.train.losses.DeepSupervisionLoss` take them.
+        strides: per encoder level 1..L, fixed per-axis strides (``None``: 2 on every axis).
+        widths: per level 0..L, fixed channel multipliers (``None``: 1 everywhere).
+        dynamic: hold every level at its widest ``width_options`` choice and take the strides
+            and widths of each forward pass from its plans' :class:`MacroPlan`
+            (:func:`~nasmed.supernet.macro.make_dynamic`; the supernet of a macro space).
     """
 
     def __init__(
@@ -105,6 +120,9 @@ class CellNetwork(nn.Module):
         width: float = 1.0,
         spatial_dims: int = 3,
         deep_supervision: bool = False,
+        strides: Sequence[Sequence[int]] | None = None,
+        widths: Sequence[float] | None = None,
+        dynamic: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -113,7 +131,22 @@ class CellNetwork(nn.Module):
         self.spatial_dims = spatial_dims
         self.layers = space.layers()
         self.deep_supervision = deep_supervision
-        ch = space.channels(width)
+        self.width = width
+        self.dynamic = dynamic
+        if dynamic and space.stride_options and len(space.stride_options[0]) != spatial_dims:
+            raise ValueError(
+                f"space {space.name!r}: stride_options have {len(space.stride_options[0])} axes; "
+                f"the network has {spatial_dims} spatial dims"
+            )
+        self.strides = _check_strides(space, strides, spatial_dims)
+        if dynamic:
+            widest = max(space.width_options or (1.0,))
+            widths = (widest,) * (space.levels + 1)
+        self.widths = tuple(widths) if widths is not None else (1.0,) * (space.levels + 1)
+        if len(self.widths) != space.levels + 1:
+            raise ValueError(f"widths must give {space.levels + 1} levels, got {list(self.widths)}")
+        ch = tuple(level_channels(space, self.widths, width))
+        self.channels = ch
         sd, norm, act = spatial_dims, space.norm, space.act
         blocks = space.stem_blocks - 1
         if space.stem_stride == 2:
@@ -132,7 +165,7 @@ class CellNetwork(nn.Module):
             self.head = _head(space, sd, ch[0], out_channels, blocks)
         self.cells = nn.ModuleDict()
         for layer in self.layers:
-            self.cells[layer.name] = Cell(
+            cell = self.cells[layer.name] = Cell(
                 layer.cell_type,
                 _in_channels(space, layer, ch),
                 ch[layer.level],
@@ -145,6 +178,11 @@ class CellNetwork(nn.Module):
                 output=space.cell_output,
                 preact=space.preact,
             )
+            stride = self._layer_stride(layer)
+            if stride is not None:
+                cell.entry = _strided_entry(
+                    space, layer, sd, _in_channels(space, layer, ch), ch[layer.level], stride
+                )
         self.aux_heads = nn.ModuleDict()
         if deep_supervision:
             for level in aux_levels(space):
@@ -152,11 +190,71 @@ class CellNetwork(nn.Module):
         self._last_decoder = {
             layer.level: layer.name for layer in self.layers if layer.cell_type is CellType.DECODER
         }
+        self.macro_state = MacroState()
+        if dynamic:
+            make_dynamic(self, self.macro_state)
+
+    def _layer_stride(self, layer: Layer) -> tuple[int, ...] | None:
+        """The fixed non-default stride of a resizing cell, if any."""
+        if layer.cell_type is CellType.REDUCTION:
+            stride = self.strides[layer.level - 1]
+        elif layer.cell_type is CellType.EXPANSION:
+            stride = self.strides[layer.level]
+        else:
+            return None
+        return None if set(stride) == {2} else stride
+
+    @contextlib.contextmanager
+    def macro_context(self, macro: MacroPlan | None) -> Iterator[None]:
+        """Within it, a dynamic network runs ``macro``'s strides and widths (``None`` or
+        unset fields: the plan's defaults); a fixed network ignores it."""
+        if not self.dynamic:
+            yield
+            return
+        macro = macro or MacroPlan()
+        levels = self.space.levels
+        widths = macro.widths or (1.0,) * (levels + 1)
+        self.macro_state.channels = level_channels(self.space, widths, self.width)
+        self.macro_state.strides = macro.strides or ((2,) * self.spatial_dims,) * levels
+        try:
+            yield
+        finally:
+            self.macro_state.channels = self.macro_state.strides = None
+
+    def macro_weights(self, macro: MacroPlan | None, layer: Layer, x: torch.Tensor) -> torch.Tensor:
+        """A cell's output ``x`` times the straight-through weights of its level's sampled
+        macro choices: the width mask of the level, and (reduction cells) the stride's weight."""
+        if macro is None or not self.dynamic:
+            return x
+        level = layer.level
+        if macro.width_weights and macro.width_weights[level] is not None:
+            options = [self.space.channels(self.width * w)[level] for w in self.space.width_options]
+            g = macro.width_weights[level]
+            assert g is not None
+            m = width_mask(g, options, x.shape[1]).to(x.dtype)
+            x = x * m.view(1, -1, *([1] * self.spatial_dims))
+        if layer.cell_type is CellType.REDUCTION and macro.stride_weights:
+            w = macro.stride_weights[level - 1]
+            if w is not None:
+                x = x * w
+        return x
 
     def forward_plans(
-        self, x: torch.Tensor, plans: Mapping[str, CellPlan]
+        self, x: torch.Tensor, plans: Mapping[str, Any]
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        """Run the network; each cell runs the plan of its layer's architecture key."""
+        """Run the network; each cell runs the plan of its layer's architecture key.
+
+        ``plans[MACRO_KEY]`` (a :class:`MacroPlan`) gives a dynamic network its strides and
+        widths (none: the plan's defaults); a fixed network ignores it.
+        """
+        macro = plans.get(MACRO_KEY)
+        assert macro is None or isinstance(macro, MacroPlan)
+        with self.macro_context(macro):
+            return self._forward(x, plans, macro)
+
+    def _forward(
+        self, x: torch.Tensor, plans: Mapping[str, Any], macro: MacroPlan | None
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         x = self.stem(x)
         full = x
         if self.down is not None:
@@ -166,7 +264,7 @@ class CellNetwork(nn.Module):
         for layer in self.layers:
             if layer.cell_type is CellType.REDUCTION:
                 skips[layer.level - 1] = x
-            x = self.cells[layer.name](x, plans[layer.key])
+            x = self.macro_weights(macro, layer, self.cells[layer.name](x, plans[layer.key]))
             if layer.cell_type is CellType.EXPANSION:
                 skip = skips.pop(layer.level)
                 x = torch.cat([skip, x], dim=1) if self.space.skip is Skip.CONCAT else x + skip
@@ -180,6 +278,46 @@ class CellNetwork(nn.Module):
         return out
 
 
+def _check_strides(
+    space: SearchSpace, strides: Sequence[Sequence[int]] | None, dims: int
+) -> tuple[tuple[int, ...], ...]:
+    if strides is None:
+        return ((2,) * dims,) * space.levels
+    out = tuple(tuple(int(a) for a in s) for s in strides)
+    if len(out) != space.levels or any(len(s) != dims or not set(s) <= {1, 2} for s in out):
+        raise ValueError(
+            f"strides must give {space.levels} levels of {dims} strides (1 or 2), got "
+            f"{[list(s) for s in out]}"
+        )
+    return out
+
+
+def _strided_entry(
+    space: SearchSpace, layer: Layer, dims: int, cin: int, c: int, stride: tuple[int, ...]
+) -> nn.Module:
+    """The entry block of a resizing cell with per-axis ``stride`` (names as
+    :func:`~nasmed.supernet.cell.entry_block`'s)."""
+    norm, act = space.norm, space.act
+    if layer.cell_type is CellType.REDUCTION:
+        return conv_block(dims, cin, c, kernel=3, stride=stride, norm=norm, act=act)  # type: ignore[arg-type]
+    if space.upsample is Upsample.TRANSPOSED:
+        return conv_block(
+            dims,
+            cin,
+            c,
+            kernel=stride,
+            stride=stride,  # type: ignore[arg-type]  # MONAI takes per-axis strides
+            norm=norm,
+            act=act,
+            transposed=True,
+        )
+    mode = "trilinear" if dims == 3 else "bilinear"
+    return nn.Sequential(
+        nn.Upsample(scale_factor=tuple(float(s) for s in stride), mode=mode, align_corners=False),
+        conv_block(dims, cin, c, kernel=1, norm=norm, act=act),
+    )
+
+
 def _in_channels(space: SearchSpace, layer: Layer, channels: Sequence[int]) -> int:
     if layer.cell_type is CellType.REDUCTION:
         return channels[layer.level - 1]
@@ -190,6 +328,56 @@ def _in_channels(space: SearchSpace, layer: Layer, channels: Sequence[int]) -> i
     return channels[layer.level]
 
 
+def fixed_parts(
+    space: SearchSpace,
+    in_channels: int,
+    out_channels: int,
+    channels: Sequence[int],
+    *,
+    width: float = 1.0,
+    spatial_dims: int = 3,
+    strides: Sequence[Sequence[int]] | None = None,
+) -> list[tuple[OpCost, int]]:
+    """The declared parts of everything but the searched edges, each with the level whose voxel
+    count it runs at (``-1``: the input's resolution); ``channels`` per level 0..L, ``width``
+    the global multiplier (of the stride-2 stem's channels). See :func:`fixed_cost`."""
+    ch, sd = channels, spatial_dims
+    parts: list[tuple[OpCost, int]] = []
+    top = ch[0]
+    if space.stem_stride == 2:
+        top = space.stem_channels(width)
+        parts.append((conv_block_cost(sd, top, ch[0], kernel=3, stride=2), 0))
+        parts.append((entry_cost(CellType.EXPANSION, sd, ch[0], top, space.upsample), -1))
+    parts.append((conv_block_cost(sd, in_channels, top, kernel=3), -1))
+    for _ in range(space.stem_blocks - 1):  # the stem's and the head's extra blocks
+        block = conv_block_cost(sd, top, top, kernel=3)
+        parts.append((block + block, -1))
+    head = OpCost(out_channels * (top + 1), 2.0 * top * out_channels, 4.0 * out_channels)
+    if space.preact:
+        head = head + preact_cost(top)
+    parts.append((head, -1))
+    for layer in space.layers():
+        c = ch[layer.level]
+        cin = _in_channels(space, layer, ch)
+        entry = entry_cost(layer.cell_type, sd, cin, c, space.upsample)
+        if layer.cell_type is CellType.EXPANSION and strides is not None:
+            stride = strides[layer.level]
+            if space.upsample is Upsample.TRANSPOSED and set(stride) != {2}:
+                # kernel == stride: one tap per output voxel, prod(stride) taps of weights
+                one = conv_block_cost(sd, cin, c, kernel=1)
+                entry = OpCost(
+                    one.params + (math.prod(stride) - 1) * cin * c, one.flops, one.act_bytes
+                )
+        parts.append((entry, layer.level))
+        parts.append(
+            (
+                projection_cost(sd, space.nodes, c, space.cell_output, preact=space.preact),
+                layer.level,
+            )
+        )
+    return parts
+
+
 def fixed_cost(
     space: SearchSpace,
     in_channels: int,
@@ -198,41 +386,27 @@ def fixed_cost(
     *,
     width: float = 1.0,
     spatial_dims: int = 3,
+    channels: Sequence[int] | None = None,
+    strides: Sequence[Sequence[int]] | None = None,
 ) -> tuple[int, float, float]:
     """Params, FLOPs and activation bytes of everything but the searched edges.
 
     ``voxels[l]`` is the voxel count at level ``l``; ``voxels[-1]`` the input's. Counts the stem,
     head, entry blocks and output projections of every cell, and the decoder's skip sums.
+    ``channels`` (per level) and ``strides`` (per encoder level) are a macro choice's (default:
+    the space's channels at ``width``, stride 2 on every axis).
     """
-    ch = space.channels(width)
-    sd = spatial_dims
-    full = voxels[-1]
-    parts: list[tuple[OpCost, float]] = []
-    top = ch[0]
-    if space.stem_stride == 2:
-        top = space.stem_channels(width)
-        parts.append((conv_block_cost(sd, top, ch[0], kernel=3, stride=2), voxels[0]))
-        parts.append((entry_cost(CellType.EXPANSION, sd, ch[0], top, space.upsample), full))
-    parts.append((conv_block_cost(sd, in_channels, top, kernel=3), full))
-    for _ in range(space.stem_blocks - 1):  # the stem's and the head's extra blocks
-        parts.append(
-            (
-                conv_block_cost(sd, top, top, kernel=3) + conv_block_cost(sd, top, top, kernel=3),
-                full,
-            )
-        )
-    head = OpCost(out_channels * (top + 1), 2.0 * top * out_channels, 4.0 * out_channels)
-    if space.preact:
-        head = head + preact_cost(top)
-    parts.append((head, full))
-    for layer in space.layers():
-        c, n = ch[layer.level], voxels[layer.level]
-        cin = _in_channels(space, layer, ch)
-        parts.append((entry_cost(layer.cell_type, sd, cin, c, space.upsample), n))
-        parts.append(
-            (projection_cost(sd, space.nodes, c, space.cell_output, preact=space.preact), n)
-        )
+    ch = space.channels(width) if channels is None else channels
+    parts = fixed_parts(
+        space,
+        in_channels,
+        out_channels,
+        ch,
+        width=width,
+        spatial_dims=spatial_dims,
+        strides=strides,
+    )
     params = sum(cost.params for cost, _ in parts)
-    flops = sum(cost.flops * n for cost, n in parts)
-    act = sum(cost.act_bytes * n for cost, n in parts)
+    flops = sum(cost.flops * voxels[v] for cost, v in parts)
+    act = sum(cost.act_bytes * voxels[v] for cost, v in parts)
     return params, flops, act

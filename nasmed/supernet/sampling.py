@@ -15,7 +15,8 @@ def sample_genotype(space: SearchSpace, rng: np.random.Generator | int | None = 
     """An architecture drawn uniformly from ``space``.
 
     Every node's kept subset is uniform over the subsets, every kept edge's op uniform over the
-    space's ops, so every genotype of the space is equally likely.
+    space's ops, every macro choice (drawn after the cells) uniform over its options, so every
+    genotype of the space is equally likely.
 
     Args:
         space: the search space.
@@ -34,4 +35,19 @@ def sample_genotype(space: SearchSpace, rng: np.random.Generator | int | None = 
                 NodeChoice(tuple(EdgeChoice(j, space.ops[int(o)]) for j, o in zip(chosen, ops)))
             )
         cells.append(CellGenotype(key, tuple(nodes)))
-    return Genotype(space.name, space.content_hash(), tuple(cells), seed, {"strategy": "random"})
+    strides = widths = None
+    if space.stride_options:
+        picks = gen.integers(len(space.stride_options), size=space.levels)
+        strides = tuple(space.stride_options[int(i)] for i in picks)
+    if space.width_options:
+        picks = gen.integers(len(space.width_options), size=space.levels + 1)
+        widths = tuple(float(space.width_options[int(i)]) for i in picks)
+    return Genotype(
+        space.name,
+        space.content_hash(),
+        tuple(cells),
+        seed,
+        {"strategy": "random"},
+        strides=strides,
+        widths=widths,
+    )

@@ -7,6 +7,12 @@ ops an edge may not choose (:func:`~nasmed.supernet.plans.op_mask`: ``zero`` whe
 connectivity is chosen otherwise) are masked in :meth:`Supernet.logits`, in every sample and in
 the entropies; the raw parameters (:meth:`Supernet.arch_logits`) keep their shape.
 
+A space with macro choices (``stride_options``, ``width_options``) adds one logit vector per
+choice (:meth:`Supernet.macro_logits`, :mod:`nasmed.supernet.macro`), among the architecture
+parameters; every forward pass samples them (hard straight-through Gumbel) along with the cells,
+the sample riding in the plans under :data:`~nasmed.supernet.macro.MACRO_KEY`. Plans given
+without it (an estimator's) get a fresh macro sample. Only sampled mode supports them.
+
 >>> net = Supernet(space, in_channels=1, out_channels=2)          # mode="sampled"
 >>> weights, arch = net.weight_parameters(), net.arch_parameters()
 >>> net.set_temperature(5.0)
@@ -24,7 +30,14 @@ import torch
 from torch import nn
 
 from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
-from nasmed.supernet.cell import CellPlan, Term
+from nasmed.supernet.cell import Term
+from nasmed.supernet.macro import (
+    MACRO_KEY,
+    MacroPlan,
+    macro_log_prob,
+    macro_logit_shapes,
+    sampled_macro,
+)
 from nasmed.supernet.network import CellNetwork
 from nasmed.supernet.plans import (
     Mode,
@@ -67,6 +80,11 @@ class Supernet(nn.Module):
         super().__init__()
         self.space = space
         self.mode = Mode(mode)
+        if space.has_macro and self.mode is not Mode.SAMPLED:
+            raise ValueError(
+                f"space {space.name!r} has macro choices (stride_options / width_options); "
+                "only mode 'sampled' supports them"
+            )
         self.tau = float(tau)
         self.generator: torch.Generator | None = None
         every_op = {edge: space.ops for edge in space.edges()}
@@ -77,6 +95,7 @@ class Supernet(nn.Module):
             lambda _layer: every_op,
             width=width,
             spatial_dims=spatial_dims,
+            dynamic=space.has_macro,
         )
         n_edges = len(space.edges())
         self.arch_ops = nn.ParameterDict(
@@ -85,15 +104,23 @@ class Supernet(nn.Module):
         self.arch_inputs = nn.ParameterDict(
             {k: nn.Parameter(torch.zeros(n_edges)) for k in space.arch_keys()}
         )
+        self.arch_macro = nn.ParameterDict(
+            {k: nn.Parameter(torch.zeros(n)) for k, n in macro_logit_shapes(space).items()}
+        )
         self.op_allowed: torch.Tensor
         self.register_buffer("op_allowed", torch.from_numpy(op_mask(space)), persistent=False)
-        self.last_plans: dict[str, CellPlan] = {}
+        self.last_plans: dict[str, Any] = {}
 
     # -- parameters ----------------------------------------------------------------------------
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        """The architecture logits (for the architecture optimiser)."""
-        return [*self.arch_ops.values(), *self.arch_inputs.values()]
+        """The architecture logits (for the architecture optimiser), macro choices last."""
+        return [*self.arch_ops.values(), *self.arch_inputs.values(), *self.arch_macro.values()]
+
+    def macro_logits(self) -> dict[str, torch.Tensor]:
+        """The logits of the macro choices, ``{"stride_l1": (n,), ..., "width_l0": (n,), ...}``
+        (empty without macro choices)."""
+        return dict(self.arch_macro.items())
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every other parameter: the operations' weights (for the weight optimiser)."""
@@ -108,14 +135,18 @@ class Supernet(nn.Module):
         }
 
     def _raw(self) -> dict[str, dict[str, nn.Parameter]]:
-        return {
+        out = {
             k: {"ops": self.arch_ops[k], "inputs": self.arch_inputs[k]}
             for k in self.space.arch_keys()
         }
+        if len(self.arch_macro):
+            out[MACRO_KEY] = dict(self.arch_macro.items())
+        return out
 
     def arch_logits(self) -> dict[str, dict[str, np.ndarray]]:
         """The raw architecture parameters as numpy copies (snapshots, and the input of
-        :func:`~nasmed.search.decode`, which applies the same mask)."""
+        :func:`~nasmed.search.decode`, which applies the same mask); the macro choices' under
+        :data:`~nasmed.supernet.macro.MACRO_KEY`."""
         return {
             k: {name: t.detach().cpu().numpy().copy() for name, t in d.items()}
             for k, d in self._raw().items()
@@ -136,26 +167,44 @@ class Supernet(nn.Module):
             raise ValueError(f"temperature must be > 0, got {tau}")
         self.tau = float(tau)
 
-    def plans(self, generator: torch.Generator | None = None) -> dict[str, CellPlan]:
-        """The plans of one forward: a fresh sample per key (sampled) or the mixture (mixed)."""
-        out = {}
+    def plans(self, generator: torch.Generator | None = None) -> dict[str, Any]:
+        """The plans of one forward: a fresh sample per key (sampled) or the mixture (mixed),
+        and the macro sample (under ``MACRO_KEY``) of a space with macro choices."""
+        out: dict[str, Any] = {}
         for key, d in self.logits().items():
             if self.mode is Mode.SAMPLED:
                 out[key] = sampled_plan(d["ops"], d["inputs"], self.space, self.tau, generator)
             else:
                 out[key] = mixed_plan(d["ops"], d["inputs"], self.space)
+        if len(self.arch_macro):
+            out[MACRO_KEY] = self.sample_macro(generator)
         return out
+
+    def sample_macro(self, generator: torch.Generator | None = None) -> MacroPlan:
+        """A hard straight-through Gumbel sample of the macro choices."""
+        return sampled_macro(self.macro_logits(), self.space, self.tau, generator)
+
+    def macro_log_prob(self) -> torch.Tensor | None:
+        """Log-probability of the last forward pass's macro sample under the current logits
+        (``None`` without macro choices), for score-function estimators."""
+        plan = self.last_plans.get(MACRO_KEY)
+        if not isinstance(plan, MacroPlan):
+            return None
+        return macro_log_prob(plan, self.macro_logits())
 
     def draw(
         self,
         generator: torch.Generator | None = None,
-        plans: Mapping[str, CellPlan] | None = None,
-    ) -> dict[str, CellPlan]:
+        plans: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The plans of the next forward pass (``plans``, or drawn as in :meth:`forward`), kept in
-        ``last_plans``."""
+        ``last_plans``; plans without a macro sample get one (after the cells' noise)."""
+        gen = generator if generator is not None else self.generator
         if plans is None:
-            plans = self.plans(generator if generator is not None else self.generator)
+            plans = self.plans(gen)
         self.last_plans = dict(plans)
+        if len(self.arch_macro) and MACRO_KEY not in self.last_plans:
+            self.last_plans[MACRO_KEY] = self.sample_macro(gen)
         return self.last_plans
 
     def forward(
@@ -163,7 +212,7 @@ class Supernet(nn.Module):
         x: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
-        plans: Mapping[str, CellPlan] | None = None,
+        plans: Mapping[str, Any] | None = None,
     ) -> torch.Tensor:
         """One forward pass; in sampled mode a new child is drawn from ``generator``.
 
@@ -187,16 +236,20 @@ class Supernet(nn.Module):
     def entropy_terms(self) -> torch.Tensor:
         """``(ops, inputs)``: the mean entropies (nats) of the op choices and of the input-subset
         choices of the nodes that have one (0 when none has), over every architecture key;
-        differentiable in the logits."""
-        return torch.stack(
+        with macro choices a third term, their mean entropy; differentiable in the logits (the
+        search's decision term lowers their sum)."""
+        cells = torch.stack(
             [choice_entropy(d["ops"], d["inputs"], self.space) for d in self.logits().values()]
         ).mean(0)
+        if not len(self.arch_macro):
+            return cells
+        return torch.cat([cells, _mean_entropy(list(self.arch_macro.values()))[None]])
 
     def entropies(self) -> dict[str, float]:
-        """:meth:`entropy_terms` as floats: ``{"ops": ..., "inputs": ...}``."""
+        """:meth:`entropy_terms` as floats: ``{"ops": ..., "inputs": ...}`` (and ``"macro"``)."""
         with torch.no_grad():
-            ops, inputs = self.entropy_terms().tolist()
-        return {"ops": ops, "inputs": inputs}
+            values = self.entropy_terms().tolist()
+        return dict(zip(("ops", "inputs", "macro"), values))
 
     def max_entropies(self) -> dict[str, float]:
         """The entropies of the uniform distribution over the allowed choices (their maximum)."""
@@ -207,11 +260,24 @@ class Supernet(nn.Module):
                 torch.zeros_like(d["inputs"]),
                 self.space,
             ).tolist()
-        return {"ops": ops, "inputs": inputs}
+            out = {"ops": ops, "inputs": inputs}
+            if len(self.arch_macro):
+                uniform = [torch.zeros_like(p) for p in self.arch_macro.values()]
+                out["macro"] = float(_mean_entropy(uniform))
+        return out
+
+
+def _mean_entropy(logits: list[torch.Tensor]) -> torch.Tensor:
+    """Mean entropy (nats) of categorical choices given by their logits."""
+    terms = []
+    for value in logits:
+        log_p = torch.log_softmax(value, dim=0)
+        terms.append(-(log_p.exp() * log_p).sum())
+    return torch.stack(terms).mean()
 
 
 def plan_genotype(
-    plans: Mapping[str, CellPlan],
+    plans: Mapping[str, Any],
     space: SearchSpace,
     *,
     seed: int | None = None,
@@ -225,13 +291,27 @@ def plan_genotype(
             edges = sorted((EdgeChoice(t.source, t.op) for t in terms), key=lambda e: e.source)
             nodes.append(NodeChoice(tuple(edges)))
         cells.append(CellGenotype(key, tuple(nodes)))
-    return Genotype(space.name, space.content_hash(), tuple(cells), seed, dict(search or {}))
+    macro = plans.get(MACRO_KEY)
+    strides = macro.strides if isinstance(macro, MacroPlan) else None
+    widths = macro.widths if isinstance(macro, MacroPlan) else None
+    return Genotype(
+        space.name,
+        space.content_hash(),
+        tuple(cells),
+        seed,
+        dict(search or {}),
+        strides=strides,
+        widths=widths,
+    )
 
 
-def genotype_plans(genotype: Genotype) -> dict[str, CellPlan]:
+def genotype_plans(genotype: Genotype) -> dict[str, Any]:
     """Fixed plans (unweighted terms) of every architecture key (the inverse of
-    :func:`plan_genotype`)."""
-    return {
+    :func:`plan_genotype`), and the genotype's macro choices under ``MACRO_KEY`` (read by a
+    dynamic network, ignored by a derived one, which is built with them)."""
+    out: dict[str, Any] = {
         cell.key: tuple(tuple(Term(e.source, e.op) for e in node.inputs) for node in cell.nodes)
         for cell in genotype.cells
     }
+    out[MACRO_KEY] = MacroPlan(genotype.strides, genotype.widths)
+    return out
