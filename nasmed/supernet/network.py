@@ -12,7 +12,9 @@ The space's options: ``stem_blocks`` 2 makes the stem nnU-Net's first stage (two
 act) and puts one more conv block before the head; ``skip: concat`` concatenates the encoder's
 output with the expansion cell's (the next decoder cell's entry 1x1x1 block mixes them, as
 nnU-Net's decoder does after its transposed conv); with ``preact`` the cells' outputs are raw
-sums, so every head first normalises and activates.
+sums, so every head first normalises and activates. ``stem_blocks`` 0 drops the full-resolution
+stage (MONAI UNet's top): the image goes straight into the stride-2 conv block and the head is a
+transposed conv from level 0 to the logits, with no full-resolution skip.
 """
 
 from __future__ import annotations
@@ -58,6 +60,27 @@ def _head(
         for _ in range(blocks)
     ]
     return nn.Sequential(*layers, conv)
+
+
+def _transposed_head(
+    space: SearchSpace, spatial_dims: int, channels: int, out_channels: int
+) -> nn.Module:
+    """Level 0 to full-resolution logits: a 2x2x2 stride-2 transposed conv with bias."""
+    conv = Convolution(
+        spatial_dims,
+        channels,
+        out_channels,
+        strides=2,
+        kernel_size=2,
+        conv_only=True,
+        bias=True,
+        is_transposed=True,
+        padding=0,
+        output_padding=0,
+    )
+    if not space.preact:
+        return conv
+    return nn.Sequential(preact_block(spatial_dims, channels, space.norm, space.act), conv)
 
 
 def _stem(space: SearchSpace, spatial_dims: int, in_channels: int, channels: int) -> nn.Module:
@@ -116,13 +139,21 @@ class CellNetwork(nn.Module):
         ch = space.channels(width)
         sd, norm, act = spatial_dims, space.norm, space.act
         blocks = space.stem_blocks - 1
-        if space.stem_stride == 2:
+        self.stem: nn.Module
+        self.down: nn.Module | None
+        self.up: nn.Module | None
+        if space.stem_blocks == 0:  # no full-resolution stage
+            self.stem = nn.Identity()
+            self.down = conv_block(sd, in_channels, ch[0], kernel=3, stride=2, norm=norm, act=act)
+            self.up = None
+            self.head = _transposed_head(space, sd, ch[0], out_channels)
+        elif space.stem_stride == 2:
             cs = space.stem_channels(width)
             self.stem = _stem(space, sd, in_channels, cs)
-            self.down: nn.Module | None = conv_block(
+            self.down = conv_block(
                 sd, cs, ch[0], kernel=3, stride=2, norm=norm, act=act
             )
-            self.up: nn.Module | None = entry_block(
+            self.up = entry_block(
                 CellType.EXPANSION, sd, ch[0], cs, norm=norm, act=act, upsample=space.upsample
             )
             self.head = _head(space, sd, cs, out_channels, blocks)
@@ -209,6 +240,14 @@ def fixed_cost(
     full = voxels[-1]
     parts: list[tuple[OpCost, float]] = []
     top = ch[0]
+    if space.stem_blocks == 0:
+        parts.append((conv_block_cost(sd, in_channels, top, kernel=3, stride=2), voxels[0]))
+        head = OpCost(out_channels * (8 * top + 1), 2.0 * top * out_channels, 4.0 * out_channels)
+        parts.append((head, full))
+        if space.preact:  # the head's norm -> act runs at level 0
+            parts.append((preact_cost(top), voxels[0]))
+        parts += _cell_costs(space, ch, voxels, sd)
+        return _sum(parts)
     if space.stem_stride == 2:
         top = space.stem_channels(width)
         parts.append((conv_block_cost(sd, top, ch[0], kernel=3, stride=2), voxels[0]))
@@ -225,6 +264,14 @@ def fixed_cost(
     if space.preact:
         head = head + preact_cost(top)
     parts.append((head, full))
+    parts += _cell_costs(space, ch, voxels, sd)
+    return _sum(parts)
+
+
+def _cell_costs(
+    space: SearchSpace, ch: Sequence[int], voxels: Sequence[float], sd: int
+) -> list[tuple[OpCost, float]]:
+    parts = []
     for layer in space.layers():
         c, n = ch[layer.level], voxels[layer.level]
         cin = _in_channels(space, layer, ch)
@@ -232,6 +279,10 @@ def fixed_cost(
         parts.append(
             (projection_cost(sd, space.nodes, c, space.cell_output, preact=space.preact), n)
         )
+    return parts
+
+
+def _sum(parts: Sequence[tuple[OpCost, float]]) -> tuple[int, float, float]:
     params = sum(cost.params for cost, _ in parts)
     flops = sum(cost.flops * n for cost, n in parts)
     act = sum(cost.act_bytes * n for cost, n in parts)

@@ -215,7 +215,7 @@ def test_new_options_keep_old_hashes_and_validate(tmp_path: Path) -> None:
     for key, value, message in [
         ("cell_output", "mean", "'cell_output' must be one of concat, residual, sum"),
         ("skip", "max", "'skip' must be one of sum, concat"),
-        ("stem_blocks", 3, "'stem_blocks' must be 1 or 2"),
+        ("stem_blocks", 3, "'stem_blocks' must be 0, 1 or 2"),
         ("preact", "yes", "'preact' must be true or false"),
     ]:
         with pytest.raises(SpaceError, match=message):
