@@ -148,13 +148,14 @@ def test_stem_blocks_0_has_no_full_resolution_stage() -> None:
         dataclasses.replace(SPACE, stem_blocks=0, stem_stride=1)
 
 
-def test_old_genotype_of_the_changed_default_fails_with_one_line() -> None:
-    old = sample_genotype(searchspaces.load("scnas-v1"), 0)
+@pytest.mark.parametrize("previous", ["scnas-v1", "scnas-v2"])
+def test_old_genotype_of_the_changed_default_fails_with_one_line(previous: str) -> None:
+    old = sample_genotype(searchspaces.load(previous), 0)
     stale = Genotype("scnas", old.space_hash, old.cells)  # made before scnas changed
     with pytest.raises(GenotypeError) as info:
         build_network(stale, 1, 2)
     message = str(info.value)
     assert "\n" not in message and "changed since the genotype was made" in message
-    assert old.space_hash[:12] in message and "set its \"space\" to 'scnas-v1'" in message
+    assert old.space_hash[:12] in message and f"set its \"space\" to '{previous}'" in message
     # the old space is still shipped under its own name, with its old hash
-    assert searchspaces.load("scnas-v1").content_hash() == old.space_hash
+    assert searchspaces.load(previous).content_hash() == old.space_hash
