@@ -150,9 +150,7 @@ class CellNetwork(nn.Module):
         elif space.stem_stride == 2:
             cs = space.stem_channels(width)
             self.stem = _stem(space, sd, in_channels, cs)
-            self.down = conv_block(
-                sd, cs, ch[0], kernel=3, stride=2, norm=norm, act=act
-            )
+            self.down = conv_block(sd, cs, ch[0], kernel=3, stride=2, norm=norm, act=act)
             self.up = entry_block(
                 CellType.EXPANSION, sd, ch[0], cs, norm=norm, act=act, upsample=space.upsample
             )
