@@ -87,7 +87,9 @@ class SearchSpace:
             raw state. Otherwise each operation is conv -> norm -> act (post-activation).
         stem_blocks: conv blocks of the fixed full-resolution stem (2: nnU-Net's first stage of
             two conv -> norm -> act; the head then also gets ``stem_blocks - 1`` conv blocks
-            before its 1x1x1 conv, as nnU-Net's last decoder stage).
+            before its 1x1x1 conv, as nnU-Net's last decoder stage). 0 (``stem_stride`` 2 only):
+            no full-resolution stage, as MONAI's UNet: a stride-2 conv block from the image, and
+            a transposed-conv head from level 0 straight to the logits.
         skip: how the decoder takes the encoder's output of the same level (:class:`Skip`).
         stride_options: macro choice of every encoder level's downsampling: the per-axis
             strides (1 or 2 each, at least one 2) a level may choose from, e.g.
@@ -148,8 +150,10 @@ class SearchSpace:
             raise _fail(where, f"unknown act {self.act!r}; valid: {', '.join(ACTS)}")
         if self.stem_stride not in (1, 2):
             raise _fail(where, f"'stem_stride' must be 1 or 2, got {self.stem_stride!r}")
-        if self.stem_blocks not in (1, 2):
-            raise _fail(where, f"'stem_blocks' must be 1 or 2, got {self.stem_blocks!r}")
+        if self.stem_blocks not in (0, 1, 2):
+            raise _fail(where, f"'stem_blocks' must be 0, 1 or 2, got {self.stem_blocks!r}")
+        if self.stem_blocks == 0 and self.stem_stride != 2:
+            raise _fail(where, "'stem_blocks' 0 (no full-resolution stage) needs stem_stride 2")
         if not isinstance(self.preact, bool):
             raise _fail(where, f"'preact' must be true or false, got {self.preact!r}")
         self._check_macro(where)

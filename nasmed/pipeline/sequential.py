@@ -36,7 +36,7 @@ from torchgpipe.skip.skippable import Skippable
 from nasmed.errors import ConfigError
 from nasmed.models.derived import DerivedNet, genotype_plans
 from nasmed.supernet.cell import Cell, CellPlan
-from searchspaces import CellType
+from searchspaces import CellType, Skip
 
 __all__ = [
     "Merge",
@@ -178,9 +178,9 @@ def _isolated(layer: nn.Module, ns: Namespace) -> nn.Module:
     return layer.isolate(ns)
 
 
-def _link() -> tuple[nn.Module, nn.Module]:
+def _link(mode: MergeMode = MergeMode.ADD) -> tuple[nn.Module, nn.Module]:
     ns = Namespace()
-    return _isolated(Stash(), ns), _isolated(Merge(MergeMode.ADD), ns)
+    return _isolated(Stash(), ns), _isolated(Merge(mode), ns)
 
 
 def _derived_layers(model: DerivedNet) -> list[tuple[str, nn.Module]]:
@@ -188,9 +188,13 @@ def _derived_layers(model: DerivedNet) -> list[tuple[str, nn.Module]]:
     plans = genotype_plans(model.genotype)
     layers: list[tuple[str, nn.Module]] = [("stem", net.stem)]
     full_link = None
-    if net.down is not None:
+    if net.up is not None:  # the full-resolution skip (none with stem_blocks 0)
         full_link = _link()
-        layers += [("stash_full", full_link[0]), ("down", net.down)]
+        layers.append(("stash_full", full_link[0]))
+    if net.down is not None:
+        layers.append(("down", net.down))
+    # the decoder's skips: summed, or concatenated encoder first (as CellNetwork.forward_plans)
+    skip_mode = MergeMode.CAT if net.space.skip is Skip.CONCAT else MergeMode.ADD
     merges: dict[int, nn.Module] = {}
     aux_levels = [int(level) for level in net.aux_heads]
     last_decoder = {
@@ -198,7 +202,7 @@ def _derived_layers(model: DerivedNet) -> list[tuple[str, nn.Module]]:
     }
     for layer in net.layers:
         if layer.cell_type is CellType.REDUCTION:
-            stash_layer, merges[layer.level - 1] = _link()
+            stash_layer, merges[layer.level - 1] = _link(skip_mode)
             layers.append((f"stash_l{layer.level - 1}", stash_layer))
         cell = net.cells[layer.name]
         assert isinstance(cell, Cell)

@@ -12,7 +12,9 @@ The space's options: ``stem_blocks`` 2 makes the stem nnU-Net's first stage (two
 act) and puts one more conv block before the head; ``skip: concat`` concatenates the encoder's
 output with the expansion cell's (the next decoder cell's entry 1x1x1 block mixes them, as
 nnU-Net's decoder does after its transposed conv); with ``preact`` the cells' outputs are raw
-sums, so every head first normalises and activates.
+sums, so every head first normalises and activates. ``stem_blocks`` 0 drops the full-resolution
+stage (MONAI UNet's top): the image goes straight into the stride-2 conv block and the head is a
+transposed conv from level 0 to the logits, with no full-resolution skip.
 """
 
 from __future__ import annotations
@@ -68,6 +70,27 @@ def _head(
         for _ in range(blocks)
     ]
     return nn.Sequential(*layers, conv)
+
+
+def _transposed_head(
+    space: SearchSpace, spatial_dims: int, channels: int, out_channels: int
+) -> nn.Module:
+    """Level 0 to full-resolution logits: a 2x2x2 stride-2 transposed conv with bias."""
+    conv = Convolution(
+        spatial_dims,
+        channels,
+        out_channels,
+        strides=2,
+        kernel_size=2,
+        conv_only=True,
+        bias=True,
+        is_transposed=True,
+        padding=0,
+        output_padding=0,
+    )
+    if not space.preact:
+        return conv
+    return nn.Sequential(preact_block(spatial_dims, channels, space.norm, space.act), conv)
 
 
 def _stem(space: SearchSpace, spatial_dims: int, in_channels: int, channels: int) -> nn.Module:
@@ -149,13 +172,19 @@ class CellNetwork(nn.Module):
         self.channels = ch
         sd, norm, act = spatial_dims, space.norm, space.act
         blocks = space.stem_blocks - 1
-        if space.stem_stride == 2:
+        self.stem: nn.Module
+        self.down: nn.Module | None
+        self.up: nn.Module | None
+        if space.stem_blocks == 0:  # no full-resolution stage
+            self.stem = nn.Identity()
+            self.down = conv_block(sd, in_channels, ch[0], kernel=3, stride=2, norm=norm, act=act)
+            self.up = None
+            self.head = _transposed_head(space, sd, ch[0], out_channels)
+        elif space.stem_stride == 2:
             cs = space.stem_channels(width)
             self.stem = _stem(space, sd, in_channels, cs)
-            self.down: nn.Module | None = conv_block(
-                sd, cs, ch[0], kernel=3, stride=2, norm=norm, act=act
-            )
-            self.up: nn.Module | None = entry_block(
+            self.down = conv_block(sd, cs, ch[0], kernel=3, stride=2, norm=norm, act=act)
+            self.up = entry_block(
                 CellType.EXPANSION, sd, ch[0], cs, norm=norm, act=act, upsample=space.upsample
             )
             self.head = _head(space, sd, cs, out_channels, blocks)
@@ -344,6 +373,13 @@ def fixed_parts(
     ch, sd = channels, spatial_dims
     parts: list[tuple[OpCost, int]] = []
     top = ch[0]
+    if space.stem_blocks == 0:  # no full-resolution stage: stride-2 block in, transposed head out
+        parts.append((conv_block_cost(sd, in_channels, top, kernel=3, stride=2), 0))
+        head = OpCost(out_channels * (8 * top + 1), 2.0 * top * out_channels, 4.0 * out_channels)
+        parts.append((head, -1))
+        if space.preact:  # the head's norm -> act runs at level 0
+            parts.append((preact_cost(top), 0))
+        return parts + _cell_parts(space, ch, sd, strides)
     if space.stem_stride == 2:
         top = space.stem_channels(width)
         parts.append((conv_block_cost(sd, top, ch[0], kernel=3, stride=2), 0))
@@ -356,6 +392,17 @@ def fixed_parts(
     if space.preact:
         head = head + preact_cost(top)
     parts.append((head, -1))
+    return parts + _cell_parts(space, ch, sd, strides)
+
+
+def _cell_parts(
+    space: SearchSpace,
+    ch: Sequence[int],
+    sd: int,
+    strides: Sequence[Sequence[int]] | None,
+) -> list[tuple[OpCost, int]]:
+    """Every cell's entry block and output projection, each with its level."""
+    parts: list[tuple[OpCost, int]] = []
     for layer in space.layers():
         c = ch[layer.level]
         cin = _in_channels(space, layer, ch)

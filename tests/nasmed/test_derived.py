@@ -86,6 +86,8 @@ OPTIONS = [
     {"cell_output": CellOutput.SUM, "preact": True, "stem_blocks": 2},
     {"cell_output": CellOutput.RESIDUAL, "preact": True, "skip": Skip.CONCAT, "stem_stride": 1},
     {"cell_output": CellOutput.CONCAT, "stem_blocks": 2, "skip": Skip.CONCAT},
+    {"cell_output": CellOutput.RESIDUAL, "stem_blocks": 0},
+    {"cell_output": CellOutput.RESIDUAL, "stem_blocks": 0, "preact": True},
 ]
 
 
@@ -119,13 +121,41 @@ def test_stem_blocks_make_an_nnunet_first_stage() -> None:
     assert [c.kernel_size for c in head_convs] == [(3, 3, 3), (1, 1, 1)]
 
 
-def test_old_genotype_of_the_changed_default_fails_with_one_line() -> None:
-    old = sample_genotype(searchspaces.load("scnas-v1"), 0)
+def test_stem_blocks_0_has_no_full_resolution_stage() -> None:
+    space = dataclasses.replace(SPACE, stem_blocks=0)
+    model = DerivedNet(sample_genotype(space, 0), space, 1, 2)
+    net = model.net
+    assert isinstance(net.stem, torch.nn.Identity) and net.up is None
+    assert net.down is not None
+    down = [m for m in net.down.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert [(c.in_channels, c.stride) for c in down] == [(1, (2, 2, 2))]  # from the image
+    head = [m for m in net.head.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
+    expected = [(space.channels()[0], 2, (2, 2, 2))]
+    assert [(c.in_channels, c.out_channels, c.stride) for c in head] == expected
+    # every other convolution runs at half the resolution or lower
+    x = torch.randn(1, 1, 32, 32, 32)
+    sizes: list[int] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
+        for m in net.modules()
+        if isinstance(m, torch.nn.Conv3d | torch.nn.ConvTranspose3d)
+    ]
+    model.eval()(x)
+    for h in hooks:
+        h.remove()
+    assert sizes.count(32) == 1 and max(sizes) == 32  # only the head's output
+    with pytest.raises(searchspaces.SpaceError, match="needs stem_stride 2"):
+        dataclasses.replace(SPACE, stem_blocks=0, stem_stride=1)
+
+
+@pytest.mark.parametrize("previous", ["scnas-v1", "scnas-v2"])
+def test_old_genotype_of_the_changed_default_fails_with_one_line(previous: str) -> None:
+    old = sample_genotype(searchspaces.load(previous), 0)
     stale = Genotype("scnas", old.space_hash, old.cells)  # made before scnas changed
     with pytest.raises(GenotypeError) as info:
         build_network(stale, 1, 2)
     message = str(info.value)
     assert "\n" not in message and "changed since the genotype was made" in message
-    assert old.space_hash[:12] in message and "set its \"space\" to 'scnas-v1'" in message
+    assert old.space_hash[:12] in message and f"set its \"space\" to '{previous}'" in message
     # the old space is still shipped under its own name, with its old hash
-    assert searchspaces.load("scnas-v1").content_hash() == old.space_hash
+    assert searchspaces.load(previous).content_hash() == old.space_hash

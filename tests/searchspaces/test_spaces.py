@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -215,7 +216,7 @@ def test_new_options_keep_old_hashes_and_validate(tmp_path: Path) -> None:
     for key, value, message in [
         ("cell_output", "mean", "'cell_output' must be one of concat, residual, sum"),
         ("skip", "max", "'skip' must be one of sum, concat"),
-        ("stem_blocks", 3, "'stem_blocks' must be 1 or 2"),
+        ("stem_blocks", 3, "'stem_blocks' must be 0, 1 or 2"),
         ("preact", "yes", "'preact' must be true or false"),
     ]:
         with pytest.raises(SpaceError, match=message):
@@ -231,10 +232,15 @@ def _write_full(tmp_path: Path, name: str, **changes: object) -> Path:
 
 
 def test_default_space_is_the_measured_choice() -> None:
-    """scnas: residual cells without dw3 (docs/search.md "What changed"); still above DiNTS."""
-    space, old = searchspaces.load("scnas"), searchspaces.load("scnas-v1")
+    """scnas: residual cells without dw3 and no full-resolution stage (docs/search.md "What
+    changed"); the previous defaults stay shipped; still above DiNTS."""
+    space, v1, v2 = (searchspaces.load(n) for n in ("scnas", "scnas-v1", "scnas-v2"))
     assert space.cell_output is searchspaces.CellOutput.RESIDUAL and not space.preact
-    assert "dw3" not in space.ops and set(space.ops) < set(old.ops)
-    assert space.content_hash() != old.content_hash()
+    assert "dw3" not in space.ops and set(space.ops) < set(v1.ops)
+    assert space.stem_blocks == 0 and v2.stem_blocks == 1
+    assert len({space.content_hash(), v1.content_hash(), v2.content_hash()}) == 3
+    assert dataclasses.replace(v2, name="scnas", stem_blocks=0, description="") == (
+        dataclasses.replace(space, description="")
+    )  # the second change is the stem alone
     assert math.log10(space.distinct_size()) >= DINTS_SIZE_LOG10
-    assert space.channels() == old.channels() and space.divisor == old.divisor
+    assert space.channels() == v1.channels() and space.divisor == v1.divisor

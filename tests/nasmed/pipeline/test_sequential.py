@@ -124,3 +124,33 @@ def test_dynunet_is_refused() -> None:
     net = make_dynunet(1, 2, patch=(32, 32, 32), spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ConfigError, match="dynunet cannot be pipelined"):
         to_sequential(net)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"skip": searchspaces.Skip.CONCAT}, {"stem_blocks": 0}, {"stem_blocks": 0, "skip": "concat"}],
+    ids=lambda o: "-".join(f"{k}={getattr(v, 'value', v)}" for k, v in o.items()),
+)
+def test_derived_options_pipeline_to_the_same_function(options: dict[str, object]) -> None:
+    """skip concat pipelines as concatenations; stem_blocks 0 has no full-resolution link."""
+    import dataclasses
+
+    from nasmed.models.derived import DerivedNet
+    from nasmed.supernet import sample_genotype
+
+    changes = {k: searchspaces.Skip(v) if k == "skip" else v for k, v in options.items()}
+    space = dataclasses.replace(searchspaces.load("scnas-small"), **changes)  # type: ignore[arg-type]
+    net = DerivedNet(sample_genotype(space, 3), space, 1, 2, deep_supervision=True)
+    seq = to_sequential(net)
+    names = [n for n, _ in _links(seq)]
+    assert ("stash_full" in names) == (space.stem_blocks != 0)
+    merges = [m for m in seq.children() if isinstance(m, Merge)]
+    level_modes = {m.module.mode.value for m in merges[: space.levels]}
+    assert level_modes == {"cat" if space.skip is searchspaces.Skip.CONCAT else "add"}
+    x = torch.randn(2, 1, *PATCH)
+    for training in (True, False):
+        net.train(training), seq.train(training)
+        with torch.no_grad():
+            expected, got = net(x), seq(x)
+        for a, b in zip(expected if training else [expected], got if training else [got]):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
