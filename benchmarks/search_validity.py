@@ -18,7 +18,9 @@ Every network is trained by one :func:`nasmed.compare.run_compare` call (same fo
 optimiser, patch; baselines matched on parameters, FLOPs and step time). Searches and runs
 already in ``--out`` are reused, so a re-run only does what is missing. Estimators are passed to
 ``SearchConfig(estimator=...)`` when this nasmed has that field; ``default`` means the search's
-default; search folders made elsewhere can be added with ``--search-run NAME=RUN_DIR``.
+default; search folders made elsewhere can be added with ``--search-run NAME=RUN_DIR``;
+``--train-found gdas`` trains only that estimator's found networks stand-alone (the others
+still count for entropy, agreement and Kendall tau).
 
     .venv/bin/python benchmarks/search_validity.py                 # the protocol (hours on CPU)
     .venv/bin/python benchmarks/search_validity.py --quick         # smoke run, ~2 min
@@ -79,6 +81,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baselines", nargs="*", default=["unet", "dynunet"])
     p.add_argument("--widths", type=float, nargs="+", default=None)
     p.add_argument("--estimators", nargs="+", default=["default"])
+    p.add_argument(
+        "--train-found",
+        nargs="*",
+        default=None,
+        metavar="ESTIMATOR",
+        help="train stand-alone only these estimators' found networks (default: all); the "
+        "others still count for entropy, agreement and Kendall tau",
+    )
     p.add_argument("--search-seeds", type=int, default=3)
     p.add_argument("--search-epochs", type=int, default=40)
     p.add_argument("--search-warmup", type=int, default=10)
@@ -190,11 +200,16 @@ def evaluate(result: Any, searches: dict[str, list[dict[str, Any]]], space: Any)
     }
     out["estimators"] = {}
     for estimator, runs in searches.items():
-        found = [found_by_run[str(Path(r["run"]).resolve())] for r in runs]
+        found = [
+            found_by_run[str(Path(r["run"]).resolve())]
+            for r in runs
+            if str(Path(r["run"]).resolve()) in found_by_run
+        ]
         genotypes = [Genotype.load(Path(r["run"]) / "genotype.json") for r in runs]
         n = max(1, round(statistics.fmean(r["seconds"] for r in runs) / train_s))
         best_of_n = stats.expected_best_of_n(randoms, n)
-        agree = stats.mean_pairwise_agreement(genotypes, space).edges if len(runs) > 1 else None
+        pairwise = stats.mean_pairwise_agreement(genotypes, space) if len(runs) > 1 else None
+        agree = pairwise.edges if pairwise is not None else None
         paths = {str(Path(r["run"]).resolve()) for r in runs}
         taus = [
             k["tau"]
@@ -210,6 +225,10 @@ def evaluate(result: Any, searches: dict[str, list[dict[str, Any]]], space: Any)
             "entropy_fraction": ent,
             "agreement": agree,
             "chance": chance,
+            "op_agreement": None if pairwise is None else pairwise.ops,
+            "op_chance": stats.chance_agreement(space).ops,
+            "input_agreement": None if pairwise is None else pairwise.inputs,
+            "input_chance": stats.chance_agreement(space).inputs,
             "n_equal_compute": n,
             "best_of_n": best_of_n,
             "kendall_tau": taus,
@@ -217,11 +236,13 @@ def evaluate(result: Any, searches: dict[str, list[dict[str, Any]]], space: Any)
             "targets": {
                 "entropy": bool(ent) and max(ent) <= 0.5,
                 "agreement": None if agree is None else agree >= 2 * chance,
-                "percentile": all(f["percentile"] >= 90 and f["p_value"] <= 0.1 for f in found),
-                "best_of_n": all(f["dice_mean"] >= best_of_n for f in found),
+                "percentile": None
+                if not found
+                else all(f["percentile"] >= 90 and f["p_value"] <= 0.1 for f in found),
+                "best_of_n": None if not found else all(f["dice_mean"] >= best_of_n for f in found),
                 "kendall": (statistics.fmean(taus) >= 0.3) if taus else None,
                 "baseline": None
-                if step_baseline is None
+                if step_baseline is None or not found
                 else all(f["dice_mean"] >= step_baseline["dice_mean"] for f in found),
             },
         }
@@ -258,10 +279,13 @@ def report(results: dict[str, Any], table: list[dict[str, Any]]) -> str:
         t = e["targets"]
         values = {
             "entropy": ", ".join(f"{x:.2f}" for x in e["entropy_fraction"]) + " of max",
-            "agreement": f"{f(e['agreement'])} vs chance {e['chance']:.3f}",
+            "agreement": f"edges {f(e['agreement'])} vs chance {e['chance']:.3f}; ops of shared "
+            f"edges {f(e['op_agreement'])} vs {e['op_chance']:.3f}; inputs "
+            f"{f(e['input_agreement'])} vs {e['input_chance']:.3f}",
             "percentile": ", ".join(
                 f"{x['percentile']:.0f}th (p {x['p_value']:.2f})" for x in e["found"]
-            ),
+            )
+            or "not trained",
             "best_of_n": f"found {', '.join(f(x['dice_mean']) for x in e['found'])} vs best of "
             f"N={e['n_equal_compute']}: {e['best_of_n']:.3f}",
             "kendall": ", ".join(f"{x:.2f}" for x in e["kendall_tau"]) or "-",
@@ -287,9 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     searches = _searches(args, task)
     space = searchspaces.load(args.space)
     runs = [Path(r["run"]) for rs in searches.values() for r in rs]
+    trained = [
+        Path(r["run"])
+        for est, rs in searches.items()
+        if args.train_found is None or est in args.train_found
+        for r in rs
+    ]
     config = CompareConfig(
         out=args.out / "compare",
-        archs=tuple(r / "genotype.json" for r in runs),
+        archs=tuple(r / "genotype.json" for r in trained),
         random=args.random,
         baselines=tuple(args.baselines),
         seeds=args.seeds,

@@ -156,13 +156,16 @@ class SearchConfig:
             (end of the warm-up) to ``tau_end`` (last epoch); only ``gdas`` uses it.
         tau_start: first temperature.
         tau_end: last temperature.
-        entropy_weight: final weight of the entropy term that makes the search decide, ramped
-            linearly from 0 at the first search epoch to this at the last (0: none).
+        entropy_weight: how far the entropy step makes the search decide, independent of the
+            search's length: ramped linearly from 0 at the first search epoch to its peak at
+            the last, it multiplies a near-uniform choice's log-odds by about
+            ``exp(entropy_weight)`` over the whole search (0: no entropy step).
         weight_optimizer: ``sgd`` (Nesterov, momentum 0.9) or ``adamw``.
         weight_lr: initial learning rate of the weights (default 1e-2 SGD, 1e-3 AdamW);
             cosine-decayed per epoch to 1% of it.
         weight_decay: of the weights' optimiser (default 3e-5 SGD, 1e-2 AdamW).
-        arch_lr: Adam learning rate of the architecture logits.
+        arch_lr: Adam(W) learning rate of the architecture logits (each step moves a logit
+            by up to about this much).
         arch_weight_decay: decoupled (AdamW) weight decay of the architecture logits (default
             0; a coupled L2 term swamps their gradients of about 1e-5).
         grad_clip: gradient-norm clip of the weights (0: none).
@@ -201,11 +204,11 @@ class SearchConfig:
     temperature: ScheduleKind = ScheduleKind.LINEAR
     tau_start: float = 1.0
     tau_end: float = 1.0
-    entropy_weight: float = 1.0
+    entropy_weight: float = 4.0
     weight_optimizer: WeightOptimizer = WeightOptimizer.SGD
     weight_lr: float | None = None
     weight_decay: float | None = None
-    arch_lr: float = 3e-3
+    arch_lr: float = 0.05
     arch_weight_decay: float = 0.0
     grad_clip: float = 12.0
     cost: CostTerm | None = None
@@ -299,6 +302,17 @@ class SearchConfig:
         if epoch < self.warmup_epochs or self.search_epochs < 2:
             return self.entropy_weight if epoch >= self.warmup_epochs else 0.0
         return self.entropy_weight * (epoch - self.warmup_epochs) / (self.search_epochs - 1)
+
+    @property
+    def entropy_steps(self) -> float:
+        """The sum over the search's architecture steps of ``entropy_weight_at / entropy_weight``
+        (the ramp): the entropy step's rate is ``entropy_weight_at(epoch) / entropy_steps``, so
+        its rates add up to :attr:`entropy_weight` whatever the number of steps."""
+        ramp = sum(
+            self.entropy_weight_at(e) / self.entropy_weight if self.entropy_weight > 0 else 0.0
+            for e in range(self.warmup_epochs, self.epochs)
+        )
+        return max(ramp, 1.0) * self.steps_per_epoch
 
     @property
     def learning_rate(self) -> float:

@@ -258,24 +258,11 @@ class Searcher:
         return self.strategy.reduce(loss)
 
     def decide_step(self) -> None:
-        """Lower the entropy of the choices: ``alpha -= arch_lr * weight * dH/dalpha``.
-
-        Decoupled from Adam like AdamW's decay: inside Adam's normalised step a term whose
-        gradient is O(0.01) would drown estimates of O(1e-5) at any useful weight, so the weight
-        could not be read. Here it is a rate: near the uniform distribution ``dH/dalpha`` is
-        about 0, so the term sharpens what the estimator has already preferred; with the
-        weight ramping up over the search (:meth:`SearchConfig.entropy_weight_at`) the search
-        decides late, but decides.
-        """
-        if self.entropy_weight <= 0:
-            return
-        h = self.model.entropy_terms().sum()
-        grads = torch.autograd.grad(h, self.arch_params, allow_unused=True)
-        step = self.config.arch_lr * self.entropy_weight
-        with torch.no_grad():
-            for p, g in zip(self.arch_params, grads):
-                if g is not None:
-                    p.sub_(step * g)
+        """Lower the entropy of the choices (:meth:`ArchEstimator.decide
+        <nasmed.search.estimators.ArchEstimator.decide>`), decoupled from Adam like AdamW's
+        decay, at this epoch's rate: the ramp of :meth:`SearchConfig.entropy_weight_at` over
+        :attr:`SearchConfig.entropy_steps`, so the search decides late, but decides."""
+        self.estimator.decide(self.model, self.entropy_weight / self.config.entropy_steps)
 
     # ---- the loop -------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ import searchspaces
 from nasmed.errors import ConfigError
 from nasmed.search.config import SearchConfig
 from nasmed.search.estimators import Reinforce, make_estimator
+from nasmed.search.loop import run_search
 from nasmed.search.planted import (
     HARMFUL_OP,
     PLANTED_OP,
@@ -21,6 +24,7 @@ from nasmed.search.planted import (
 )
 from nasmed.supernet import Supernet
 from nasmed.supernet.plans import Choice, binary_plan, fixed_plan, log_prob, sample_choice
+from nasmed.train.history import read_history
 
 SMALL = searchspaces.load("scnas-small")
 
@@ -144,3 +148,88 @@ def test_estimator_and_entropy_settings_are_validated() -> None:
     ramp = [c.entropy_weight_at(e) for e in range(10)]
     assert ramp[:3] == [0.0, 0.0, 0.0] and ramp[-1] == 4.0
     assert all(b > a for a, b in itertools.pairwise(ramp[2:]))
+
+
+def _spread(net: Supernet) -> torch.Tensor:
+    """Every key's op logits minus their mean over each edge's allowed ops (allowed only)."""
+    m = net.op_allowed
+    out = []
+    for p in net.arch_ops.values():
+        a = p.detach()
+        out.append((a - (a * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True))[m])
+    return torch.cat(out)
+
+
+def test_the_entropy_step_scales_near_uniform_log_odds_by_one_plus_its_rate() -> None:
+    net = Supernet(SMALL, 1, 2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.arch_ops.values():
+            p.copy_(1e-4 * torch.randn_like(p))
+    before = _spread(net)
+    make_estimator("gdas").decide(net, 0.5)
+    after = _spread(net)
+    assert torch.allclose(after, 1.5 * before, rtol=0, atol=0.02 * float(before.abs().max()))
+    make_estimator("gdas").decide(net, 0.0)  # rate 0: nothing moves
+    assert torch.equal(_spread(net), after)
+
+
+def test_the_entropy_rates_add_up_to_the_weight_whatever_the_length() -> None:
+    for epochs, warmup, steps in ((12, 3, 25), (3, 1, 2), (40, 10, 100), (2, 1, 5)):
+        c = SearchConfig(epochs=epochs, warmup_epochs=warmup, steps_per_epoch=steps)
+        total = sum(c.entropy_weight_at(e) / c.entropy_steps * steps for e in range(epochs))
+        assert total == pytest.approx(c.entropy_weight)
+
+
+def test_reinforce_with_several_children_uses_the_leave_one_out_baseline() -> None:
+    net = Supernet(SMALL, 1, 2)
+    torch.manual_seed(2)
+    with torch.no_grad():  # non-uniform: the children's log-probabilities differ
+        for p in net.arch_parameters():
+            p.copy_(torch.randn_like(p))
+    est = Reinforce(samples=3)
+    losses = iter([2.0, 3.0, 7.0])
+    gen = torch.Generator().manual_seed(1)
+    surrogate, loss = est.surrogate(net, lambda plans: torch.tensor(next(losses)), gen)
+    assert loss == pytest.approx(4.0)  # the children's mean
+    replay = torch.Generator().manual_seed(1)
+    logits = net.logits()
+    logps = []
+    for _ in range(3):
+        choice = {k: sample_choice(d["ops"], d["inputs"], SMALL, replay) for k, d in logits.items()}
+        logps.append(
+            sum(
+                float(log_prob(c, logits[k]["ops"], logits[k]["inputs"], SMALL).detach())
+                for k, c in choice.items()
+            )
+        )
+    advantages = [2 - 5, 3 - 4.5, 7 - 2.5]  # each loss minus the mean of the other two
+    want = sum(a * lp for a, lp in zip(advantages, logps)) / 3
+    assert abs(want) > 0.1 and float(surrogate.detach()) == pytest.approx(want, rel=1e-4)
+    with pytest.raises(ValueError, match="samples"):
+        Reinforce(samples=0)
+
+
+def test_a_short_real_search_decides_only_with_the_entropy_step(
+    search_task: Path, search_work: Path, tmp_path: Path
+) -> None:
+    # 1 warm-up + 3 search epochs of 3 steps on scnas-small at 16^3: seconds on a CPU
+    base = SearchConfig(
+        space="scnas-small",
+        epochs=4,
+        warmup_epochs=1,
+        steps_per_epoch=3,
+        patch=(16, 16, 16),
+        batch_size=1,
+        val_every=100,
+        seed=1,
+    )
+    fractions = {}
+    for weight in (base.entropy_weight, 0.0):
+        config = replace(base, entropy_weight=weight)
+        run = tmp_path / f"w{weight}"
+        run_search(search_task, run, config, device="cpu", work_dir=search_work, progress=False)
+        last = read_history(run / "history.csv")[-1]
+        fractions[weight] = last["entropy_ops"] / last["entropy_ops_max"]
+    assert fractions[base.entropy_weight] <= 0.5, fractions  # the default decides
+    assert fractions[0.0] > 0.8, fractions  # the estimator alone, 9 steps: it does not

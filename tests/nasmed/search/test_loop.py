@@ -76,7 +76,7 @@ def test_search_writes_every_output(reference: Path) -> None:
     assert [r["tau"] for r in rows] == pytest.approx([5.0, 5.0, 0.5])
     for key in ("entropy_ops", "entropy_inputs", "entropy_ops.encoder", "entropy_inputs.decoder"):
         assert all(0 <= r[key] <= r[key.split(".")[0] + "_max"] + 1e-6 for r in rows)
-    assert [r["entropy_weight"] for r in rows] == [0.0, 0.0, 1.0]  # ramped over the search
+    assert [r["entropy_weight"] for r in rows] == [0.0, 0.0, TINY.entropy_weight]  # ramped
     assert rows[0]["val_dice"] is None and all(0 <= r["val_dice"] <= 1 for r in rows[1:])
     assert all(r["peak_memory_mb"] > 0 and r["seconds"] > 0 for r in rows)
 
