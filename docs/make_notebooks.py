@@ -666,10 +666,10 @@ the labelled structures outlined in white, titled with each class's probability 
     (
         "code",
         """data = prepare_slices(task, config, OUT / "slices")
-state = load_checkpoint(run / "model.pt")
+state = load_checkpoint(run / "model.pt", kind="classify")
 spec = BackboneSpec(config.arch, data.test.images.shape[1], config.width)
 model = build_classifier(spec, len(state["classes"]), config.head)
-model.load_state_dict(state["state_dict"])
+model.load_state_dict(state["model"])
 model.eval()
 shown = np.flatnonzero(data.test.targets.any(axis=1))
 shown = shown[np.linspace(0, len(shown) - 1, min(8, len(shown))).astype(int)]

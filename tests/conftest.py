@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+# One thread for everything, fixtures of module and session scope included (they run before the
+# function-scoped fixture below): a result computed in a fixture and recomputed in a test must use
+# the same thread count, or float reductions differ (compare's resume test retrains to the digit).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads() -> Iterator[None]:

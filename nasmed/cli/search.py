@@ -25,11 +25,11 @@ from nasmed.errors import ConfigError
 #: ``SearchConfig``'s defaults of the options below (kept torch-free here; a test checks them).
 DEFAULTS: dict[str, Any] = {
     "estimator": "gdas",
-    "entropy_weight": 1.0,
+    "entropy_weight": 4.0,
     "temperature": "linear",
     "tau_start": 1.0,
     "tau_end": 1.0,
-    "arch_lr": 3e-3,
+    "arch_lr": 0.05,
     "arch_weight_decay": 0.0,
 }
 ESTIMATORS = ("gdas", "proxyless", "reinforce")

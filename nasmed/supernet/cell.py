@@ -288,16 +288,19 @@ class Cell(nn.Module):
         conv = self.project.get_submodule("conv")
         assert isinstance(conv, nn.Conv2d | nn.Conv3d) and conv.bias is None
         width = states[0].shape[1]
+        # a node's slice of the weight starts at a multiple of the widest node (a macro
+        # supernet holds the widest kernels and its children run narrower: slimmable slicing)
+        seg = conv.in_channels // self.nodes
         run = F.conv3d if isinstance(conv, nn.Conv3d) else F.conv2d
         total: torch.Tensor | None = None
         for node in range(1, self.nodes + 1):
             if node in empty:
                 continue
-            lo = (node - 1) * width
-            y = run(states[node], conv.weight[:, lo : lo + width])
+            lo = (node - 1) * seg
+            y = run(states[node], conv.weight[:width, lo : lo + width])
             total = y if total is None else total + y
         if total is None:  # every node empty: a zero projection
-            total = run(states[0].new_zeros(states[0].shape), conv.weight[:, :width])
+            total = run(states[0].new_zeros(states[0].shape), conv.weight[:width, :width])
         if hasattr(self.project, "adn"):
             total = self.project.get_submodule("adn")(total)
         return total
