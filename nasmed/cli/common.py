@@ -11,6 +11,7 @@ from collections.abc import Callable
 from decathlon.datalist import outside_paths_allowed
 from decathlon.errors import DecathlonError
 from nasmed.allocator import CpuAllocator
+from nasmed.engine.defaults import AMP_DTYPES
 from nasmed.errors import NasmedError
 from searchspaces.errors import SpaceError
 
@@ -61,6 +62,45 @@ def add_cpu_allocator(parser: argparse.ArgumentParser, default: str) -> None:
         "hands large blocks back to the system (lowest peak), system leaves glibc alone; "
         f"MALLOC_* variables of your own win (default {default})",
     )
+
+
+def add_precision(parser: argparse.ArgumentParser, amp_default: str) -> None:
+    """``--amp`` / ``--no-amp``, ``--amp-dtype`` and ``--activation-checkpointing``: the engine's
+    precision and memory switches (``TrainConfig`` / ``SearchConfig`` fields of the same names;
+    ``--amp`` left unset keeps the config's default, ``amp_default`` in the help)."""
+    amp = parser.add_mutually_exclusive_group()
+    amp.add_argument(
+        "--amp",
+        dest="amp",
+        action="store_const",
+        const=True,
+        default=None,
+        help=f"mixed precision (default: {amp_default})",
+    )
+    amp.add_argument("--no-amp", dest="amp", action="store_const", const=False)
+    parser.add_argument(
+        "--amp-dtype",
+        choices=AMP_DTYPES,
+        default="auto",
+        help="autocast dtype: auto (float16 with a grad scaler on CUDA, bfloat16 on CPU), "
+        "bf16 or fp16 (CUDA only) (default auto)",
+    )
+    parser.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="recompute blocks in the backward pass: less memory, more time",
+    )
+
+
+def precision_options(args: argparse.Namespace) -> dict[str, object]:
+    """The config fields :func:`add_precision`'s options set (``amp`` only when given)."""
+    out: dict[str, object] = {
+        "amp_dtype": args.amp_dtype,
+        "activation_checkpointing": args.activation_checkpointing,
+    }
+    if args.amp is not None:
+        out["amp"] = args.amp
+    return out
 
 
 def add_patch(parser: argparse.ArgumentParser, help: str) -> None:

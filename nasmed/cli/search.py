@@ -17,8 +17,10 @@ from nasmed.cli.common import (
     add_cpu_allocator,
     add_device,
     add_patch,
+    add_precision,
     add_seed,
     add_task_verb,
+    precision_options,
 )
 from nasmed.errors import ConfigError
 
@@ -70,6 +72,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--steps", type=int, default=100, help="steps per epoch (default 100)")
     add_patch(p, "training patch (default: the space's default patch)")
+    add_precision(p, "off")
     p.add_argument("--batch", type=int, default=2, help="patches per step (default 2)")
     p.add_argument(
         "--mode",
@@ -224,6 +227,7 @@ def _search(args: argparse.Namespace) -> int:
         seed=args.seed,
         augment=AugmentConfig(enabled=not args.no_augment),
         time_budget=args.time_budget,
+        **precision_options(args),  # type: ignore[arg-type]
     )
     result = run_search(
         args.task,

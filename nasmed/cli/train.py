@@ -18,8 +18,10 @@ from nasmed.cli.common import (
     add_cpu_allocator,
     add_device,
     add_patch,
+    add_precision,
     add_seed,
     add_task_verb,
+    precision_options,
 )
 from nasmed.cli.pipeline_opts import add_pipeline_args, pipeline_config_from_args
 from nasmed.errors import ConfigError
@@ -92,16 +94,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
         default=_D.grad_clip,
         help=f"gradient norm clip, 0 = off (default {_D.grad_clip:g})",
     )
-    amp = p.add_mutually_exclusive_group()
-    amp.add_argument(
-        "--amp",
-        dest="amp",
-        action="store_const",
-        const=True,
-        default=None,
-        help="mixed precision (default: on CUDA)",
-    )
-    amp.add_argument("--no-amp", dest="amp", action="store_const", const=False)
+    add_precision(p, "on CUDA")
     p.add_argument("--batch", type=int, default=_D.batch_size, help="patches per step (default 2)")
     p.add_argument(
         "--steps", type=int, default=_D.steps_per_epoch, help="steps per epoch (default 250)"
@@ -176,7 +169,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         momentum=args.momentum,
         poly_exponent=args.poly_exponent,
         grad_clip=args.grad_clip,
-        amp=args.amp,
+        **precision_options(args),  # type: ignore[arg-type]
         batch_size=args.batch,
         steps_per_epoch=args.steps,
         val_every=args.val_every,

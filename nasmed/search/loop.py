@@ -217,14 +217,14 @@ def run_search(
         )
         log.info(
             "search %s on %s: %d weights cases, %d architecture cases, %d validation cases; "
-            "space %s (10^%.1f architectures), patch %s, mode %s",
+            "space %s (10^%.1f distinct networks), patch %s, mode %s",
             run,
             task.name,
             len(weight_cases),
             len(arch_cases),
             len(split["val"]),
             space.name,
-            len(str(space.size())) - 1,
+            len(str(space.distinct_size())) - 1,
             "x".join(map(str, patch)),
             config.mode.value,
         )

@@ -129,6 +129,23 @@ def test_search_option_defaults_are_the_config_defaults() -> None:
     assert tuple(e.value for e in Estimator) == ESTIMATORS
 
 
+def test_precision_options_build_the_search_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[SearchConfig] = []
+
+    def fake_search(task: object, out: object, config: SearchConfig, **kw: object) -> None:
+        seen.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("nasmed.search.loop.run_search", fake_search)
+    with pytest.raises(SystemExit):
+        main(["search", "T", "--out", "R", "--amp-dtype", "bf16", "--activation-checkpointing"])
+    assert seen[0].amp_dtype == "bf16" and seen[0].activation_checkpointing is True
+    assert seen[0].amp is SearchConfig().amp  # --amp not given: the config's default
+    with pytest.raises(SystemExit):
+        main(["search", "T", "--out", "R", "--amp"])
+    assert seen[1].amp is True and seen[1].activation_checkpointing is False
+
+
 def test_estimator_options_reach_the_run(task: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [*TINY_ARGS, "--estimator", "proxyless", "--entropy-weight", "2.5"]

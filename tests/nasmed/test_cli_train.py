@@ -200,7 +200,7 @@ def test_cli_builds_the_config_with_every_option(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("nasmed.training.train", fake_train)
     options = "--amp --weight-decay 0.001 --momentum 0.9 --poly-exponent 1.0 --grad-clip 5"
     options += " --time-budget 60 --augment-off mirror gamma --elastic 0.2 --no-deep-supervision"
-    options += " --no-postprocess"
+    options += " --no-postprocess --amp-dtype bf16 --activation-checkpointing"
     with pytest.raises(SystemExit):
         main(["train", "T", "--arch", "dynunet", "--out", "R", *options.split()])
     c = seen[0]
@@ -214,3 +214,4 @@ def test_cli_builds_the_config_with_every_option(monkeypatch: pytest.MonkeyPatch
     assert c.time_budget == 60.0 and c.deep_supervision is False and not c.postprocess
     assert c.augment.mirror == 0 and c.augment.gamma == 0 and c.augment.elastic == 0.2
     assert c.augment.noise == 0.1 and c.workers == TrainConfig().workers
+    assert c.amp_dtype == "bf16" and c.activation_checkpointing is True
