@@ -24,14 +24,15 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasmed.search.config import SearchConfig, WeightOptimizer
+from nasmed.search.config import SearchConfig
+from nasmed.search.planted import planted_config
 from nasmed.search.searcher import Searcher
 from nasmed.supernet import Supernet
 from nasmed.supernet.macro import MACRO_KEY, MacroPlan
@@ -86,20 +87,9 @@ def planted_width_space() -> SearchSpace:
 def planted_macro_config(
     estimator: str = "reinforce", seed: int = 0, **changes: Any
 ) -> SearchConfig:
-    """4 warm-up and 8 search epochs of 25 steps, AdamW on the weights; ``changes`` override."""
-    base = SearchConfig(
-        space="planted-macro",
-        epochs=12,
-        warmup_epochs=4,
-        steps_per_epoch=25,
-        batch_size=4,
-        estimator=estimator,  # type: ignore[arg-type]
-        weight_optimizer=WeightOptimizer.ADAMW,
-        weight_lr=1e-2,
-        arch_lr=0.05,
-        seed=seed,
-    )
-    return replace(base, **changes)
+    """:func:`~nasmed.search.planted.planted_config` on the macro space, batches of 4;
+    ``changes`` override any field."""
+    return planted_config(estimator, seed, **{"space": "planted-macro", "batch_size": 4, **changes})
 
 
 class _MacroProbe(nn.Module):
