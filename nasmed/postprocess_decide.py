@@ -34,20 +34,11 @@ from decathlon.datalist import Task, read_case
 from decathlon.errors import DatasetError
 from nasmed.infer import predict_probabilities
 from nasmed.postprocess import Postprocessing, determine_postprocessing
+from nasmed.train.validation import logits_only
 
 __all__ = ["decide_postprocessing", "original_geometry_predictions"]
 
 log = logging.getLogger(__name__)
-
-
-def _logits_only(net: nn.Module | Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]:
-    """``net`` returning one tensor (the full-resolution head under deep supervision)."""
-
-    def run(x: torch.Tensor) -> Any:
-        out = net(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
-
-    return run
 
 
 def original_geometry_predictions(
@@ -66,7 +57,7 @@ def original_geometry_predictions(
     Raises:
         DatasetError: a case is not in the task, has no label, or is missing from the cache.
     """
-    run = _logits_only(net)
+    run = logits_only(net)
     if isinstance(net, nn.Module):
         net.eval()
     preds: list[np.ndarray] = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from decathlon.errors import DatasetError
 from decathlon.preprocess import load_cached_case
 from nasmed.distributed import gather_objects, shard
 
-__all__ = ["predict_cached", "validate_dice"]
+__all__ = ["logits_only", "predict_cached", "validate_dice"]
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,14 @@ def predict_cached(
                 raise DatasetError(f"{cache_dir}: case {name!r} has no label to validate against")
             x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(dev)
             logits = sliding_window_inference(
-                x, roi, sw_batch_size, _logits_only(net), overlap=overlap, mode="gaussian"
+                x, roi, sw_batch_size, logits_only(net), overlap=overlap, mode="gaussian"
             )
             assert isinstance(logits, torch.Tensor)
             pred = logits.argmax(dim=1).cpu().numpy()[0].astype(np.int16)
             yield name, pred, np.asarray(seg[0], dtype=np.int16)
 
 
-def _logits_only(net: nn.Module) -> Any:
+def logits_only(net: nn.Module | Callable[[torch.Tensor], Any]) -> Any:
     """``net`` as a function returning one tensor (the full-resolution output under deep
     supervision)."""
 
