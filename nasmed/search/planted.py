@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -138,6 +138,48 @@ def _batch(gen: torch.Generator, teacher: nn.Module, batch: int) -> dict[str, to
     return {"image": x, "label": y}
 
 
+def probe_searcher(
+    supernet: Supernet,
+    config: SearchConfig,
+    run_dir: str,
+    channels: int,
+    probe: nn.Module,
+    side: int = SIDE,
+) -> Searcher:
+    """A CPU :class:`Searcher` of ``supernet`` whose network is ``probe`` (the part of the
+    supernet a planted problem runs, on ``side``^3 inputs) and whose loss is the MSE; seeded from
+    ``config.seed``."""
+    searcher = Searcher(
+        supernet,
+        config,
+        cache_dir=None,
+        run_dir=run_dir,
+        device=torch.device("cpu"),
+        patch=(side, side, side),
+        in_channels=channels,
+        out_channels=channels,
+        generator=torch.Generator().manual_seed(config.seed + 2),
+        progress=False,
+    )
+    searcher.net = probe
+    searcher.loss_fn = nn.MSELoss()
+    return searcher
+
+
+def search_epoch(
+    searcher: Searcher, epoch: int, batch: Callable[[], dict[str, torch.Tensor]]
+) -> float:
+    """One epoch of ``searcher``'s schedule on fresh batches from ``batch()`` (a weights step,
+    then an architecture step once the warm-up is over); returns the mean architecture loss."""
+    searching, _, _ = searcher.begin_epoch(epoch)
+    losses = []
+    for _ in range(searcher.config.steps_per_epoch):
+        searcher.weights_step(batch())
+        if searching:
+            losses.append(searcher.arch_step(batch()))
+    return sum(losses) / len(losses) if losses else math.nan
+
+
 class PlantedSearch:
     """The :class:`Searcher` of a planted problem, its teacher and its data (see the module
     docs); :meth:`run` searches, :meth:`batch` draws a fresh batch, :meth:`arch_gradient` is
@@ -161,20 +203,9 @@ class PlantedSearch:
         ).eval()
         self.supernet = Supernet(space, CHANNELS, CHANNELS, tau=config.tau_start)
         self.data = torch.Generator().manual_seed(config.seed + 1)
-        self.searcher = Searcher(
-            self.supernet,
-            config,
-            cache_dir=None,
-            run_dir=run_dir,
-            device=torch.device("cpu"),
-            patch=(SIDE, SIDE, SIDE),
-            in_channels=CHANNELS,
-            out_channels=CHANNELS,
-            generator=torch.Generator().manual_seed(config.seed + 2),
-            progress=False,
+        self.searcher = probe_searcher(
+            self.supernet, config, run_dir, CHANNELS, _CellProbe(self.supernet)
         )
-        self.searcher.net = _CellProbe(self.supernet)
-        self.searcher.loss_fn = nn.MSELoss()
 
     def batch(self) -> dict[str, torch.Tensor]:
         """A fresh batch: random inputs and the teacher's outputs."""
@@ -185,13 +216,7 @@ class PlantedSearch:
 
     def run_epoch(self, epoch: int) -> tuple[float, float]:
         """One epoch of the search's schedule; returns ``(mean arch loss, op entropy)``."""
-        searching, _, _ = self.searcher.begin_epoch(epoch)
-        losses = []
-        for _ in range(self.config.steps_per_epoch):
-            self.searcher.weights_step(self.batch())
-            if searching:
-                losses.append(self.searcher.arch_step(self.batch()))
-        return (sum(losses) / len(losses) if losses else math.nan, self.entropy())
+        return (search_epoch(self.searcher, epoch, self.batch), self.entropy())
 
     def arch_gradient(self) -> torch.Tensor:
         """One estimate of the gradient of the searched edge's op logits (nothing updated)."""

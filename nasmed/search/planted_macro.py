@@ -21,7 +21,6 @@ and architecture steps (its estimator, optimisers and schedules) on fresh random
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasmed.search.config import SearchConfig
-from nasmed.search.planted import planted_config
-from nasmed.search.searcher import Searcher
+from nasmed.search.planted import planted_config, probe_searcher, search_epoch
 from nasmed.supernet import Supernet
 from nasmed.supernet.macro import MACRO_KEY, MacroPlan
 from searchspaces import CellOutput, SearchSpace
@@ -153,21 +151,10 @@ class PlantedMacroSearch:
         c = self.channels
         self.supernet = Supernet(space, c, c, tau=config.tau_start)
         self.data = torch.Generator().manual_seed(config.seed + 1)
-        self.searcher = Searcher(
-            self.supernet,
-            config,
-            cache_dir=None,
-            run_dir=run_dir,
-            device=torch.device("cpu"),
-            patch=(SIDE, SIDE, SIDE),
-            in_channels=c,
-            out_channels=c,
-            generator=torch.Generator().manual_seed(config.seed + 2),
-            progress=False,
-        )
         cells = ("reduction_l1", "expansion_l0") if problem == "stride" else ("encoder_l0_c0",)
-        self.searcher.net = _MacroProbe(self.supernet, cells)
-        self.searcher.loss_fn = nn.MSELoss()
+        self.searcher = probe_searcher(
+            self.supernet, config, run_dir, c, _MacroProbe(self.supernet, cells), SIDE
+        )
 
     def batch(self) -> dict[str, torch.Tensor]:
         """The problem's inputs (target = input): see the module docs."""
@@ -181,13 +168,7 @@ class PlantedMacroSearch:
 
     def run_epoch(self, epoch: int) -> float:
         """One epoch of the search's schedule; returns the mean architecture loss."""
-        searching, _, _ = self.searcher.begin_epoch(epoch)
-        losses = []
-        for _ in range(self.config.steps_per_epoch):
-            self.searcher.weights_step(self.batch())
-            if searching:
-                losses.append(self.searcher.arch_step(self.batch()))
-        return sum(losses) / len(losses) if losses else math.nan
+        return search_epoch(self.searcher, epoch, self.batch)
 
     def result(self, history: tuple[float, ...] = ()) -> MacroResult:
         """Where the search stands."""
