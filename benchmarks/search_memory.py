@@ -186,7 +186,7 @@ def _declared_act_gb(space_name: str, patch: int, config: str) -> float:
     import searchspaces
     from nasmed.ops import op_cost
     from nasmed.supernet import expected_cost, level_voxels
-    from nasmed.supernet.network import fixed_cost
+    from nasmed.supernet.fixed import fixed_cost
 
     space = searchspaces.load(space_name)
     sides = (patch, patch, patch)

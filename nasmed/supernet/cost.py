@@ -34,9 +34,9 @@ import torch
 from nasmed.genotype import Genotype, check_space
 from nasmed.ops import op_cost
 from nasmed.supernet.cell import preact_cost
+from nasmed.supernet.fixed import fixed_cost, fixed_parts
 from nasmed.supernet.latency import latency_table, preact_sources
 from nasmed.supernet.macro import level_channels
-from nasmed.supernet.network import fixed_cost, fixed_parts
 from nasmed.supernet.plans import kept_probabilities
 from searchspaces import SearchSpace
 
