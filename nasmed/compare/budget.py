@@ -44,24 +44,33 @@ def plan_costs(
         per candidate name, and the name of the reference network.
     """
     path = out / COSTS_FILE
+
+    def measure(arch: Genotype | str, width: float = 1.0, timed: bool = True) -> Cost:
+        return measure_cost(
+            arch,
+            plan.num_channels,
+            plan.num_classes,
+            patch,
+            width=width,
+            batch_size=config.batch_size,
+            spacing=plan.target_spacing,
+            device=device,
+            repeats=config.timing_steps,
+            time_step=timed,
+        )
+
     if path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
+        # networks added on resume (``--arch`` given anew): measured now, appended; the
+        # reference and the baselines' widths stay those of the first start
+        new = [c for c in genotype_candidates if c.name not in data["networks"]]
+        for cand in new:
+            cost = measure(cand.arch)
+            data["networks"][cand.name] = cost.to_json()
+            data["epochs"][cand.name] = epochs_for(config, cost)
+        if new:
+            atomic_write_json(path, data)
     else:
-
-        def measure(arch: Genotype | str, width: float = 1.0, timed: bool = True) -> Cost:
-            return measure_cost(
-                arch,
-                plan.num_channels,
-                plan.num_classes,
-                patch,
-                width=width,
-                batch_size=config.batch_size,
-                spacing=plan.target_spacing,
-                device=device,
-                repeats=config.timing_steps,
-                time_step=timed,
-            )
-
         networks = {c.name: measure(c.arch).to_json() for c in genotype_candidates}
         if genotype_candidates and genotype_candidates[0].kind == "found":
             reference = genotype_candidates[0].name

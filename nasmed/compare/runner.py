@@ -3,7 +3,10 @@
 Checks every input (task, genotypes, search runs, patch, settings, output folder) before writing
 anything, then::
 
-    OUT/run.json            the comparison's settings (resume refuses changed settings)
+    OUT/run.json            the comparison's settings (resume refuses changed settings, except
+                            ``--arch`` / ``--search-run`` given anew with the earlier ones first:
+                            the networks and search runs added are measured and trained, the
+                            finished runs reused)
     OUT/work/               the task preprocessed once, shared by every run
     OUT/genotypes/          the random genotypes drawn (random_XX.json)
     OUT/costs.json          measured params, FLOPs, step time; the baselines' matched widths;
@@ -54,7 +57,8 @@ from nasmed.compare.report import RunResult, build_rows, summarize, write_csv, w
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE
-from nasmed.rundir import SPLIT_SEED, prepare_run_dir, release_run_dir
+from nasmed.rundir import SPLIT_SEED, read_run_info
+from nasmed.runfolder import RunFolder
 from nasmed.runtime import resolve_device
 from nasmed.train.history import read_history
 from searchspaces import SearchSpace
@@ -181,7 +185,10 @@ def _estimates(
     result: dict[str, dict[str, float]] = {}
     for run in runs:
         entry = cached.get(run.name)
-        if entry is None or entry.get("path") != str(run.path.resolve()):
+        if entry is not None and entry.get("path") != str(run.path.resolve()):
+            entry = None
+        missing = [n for n in genotypes if entry is None or n not in entry["dice"]]
+        if missing:  # a new search run, or networks added on resume
             supernet, search_plan = load_supernet(run, device)
             if (search_plan.num_channels, search_plan.num_classes) != (
                 plan.num_channels,
@@ -192,12 +199,16 @@ def _estimates(
                     f"and {search_plan.num_classes} classes, the compared task "
                     f"{plan.num_channels} and {plan.num_classes}"
                 )
-            names = list(genotypes)
-            dice = shared_weight_dice(supernet, [genotypes[n] for n in names], validate)
-            entry = {"path": str(run.path.resolve()), "dice": dict(zip(names, dice, strict=True))}
+            dice = shared_weight_dice(supernet, [genotypes[n] for n in missing], validate)
+            known = {} if entry is None else entry["dice"]
+            entry = {
+                "path": str(run.path.resolve()),
+                "dice": {**known, **dict(zip(missing, dice, strict=True))},
+            }
             cached[run.name] = entry
             atomic_write_json(path, cached)
-            log.info("%s: shared-weight Dice of %d genotypes", run.path, len(names))
+            log.info("%s: shared-weight Dice of %d genotypes", run.path, len(missing))
+        assert entry is not None
         result[run.name] = {k: float(v) for k, v in entry["dice"].items()}
     return result
 
@@ -232,12 +243,14 @@ def run_compare(
         "space_name": space.name,
         "space_hash": space.content_hash(),
     }
-    out, _ = prepare_run_dir(
+    if config.resume:
+        _check_added(config.out, settings)
+    folder = RunFolder.open(
         config.out,
         "compare",
         settings,
         resume=config.resume,
-        immutable=tuple(settings),
+        mutable=EXTENDABLE,
         inputs=(task.root, *config.archs, *config.search_runs),
         task_root=task.root,
         # the runs start once the costs are measured: a start that never got there is cleared
@@ -245,10 +258,33 @@ def run_compare(
     )
     try:
         return _compare(
-            out, task, folds, space, found, randoms, search_runs, settings, config, on_run_end
-        )
+            folder.path, task, folds, space, found, randoms, search_runs, settings, config,
+            on_run_end,
+        )  # fmt: skip
     finally:
-        release_run_dir(out)
+        folder.release()
+
+
+#: Settings a resumed comparison may extend: the earlier entries first, in their order (the
+#: names ``found_<stem>`` and the search runs' names are given in order, so they keep meaning
+#: the same network), new ones after them.
+EXTENDABLE = ("archs", "search_runs")
+
+
+def _check_added(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse a resume whose ``archs`` / ``search_runs`` do not start with the recorded ones."""
+    info = read_run_info(out) if out.is_dir() else None
+    if info is None:
+        return
+    old = info.get("settings", {})
+    for key in EXTENDABLE:
+        before, now = list(old.get(key, [])), list(settings.get(key, []))
+        if now[: len(before)] != before:
+            flag = "--arch" if key == "archs" else "--search-run"
+            raise RunDirError(
+                f"{out}: cannot resume with {flag} {now}; the comparison was started with "
+                f"{before}: give those first, in that order (new ones may follow)"
+            )
 
 
 def _compare(

@@ -26,8 +26,8 @@ def test_case_needs_context_and_fine_resolution() -> None:
     assert abs(img[inner].mean() - img[label == 0].mean()) < 0.2
     assert img[shell].mean() > img[inner].mean() + 0.3
     assert img[label == 1].mean() > 0.5
-    # vessels are thin: no voxel deeper than 2 voxels inside one
-    assert ndimage.distance_transform_edt(label == 1).max() <= 2.0
+    # vessels are thin: no voxel deeper than 2.5 voxels inside one (radius at most 2)
+    assert ndimage.distance_transform_edt(label == 1).max() <= 2.5
     assert np.allclose(geometry.affine, np.eye(4))
     again = synthesize_structures_case(0, 1, shape=(40, 40, 40))
     assert np.array_equal(again[0], image) and np.array_equal(again[1], label)

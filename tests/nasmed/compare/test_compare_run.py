@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from decathlon.testing import write_task
 from nasmed.cli.main import main
 from nasmed.compare import CompareConfig, CompareResult, run_compare, stats
 from nasmed.compare.candidates import random_seed
+from nasmed.errors import RunDirError
 from nasmed.genotype import Genotype
 from nasmed.search.config import SearchConfig
 from nasmed.search.loop import run_search
@@ -178,6 +180,35 @@ def test_resume_skips_finished_runs_and_reruns_the_rest(
     for row in again.rows:  # CPU: the retrained runs give the same Dice
         assert row["dice_seed0"] == pytest.approx(before[row["name"]]["dice_seed0"], abs=1e-6)
         assert row["dice_seed1"] == pytest.approx(before[row["name"]]["dice_seed1"], abs=1e-6)
+
+
+def test_resume_adds_networks_and_search_runs(setup: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "grow"
+    first = _config(setup, out, archs=(setup["other"],), search_runs=(), random=1, baselines=(),
+                    seeds=1, space="scnas-small")  # fmt: skip
+    start = run_compare(setup["task"], first)
+    kept = out / "runs" / "found_other" / "seed0" / "model.json"
+    stamp = kept.stat().st_mtime_ns
+    assert {r["name"] for r in start.rows} == {"found_other", "random_00"}
+    grown = replace(
+        first, archs=(setup["other"], setup["search"] / "genotype.json"),
+        search_runs=(setup["search"],), resume=True,
+    )  # fmt: skip
+    again = run_compare(setup["task"], grown)
+    assert again.trained == 1 and again.skipped == 2  # only the added network is trained
+    assert kept.stat().st_mtime_ns == stamp
+    assert {r["name"] for r in again.rows} == {"found_other", "found_search", "random_00"}
+    costs = json.loads((out / "costs.json").read_text())
+    assert set(costs["networks"]) == {"found_other", "found_search", "random_00"}
+    assert costs["reference"] == "found_other"  # the first start's reference stays
+    estimates = json.loads((out / "estimates.json").read_text())["search"]["dice"]
+    assert set(estimates) == {"found_other", "found_search", "random_00"}
+    recorded = json.loads((out / "run.json").read_text())["settings"]
+    assert len(recorded["archs"]) == 2 and len(recorded["search_runs"]) == 1
+    # the recorded networks must come first, in their order: names stay bound to networks
+    for archs in [(setup["search"] / "genotype.json", setup["other"]), ()]:
+        with pytest.raises(RunDirError, match="give those first"):
+            run_compare(setup["task"], replace(grown, archs=archs))
 
 
 def test_time_budget_sets_epochs_from_step_time(setup: dict[str, Path], tmp_path: Path) -> None:
