@@ -38,7 +38,7 @@ def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
 
 
 class GlobalBatchDiceCELoss(nn.Module):
-    """Soft Dice over the global batch (background included) + cross-entropy, weights 1 and 1.
+    """Soft Dice of the foreground classes over the global batch + cross-entropy, weights 1 and 1.
 
     Takes logits ``(B, K, ...)`` and integer labels ``(B, 1, ...)`` like
     :func:`~nasmed.train.losses.make_seg_loss`.
@@ -65,4 +65,4 @@ class GlobalBatchDiceCELoss(nn.Module):
         dice = 1.0 - (2.0 * inter + self.smooth_nr) / (truth + pred + self.smooth_dr)
         labels = target[:, 0] if target.shape[1] == 1 else target
         ce = F.cross_entropy(logits, labels.long())
-        return dice.mean() + ce
+        return dice[1:].mean() + ce  # nnU-Net's do_bg=False

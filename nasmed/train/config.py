@@ -4,7 +4,8 @@ The API (:func:`nasmed.training.train`, :func:`nasmed.transfer.transfer`) takes 
 only builds it from its options. The nnU-Net recipe is on by default: augmentation
 (:class:`~nasmed.train.augment.AugmentConfig`), deep supervision where the network has it,
 SGD (Nesterov, momentum 0.99, weight decay 3e-5, poly decay 0.9) at 1e-2, gradient clip 12,
-largest-connected-component postprocessing when it helps on the validation cases.
+nnU-Net's foreground oversampling (:func:`foreground_fraction`), largest-connected-component
+postprocessing when it helps on the validation cases.
 """
 
 from __future__ import annotations
@@ -17,9 +18,20 @@ from nasmed.engine.defaults import AMP_DTYPES, DEFAULT_WEIGHT_DECAY, weight_deca
 from nasmed.errors import ConfigError
 from nasmed.train.augment_config import AugmentConfig
 
-__all__ = ["DEFAULT_LR", "DEFAULT_WEIGHT_DECAY", "TrainConfig"]
+__all__ = ["DEFAULT_LR", "DEFAULT_WEIGHT_DECAY", "TrainConfig", "foreground_fraction"]
 
 DEFAULT_LR = {"sgd": 1e-2, "adamw": 3e-4}
+NNUNET_OVERSAMPLE = 0.33  # nnUNetTrainer.oversample_foreground_percent
+
+
+def foreground_fraction(batch_size: int, oversample: float = NNUNET_OVERSAMPLE) -> float:
+    """The share of patches centred on foreground that nnU-Net v2 draws in a batch.
+
+    nnU-Net forces sample ``i`` of a batch to foreground unless
+    ``i < round(batch_size * (1 - oversample))`` (``nnUNetDataLoader.get_do_oversample``), so
+    its 33 % is 1 of 2 (50 %) at its default batch of 2, 1 of 3 at 3, 0 of 1 at 1.
+    """
+    return (batch_size - round(batch_size * (1 - oversample))) / batch_size
 
 
 def check_time_budget(seconds: float | None) -> None:

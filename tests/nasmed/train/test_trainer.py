@@ -10,6 +10,7 @@ import torch
 from decathlon.synthetic import write_synthetic_task
 from nasmed.errors import ConfigError
 from nasmed.train.checkpoint import load_checkpoint
+from nasmed.train.config import foreground_fraction
 from nasmed.train.history import read_history
 from nasmed.train.trainer import TrainConfig
 from nasmed.training import train
@@ -249,3 +250,27 @@ def test_amp_and_activation_checkpointing_switches_train_on_cpu(
     rows = read_history(run / "history.csv")
     assert len(rows) == 1 and rows[0]["loss"] > 0
     assert torch.load(run / "model.pt", weights_only=True)  # a plain state dict, weights only
+
+
+def test_foreground_oversampling_is_nnunets_per_batch_rule() -> None:
+    # nnU-Net forces sample i unless i < round(batch * 0.67): 1 of 2, 1 of 3, 1 of 4, 0 of 1
+    assert [foreground_fraction(b) for b in (1, 2, 3, 4, 6)] == pytest.approx(
+        [0.0, 0.5, 1 / 3, 0.25, 2 / 6]
+    )
+
+
+def test_trainer_draws_nnunets_foreground_share(
+    tiny_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nasmed.train.trainer as trainer_module
+
+    seen: list[float] = []
+    real = trainer_module.make_loader
+
+    def spy(*args: object, **kw: object) -> object:
+        seen.append(kw["foreground_fraction"])  # type: ignore[arg-type]
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer_module, "make_loader", spy)
+    _run(tiny_task, tmp_path / "run", tmp_path / "work", epochs=1, batch_size=2)
+    assert seen == [0.5]
