@@ -11,17 +11,18 @@ from torch import nn
 __all__ = ["DeepSupervisionLoss", "deep_supervision_weights", "make_seg_loss"]
 
 
-def make_seg_loss() -> nn.Module:
+def make_seg_loss(*, batch: bool = True) -> nn.Module:
     """Dice + CE on softmax logits ``(B, K, ...)`` against integer labels ``(B, 1, ...)``.
 
-    nnU-Net v2's ``DC_and_CE_loss`` (``batch_dice``, ``do_bg=False``, smooth 1e-5): soft Dice of
-    the foreground classes over the batch plus cross-entropy, equally weighted (MONAI
-    ``DiceCELoss``; its ``1 - Dice`` has nnU-Net's ``-Dice`` gradient).
+    nnU-Net v2's ``DC_and_CE_loss`` (``do_bg=False``, smooth 1e-5): soft Dice of the foreground
+    classes plus cross-entropy, equally weighted (MONAI ``DiceCELoss``; its ``1 - Dice`` has
+    nnU-Net's ``-Dice`` gradient). ``batch``: nnU-Net's ``batch_dice``, one Dice over the whole
+    batch; ``False``: one per patch, averaged.
     """
     return DiceCELoss(
         to_onehot_y=True,
         softmax=True,
-        batch=True,
+        batch=batch,
         include_background=False,
         smooth_nr=1e-5,
         smooth_dr=1e-5,

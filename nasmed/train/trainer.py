@@ -110,7 +110,10 @@ class Trainer:
             log.warning("mixed precision is off in a pipeline (partitions run in worker threads)")
             mode = "fp32"
         self.precision = Precision(mode, self.device)
-        self.loss_fn = DeepSupervisionLoss(self.strategy.batch_loss(make_seg_loss()))
+        batch_dice = config.batch_dice is not False
+        self.loss_fn = DeepSupervisionLoss(
+            self.strategy.batch_loss(make_seg_loss(batch=batch_dice))
+        )
         self.optimizer = self.build_optimizer()
         self.transform = Augmenter(config.augment) if config.augment.active else None
         self.loader = make_loader(
