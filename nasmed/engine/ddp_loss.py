@@ -1,10 +1,12 @@
 """nnU-Net's batch Dice + CE over the *global* batch of all ranks.
 
-``nasmed.train.losses.make_seg_loss`` is MONAI's ``DiceCELoss`` with ``batch=True``: the soft
-Dice of each class is computed over the whole batch (one intersection and one denominator per
-class). Under DDP each rank holds part of the batch, so per-rank Dice terms would differ from the
-one-process loss. :class:`GlobalBatchDiceCELoss` sums the per-class statistics over ranks with a
-differentiable all-reduce first; with gradients averaged over ranks afterwards (DDP, or
+``nasmed.train.losses.make_seg_loss(batch=True)`` is MONAI's ``DiceCELoss`` with ``batch=True``:
+the soft Dice of each foreground class is computed over the whole batch (one intersection and
+one denominator per class). (With ``batch=False``, per-patch Dice, the ranks' local losses
+already average to the global one, and the strategy keeps them.) Under DDP each rank holds
+part of the batch, so per-rank batch-Dice terms would differ from the one-process loss.
+:class:`GlobalBatchDiceCELoss` sums the per-class statistics over ranks with a differentiable
+all-reduce first; with gradients averaged over ranks afterwards (DDP, or
 :func:`nasmed.distributed.all_reduce_gradients`) the update equals the one-process update:
 
 - each rank's Dice term is the global one, and the all-reduce's backward sums the ranks'
