@@ -56,6 +56,8 @@ __all__ = ["InputCase", "find_inputs", "predict", "predict_bytes", "predict_prob
 log = logging.getLogger(__name__)
 
 SW_BATCH = 2  # sliding-window patches per forward pass
+#: a batch's images read by the input check are kept for prediction up to this many bytes
+READ_KEEP_BYTES = 1 << 30
 #: The writer recorded for the predictions (:mod:`decathlon.outputs`).
 VERB = "predict"
 
@@ -216,7 +218,10 @@ def predict_probabilities(
         flips = [f for r in range(4) for f in itertools.combinations((2, 3, 4), r)]
     amp = device.type == "cuda"
     total: torch.Tensor | None = None
-    with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
+    with (
+        torch.inference_mode(),
+        torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp),
+    ):
         for dims in flips:
             inp = torch.flip(x, dims) if dims else x
             logits = sliding_window_inference(
@@ -224,11 +229,16 @@ def predict_probabilities(
             )
             assert isinstance(logits, torch.Tensor)
             prob = torch.softmax(logits.float(), dim=1)
+            del logits
             if dims:
                 prob = torch.flip(prob, dims)
-            total = prob if total is None else total + prob
-    assert total is not None
-    return (total / len(flips))[0].cpu().numpy()
+            if total is None:
+                total = prob
+            else:
+                total += prob
+        assert total is not None
+        total /= len(flips)
+    return total[0].cpu().numpy()
 
 
 def predict(
@@ -285,9 +295,14 @@ def predict(
             "predict on a machine with more memory, or crop the image",
             device=str(dev),
         )
+    kept: dict[str, Image] = {}  # images read by the check, kept up to READ_KEEP_BYTES
     if len(cases) > 1:  # a batch: read every voxel first, so a bad later case writes nothing
+        held = 0
         for case in tqdm(cases, desc="check inputs", unit="case", disable=not progress):
-            _read(case)
+            image = _read(case)
+            held += image.array.nbytes
+            if held <= READ_KEEP_BYTES:
+                kept[case.name] = image
     targets = [Path(out_dir) / f"{case.name}.nii.gz" for case in cases]
     check_separate(out_dir, [model_dir, *inputs, *(f for c in cases for f in c.files)])
     check_outside_datasets(out_dir, inputs)
@@ -296,7 +311,8 @@ def predict(
     record_files(targets, VERB)
     written: list[Path] = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
-        image = _read(case)
+        found = kept.pop(case.name, None)
+        image = found if found is not None else _read(case)
         pre = preprocess_case(image, None, plan)
         prob = predict_probabilities(
             net, pre.array, spec.patch, device=dev, overlap=overlap, tta_mirror=tta_mirror

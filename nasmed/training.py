@@ -50,7 +50,7 @@ from nasmed.postprocess_decide import decide_postprocessing
 from nasmed.rundir import prepare_work
 from nasmed.runfolder import RunFolder
 from nasmed.runtime import resolve_device, seed_everything
-from nasmed.train.config import TrainConfig
+from nasmed.train.config import TrainConfig, foreground_fraction, nnunet_batch_dice
 from nasmed.train.trainer import LAST
 
 __all__ = ["default_patch", "dice_score", "run_training", "train"]
@@ -277,7 +277,12 @@ def run_training(
         )
         if patch is None:
             patch = default_patch(plan, resolved)
-        config = config.replace(patch=patch, deep_supervision=deep_supervision)
+        batch_dice = config.batch_dice
+        if batch_dice is None:
+            batch_dice = nnunet_batch_dice(patch, plan.median_shape_after_resampling)
+        config = config.replace(
+            patch=patch, deep_supervision=deep_supervision, batch_dice=batch_dice
+        )
         seed_everything(config.seed)
         model = build_model(
             resolved,
@@ -348,6 +353,9 @@ def run_training(
                 "recipe": {
                     "augment": config.augment.to_json() if config.augment.active else None,
                     "deep_supervision": deep_supervision,
+                    "batch_dice": config.batch_dice,
+                    "foreground_fraction": foreground_fraction(config.batch_size),
+                    "batch_size": config.batch_size,
                     "optimizer": config.optimizer,
                     "lr": config.learning_rate,
                     "weight_decay": config.decay,

@@ -1,10 +1,12 @@
 """nnU-Net's batch Dice + CE over the *global* batch of all ranks.
 
-``nasmed.train.losses.make_seg_loss`` is MONAI's ``DiceCELoss`` with ``batch=True``: the soft
-Dice of each class is computed over the whole batch (one intersection and one denominator per
-class). Under DDP each rank holds part of the batch, so per-rank Dice terms would differ from the
-one-process loss. :class:`GlobalBatchDiceCELoss` sums the per-class statistics over ranks with a
-differentiable all-reduce first; with gradients averaged over ranks afterwards (DDP, or
+``nasmed.train.losses.make_seg_loss(batch=True)`` is MONAI's ``DiceCELoss`` with ``batch=True``:
+the soft Dice of each foreground class is computed over the whole batch (one intersection and
+one denominator per class). (With ``batch=False``, per-patch Dice, the ranks' local losses
+already average to the global one, and the strategy keeps them.) Under DDP each rank holds
+part of the batch, so per-rank batch-Dice terms would differ from the one-process loss.
+:class:`GlobalBatchDiceCELoss` sums the per-class statistics over ranks with a differentiable
+all-reduce first; with gradients averaged over ranks afterwards (DDP, or
 :func:`nasmed.distributed.all_reduce_gradients`) the update equals the one-process update:
 
 - each rank's Dice term is the global one, and the all-reduce's backward sums the ranks'
@@ -38,7 +40,7 @@ def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
 
 
 class GlobalBatchDiceCELoss(nn.Module):
-    """Soft Dice over the global batch (background included) + cross-entropy, weights 1 and 1.
+    """Soft Dice of the foreground classes over the global batch + cross-entropy, weights 1 and 1.
 
     Takes logits ``(B, K, ...)`` and integer labels ``(B, 1, ...)`` like
     :func:`~nasmed.train.losses.make_seg_loss`.
@@ -65,4 +67,4 @@ class GlobalBatchDiceCELoss(nn.Module):
         dice = 1.0 - (2.0 * inter + self.smooth_nr) / (truth + pred + self.smooth_dr)
         labels = target[:, 0] if target.shape[1] == 1 else target
         ce = F.cross_entropy(logits, labels.long())
-        return dice.mean() + ce
+        return dice[1:].mean() + ce  # nnU-Net's do_bg=False

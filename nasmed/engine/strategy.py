@@ -168,8 +168,10 @@ class DataParallel(Strategy):
         broadcast_module(model)
 
     def batch_loss(self, local: nn.Module) -> nn.Module:
-        """nnU-Net's batch Dice over the global batch + CE (``local`` when alone)."""
-        return GlobalBatchDiceCELoss() if self.world > 1 else local
+        """nnU-Net's batch Dice over the global batch + CE (``local`` when alone, or when its
+        Dice is per patch: averaging the ranks' gradients then gives the global mean)."""
+        per_patch = getattr(getattr(local, "dice", None), "batch", True) is False
+        return GlobalBatchDiceCELoss() if self.world > 1 and not per_patch else local
 
     def sync_gradients(self, params: Sequence[torch.Tensor]) -> None:
         all_reduce_gradients(params)

@@ -4,12 +4,13 @@
   instance norm), channels ``16, 32, 64, 128, 256`` times ``width``: up to 4 stride-2 levels, fewer
   for small patches so the bottom keeps at least 4 voxels per side (a 16^3 patch gets 2, 32^3
   gets 3, 64^3 and up 4). Every patch side must be a multiple of 16. It has no deep supervision.
-- ``dynunet``: MONAI's :class:`~monai.networks.nets.DynUNet`, the nnU-Net network: kernels and
-  strides follow nnU-Net's rules from the patch and the voxel spacing (an axis is pooled while its
-  spacing is at most twice the finest one and its size stays at least 8; axes coarser than twice
-  the finest get 1-voxel kernels), at most 5 poolings, filters ``32 * 2**level`` capped at 320,
-  times ``width``. With deep supervision it returns full-resolution logits of the top decoder
-  levels as a tuple in training mode.
+- ``dynunet``: MONAI's :class:`~monai.networks.nets.DynUNet` sized as nnU-Net v2 plans its
+  ``PlainConvUNet``: kernels and strides by nnU-Net's own rule from the patch and the voxel
+  spacing (:func:`dynunet_topology`: pooling stops at a 4-voxel bottleneck edge, an axis pools
+  only while its spacing is under twice the finest, coarser axes get 1-voxel kernels until they
+  catch up), filters ``32 * 2**level`` capped at 320 (3D), times ``width``. With deep
+  supervision it returns, in training mode, a tuple of logits from every decoder level, as
+  nnU-Net's decoder does (MONAI upsamples them to full resolution), highest resolution first.
 
 Every network maps ``(B, C, *patch)`` to ``(B, K, *patch)`` logits in eval mode; with deep
 supervision in training mode it returns ``(full, aux 1, ...)``.
@@ -26,7 +27,7 @@ from torch import nn
 from nasmed.errors import ConfigError
 
 __all__ = [
-    "DYNUNET_MAX_POOLINGS",
+    "DYNUNET_MIN_EDGE",
     "UNET_DIVISOR",
     "DeepSupervisedDynUNet",
     "dynunet_topology",
@@ -38,7 +39,7 @@ __all__ = [
 
 UNET_DIVISOR = 16  # 4 stride-2 levels
 UNET_BASE_CHANNELS = (16, 32, 64, 128, 256)
-DYNUNET_MAX_POOLINGS = 5
+DYNUNET_MIN_EDGE = 4  # nnU-Net v2: UNet_featuremap_min_edge_length
 DYNUNET_BASE_FILTERS = 32
 DYNUNET_MAX_FILTERS = 320
 
@@ -83,9 +84,27 @@ def make_unet(
 
 
 def dynunet_topology(
-    patch: Sequence[int], spacing: Sequence[float], *, max_poolings: int = DYNUNET_MAX_POOLINGS
+    patch: Sequence[int],
+    spacing: Sequence[float],
+    *,
+    min_edge: int = DYNUNET_MIN_EDGE,
+    max_poolings: int | None = None,
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """nnU-Net's kernels and strides for ``patch`` at ``spacing``.
+    """nnU-Net v2's kernels and strides for ``patch`` at ``spacing``.
+
+    The rule of nnU-Net v2's ``get_pool_and_conv_props`` (nnunetv2 2.8.1,
+    ``experiment_planning/experiment_planners/network_topology.py``), applied to the given patch
+    instead of one nnU-Net chose: at each level, the axes that may pool are those whose size is
+    at least ``2 * min_edge`` and whose spacing is under twice the finest spacing among them; a
+    single such axis pools only while its size is at least ``3 * min_edge``; no axis left ends
+    the encoder. An axis's kernel becomes 3 (and stays 3) once its spacing is under twice the
+    finest spacing of all axes, 1 before (anisotropy). The bottleneck's kernel is 3 everywhere.
+
+    Args:
+        patch: the patch, ``(x, y, z)``.
+        spacing: its voxel spacing in the same axis order.
+        min_edge: the smallest edge of the bottleneck's feature map (nnU-Net's 4).
+        max_poolings: at most this many poolings per axis (``None``: no limit, as nnU-Net).
 
     Returns:
         ``(kernels, strides)``, one entry per level; the first stride is ``[1, 1, 1]``.
@@ -98,26 +117,38 @@ def dynunet_topology(
     spacings = [float(s) for s in spacing]
     if len(sizes) != 3 or len(spacings) != 3 or min(sizes) < 1 or min(spacings) <= 0:
         raise ConfigError(f"dynunet: patch {list(patch)} and spacing {list(spacing)} must be 3D")
+    limit = max_poolings if max_poolings is not None else 10**6
+    pools = [0, 0, 0]
+    kernel = [1, 1, 1]
     kernels: list[list[int]] = []
     strides: list[list[int]] = [[1, 1, 1]]
-    for _ in range(max_poolings):
-        ratio = [s / min(spacings) for s in spacings]
-        stride = [2 if r <= 2 and n >= 8 else 1 for r, n in zip(ratio, sizes)]
-        kernel = [3 if r <= 2 else 1 for r in ratio]
-        if all(s == 1 for s in stride):
+    while True:
+        valid = [a for a in range(3) if sizes[a] >= 2 * min_edge]
+        if not valid:
             break
-        for axis, (n, s) in enumerate(zip(sizes, stride)):
-            if n % s:
-                raise ConfigError(
-                    f"dynunet: patch side {patch[axis]} (axis {axis}) is not divisible by its "
-                    f"pooling; use multiples of {2**DYNUNET_MAX_POOLINGS}"
-                )
-        sizes = [n // s for n, s in zip(sizes, stride)]
-        spacings = [sp * s for sp, s in zip(spacings, stride)]
-        kernels.append(kernel)
+        finest = min(spacings[a] for a in valid)
+        valid = [a for a in valid if spacings[a] / finest < 2 and pools[a] < limit]
+        if not valid or (len(valid) == 1 and sizes[valid[0]] < 3 * min_edge):
+            break
+        kernel = [3 if k == 3 or sp / min(spacings) < 2 else 1 for k, sp in zip(kernel, spacings)]
+        stride = [2 if a in valid else 1 for a in range(3)]
+        for a in valid:
+            pools[a] += 1
+            spacings[a] *= 2
+            sizes[a] = -(-sizes[a] // 2)
+        kernels.append(list(kernel))
         strides.append(stride)
     if len(strides) == 1:
-        raise ConfigError(f"dynunet: patch {list(patch)} is too small to pool (sides < 8)")
+        raise ConfigError(
+            f"dynunet: patch {list(patch)} is too small to pool (sides < {2 * min_edge})"
+        )
+    bad = [a for a in range(3) if int(patch[a]) % 2 ** pools[a]]
+    if bad:
+        fit = [max(2**p, round(int(n) / 2**p) * 2**p) for n, p in zip(patch, pools)]
+        raise ConfigError(
+            f"dynunet: patch side {patch[bad[0]]} (axis {bad[0]}) is not divisible by its "
+            f"{2 ** pools[bad[0]]}-fold pooling at spacing {list(spacing)}; try patch {fit}"
+        )
     kernels.append([3, 3, 3])
     return kernels, strides
 
@@ -161,7 +192,7 @@ def make_dynunet(
         filters=filters,
         norm_name=("INSTANCE", {"affine": True}),
         deep_supervision=deep_supervision,
-        deep_supr_num=max(1, min(2, len(strides) - 2)),
+        deep_supr_num=max(1, len(strides) - 2),
         res_block=False,
     )
 

@@ -4,7 +4,8 @@ The API (:func:`nasmed.training.train`, :func:`nasmed.transfer.transfer`) takes 
 only builds it from its options. The nnU-Net recipe is on by default: augmentation
 (:class:`~nasmed.train.augment.AugmentConfig`), deep supervision where the network has it,
 SGD (Nesterov, momentum 0.99, weight decay 3e-5, poly decay 0.9) at 1e-2, gradient clip 12,
-largest-connected-component postprocessing when it helps on the validation cases.
+nnU-Net's foreground oversampling (:func:`foreground_fraction`), largest-connected-component
+postprocessing when it helps on the validation cases.
 """
 
 from __future__ import annotations
@@ -17,9 +18,37 @@ from nasmed.engine.defaults import AMP_DTYPES, DEFAULT_WEIGHT_DECAY, weight_deca
 from nasmed.errors import ConfigError
 from nasmed.train.augment_config import AugmentConfig
 
-__all__ = ["DEFAULT_LR", "DEFAULT_WEIGHT_DECAY", "TrainConfig"]
+__all__ = [
+    "DEFAULT_LR",
+    "DEFAULT_WEIGHT_DECAY",
+    "TrainConfig",
+    "foreground_fraction",
+    "nnunet_batch_dice",
+]
 
 DEFAULT_LR = {"sgd": 1e-2, "adamw": 3e-4}
+NNUNET_OVERSAMPLE = 0.33  # nnUNetTrainer.oversample_foreground_percent
+
+
+def nnunet_batch_dice(patch: tuple[int, ...], median_shape: tuple[int, ...]) -> bool:
+    """nnU-Net v2's ``batch_dice`` for its 3d_fullres configuration: on when the patch holds
+    under a quarter of the median image (``lowres_creation_threshold``, where nnU-Net plans a
+    3d_lowres configuration), off otherwise (per-patch Dice, the usual case for small images).
+
+    nnU-Net also turns it off when the 3d_lowres it then plans is under half the fullres size;
+    that refinement is not copied.
+    """
+    return math.prod(patch) < 0.25 * math.prod(median_shape)
+
+
+def foreground_fraction(batch_size: int, oversample: float = NNUNET_OVERSAMPLE) -> float:
+    """The share of patches centred on foreground that nnU-Net v2 draws in a batch.
+
+    nnU-Net forces sample ``i`` of a batch to foreground unless
+    ``i < round(batch_size * (1 - oversample))`` (``nnUNetDataLoader.get_do_oversample``), so
+    its 33 % is 1 of 2 (50 %) at its default batch of 2, 1 of 3 at 3, 0 of 1 at 1.
+    """
+    return (batch_size - round(batch_size * (1 - oversample))) / batch_size
 
 
 def check_time_budget(seconds: float | None) -> None:
@@ -65,6 +94,8 @@ class TrainConfig:
             (``None``: run every epoch). The poly decay then follows the larger of the epoch
             and time fractions, so the rate reaches its end when time runs out.
         postprocess: decide largest-component postprocessing on the validation cases.
+        batch_dice: soft Dice over the whole batch (``True``) or per patch, averaged
+            (``False``); ``None``: nnU-Net v2's choice for 3d_fullres (:func:`nnunet_batch_dice`).
     """
 
     #: settings that may change on resume (recorded anew in ``run.json``)
@@ -73,6 +104,7 @@ class TrainConfig:
     ADDED_SETTINGS: ClassVar[dict[str, Any]] = {
         "amp_dtype": "auto",
         "activation_checkpointing": False,
+        "batch_dice": None,
     }
 
     epochs: int = 50
@@ -99,6 +131,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     time_budget: float | None = None
     postprocess: bool = True
+    batch_dice: bool | None = None
 
     def __post_init__(self) -> None:
         if self.patch is not None:

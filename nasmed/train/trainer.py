@@ -40,7 +40,7 @@ from nasmed.engine.precision import Precision, resolve_precision
 from nasmed.engine.strategy import DataParallel, Strategy
 from nasmed.errors import ConfigError
 from nasmed.train.augment import Augmenter
-from nasmed.train.config import DEFAULT_LR, TrainConfig
+from nasmed.train.config import DEFAULT_LR, TrainConfig, foreground_fraction
 from nasmed.train.losses import DeepSupervisionLoss, make_seg_loss
 
 __all__ = ["BEST", "DEFAULT_LR", "LAST", "FitResult", "TrainConfig", "Trainer", "ValidateFn"]
@@ -110,7 +110,10 @@ class Trainer:
             log.warning("mixed precision is off in a pipeline (partitions run in worker threads)")
             mode = "fp32"
         self.precision = Precision(mode, self.device)
-        self.loss_fn = DeepSupervisionLoss(self.strategy.batch_loss(make_seg_loss()))
+        batch_dice = config.batch_dice is not False
+        self.loss_fn = DeepSupervisionLoss(
+            self.strategy.batch_loss(make_seg_loss(batch=batch_dice))
+        )
         self.optimizer = self.build_optimizer()
         self.transform = Augmenter(config.augment) if config.augment.active else None
         self.loader = make_loader(
@@ -121,6 +124,7 @@ class Trainer:
             workers=config.workers,
             samples_per_epoch=config.steps_per_epoch * config.batch_size,
             seed=config.seed,
+            foreground_fraction=foreground_fraction(config.batch_size),
             pin_memory=self.device.type == "cuda",
             transform=self.transform,
             rank=self.strategy.rank,

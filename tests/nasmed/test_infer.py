@@ -114,3 +114,49 @@ def test_channel_mismatch_is_one_line_and_writes_nothing(
         predict(trained_unet, [tmp_path / "missing.nii.gz"], out, device="cpu")
     with pytest.raises(RunDirError, match="model file not found"):
         predict(tmp_path, [good], out, device="cpu")
+
+
+def test_a_batch_reads_each_image_once_and_mirroring_matches_by_hand(
+    trained_unet: Path, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import itertools
+
+    import torch
+
+    import nasmed.infer as infer
+    from nasmed.models.spec import load_model
+
+    reads: list[str] = []
+    real = infer.read_image
+
+    def counting(path: Path, **kw: object) -> object:
+        reads.append(Path(path).name)
+        return real(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(infer, "read_image", counting)
+    predict(trained_unet, [inputs], tmp_path / "pred", device="cpu", progress=False)
+    assert sorted(reads) == sorted(f"{n}.nii.gz" for n in GEOMETRIES)  # once each, not twice
+    # the mirrored prediction is the mean softmax over the 8 flips, each run on its own
+    spec, net = load_model(trained_unet)
+    array = np.random.default_rng(0).normal(size=(1, 40, 36, 20)).astype(np.float32)
+    got = infer.predict_probabilities(
+        net, array, spec.patch, device=torch.device("cpu"), tta_mirror=True
+    )
+    flips = [f for r in range(4) for f in itertools.combinations((2, 3, 4), r)]
+    want = np.mean(
+        [
+            np.flip(
+                infer.predict_probabilities(
+                    net,
+                    np.ascontiguousarray(np.flip(array, [d - 1 for d in f])),
+                    spec.patch,
+                    device=torch.device("cpu"),
+                ),
+                [d - 1 for d in f],
+            )
+            for f in flips
+        ],
+        axis=0,
+    )
+    assert got.shape == (2, 40, 36, 20)
+    assert np.allclose(got, want, atol=1e-5)

@@ -70,9 +70,9 @@ def segmenting_unet(export_task: Path, tmp_path_factory: pytest.TempPathFactory)
         "unet",
         root / "run",
         root / "work",
-        epochs=6,
+        epochs=12,
         steps_per_epoch=6,
         optimizer="adamw",
         lr=3e-3,
-        val_every=6,
+        val_every=12,
     )

@@ -92,6 +92,52 @@ def test_dynunet_topology_follows_spacing() -> None:
     assert [unet_levels((s, s, s)) for s in (16, 32, 64, 256)] == [2, 3, 4, 4]
 
 
+def test_dynunet_topology_is_nnunet_size_at_the_benchmark_patch() -> None:
+    # the vs_nnunet benchmark's patch: nnU-Net v2 plans 4 stages of 32-256 filters, 5.5 M
+    kernels, strides = dynunet_topology((48, 48, 32), (0.87, 0.87, 2.45))
+    assert strides == [[1, 1, 1], [2, 2, 1], [2, 2, 2], [2, 2, 2]]
+    assert kernels == [[3, 3, 1], [3, 3, 3], [3, 3, 3], [3, 3, 3]]
+    net = build_model("dynunet", 1, 3, patch=(48, 48, 32), spacing=(0.87, 0.87, 2.45))
+    assert [int(f) for f in net.filters] == [32, 64, 128, 256]
+    assert 5.4e6 < sum(p.numel() for p in net.parameters()) < 5.7e6
+    # a lone axis pools only while it keeps 3x the minimum edge (12): 8 stops, 12 goes on
+    assert dynunet_topology((8, 8, 16), (1.0, 1.0, 1.0))[1] == [[1, 1, 1], [2, 2, 2]]
+    assert dynunet_topology((8, 8, 24), (1.0, 1.0, 1.0))[1] == [[1, 1, 1], [2, 2, 2], [1, 1, 2]]
+
+
+def test_dynunet_topology_errors_name_a_patch_that_fits() -> None:
+    with pytest.raises(ConfigError, match=r"not divisible by its 8-fold pooling.*\[32, 48, 32\]"):
+        dynunet_topology((36, 48, 32), (1.0, 1.0, 1.0))
+    with pytest.raises(ConfigError, match="too small to pool"):
+        dynunet_topology((7, 7, 7), (1.0, 1.0, 1.0))
+
+
+_PAIRS = [
+    ((48, 48, 32), (0.87, 0.87, 2.45)),
+    ((64, 64, 16), (0.8, 0.8, 3.0)),
+    ((128, 128, 128), (1.0, 1.0, 1.0)),
+    ((160, 192, 64), (0.7, 0.7, 2.5)),
+    ((80, 112, 112), (1.9, 1.4, 1.4)),
+    ((256, 256, 24), (0.5, 0.5, 5.0)),
+    ((40, 40, 32), (1.0, 1.0, 1.0)),
+    ((96, 96, 96), (3.0, 1.0, 1.0)),
+]
+
+
+@pytest.mark.parametrize(("patch", "spacing"), _PAIRS)
+def test_dynunet_topology_equals_nnunet_planner(
+    patch: tuple[int, int, int], spacing: tuple[float, float, float]
+) -> None:
+    topology = pytest.importorskip(
+        "nnunetv2.experiment_planning.experiment_planners.network_topology"
+    )
+    _, pools, convs, padded, _ = topology.get_pool_and_conv_props(spacing, patch, 4, 999999)
+    assert tuple(padded) == patch  # the pairs are patches nnU-Net would not pad
+    kernels, strides = dynunet_topology(patch, spacing)
+    assert strides == [list(p) for p in pools]
+    assert kernels == [list(c) for c in convs]
+
+
 def test_check_patch_names_the_nearest_fit(genotype_file: Path) -> None:
     assert check_patch("unet", (32, 16, 48)) == (32, 16, 48)
     with pytest.raises(ConfigError, match=r"nearest valid patch: \[32, 16, 16\]"):

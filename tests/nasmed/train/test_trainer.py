@@ -10,7 +10,9 @@ import torch
 from decathlon.synthetic import write_synthetic_task
 from nasmed.errors import ConfigError
 from nasmed.train.checkpoint import load_checkpoint
+from nasmed.train.config import foreground_fraction, nnunet_batch_dice
 from nasmed.train.history import read_history
+from nasmed.train.losses import make_seg_loss
 from nasmed.train.trainer import TrainConfig
 from nasmed.training import train
 
@@ -157,6 +159,8 @@ def test_model_json_records_the_recipe(tiny_task: Path, tmp_path: Path) -> None:
     assert recipe["augment"] == AugmentConfig().to_json()
     assert recipe["deep_supervision"] is False  # unet has none
     assert recipe["weight_decay"] == 3e-5 and recipe["momentum"] == 0.99
+    # 16^3 patches of ~24x24x16 images: nnU-Net's per-patch Dice, 1 of 2 patches on foreground
+    assert recipe["batch_dice"] is False and recipe["foreground_fraction"] == 0.5
     assert recipe["postprocessing"] == json.loads((run / "postprocessing.json").read_text())
     off = _run(
         tiny_task,
@@ -249,3 +253,41 @@ def test_amp_and_activation_checkpointing_switches_train_on_cpu(
     rows = read_history(run / "history.csv")
     assert len(rows) == 1 and rows[0]["loss"] > 0
     assert torch.load(run / "model.pt", weights_only=True)  # a plain state dict, weights only
+
+
+def test_foreground_oversampling_is_nnunets_per_batch_rule() -> None:
+    # nnU-Net forces sample i unless i < round(batch * 0.67): 1 of 2, 1 of 3, 1 of 4, 0 of 1
+    assert [foreground_fraction(b) for b in (1, 2, 3, 4, 6)] == pytest.approx(
+        [0.0, 0.5, 1 / 3, 0.25, 2 / 6]
+    )
+
+
+def test_batch_dice_only_where_nnunet_would_plan_a_lowres_configuration() -> None:
+    assert nnunet_batch_dice((48, 48, 32), (48, 48, 32)) is False
+    assert nnunet_batch_dice((128, 128, 128), (512, 512, 300)) is True
+    assert nnunet_batch_dice((64, 64, 32), (128, 128, 64)) is True  # 1/8 of the image
+    assert nnunet_batch_dice((64, 64, 64), (100, 100, 100)) is False  # 26 %
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 2, 4, 4, 4, generator=g)
+    label = torch.zeros(2, 1, 4, 4, 4, dtype=torch.long)
+    label[0, :, :2] = 1  # foreground in the first patch only
+    assert not torch.isclose(
+        make_seg_loss(batch=True)(logits, label), make_seg_loss(batch=False)(logits, label)
+    )
+
+
+def test_trainer_draws_nnunets_foreground_share(
+    tiny_task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nasmed.train.trainer as trainer_module
+
+    seen: list[float] = []
+    real = trainer_module.make_loader
+
+    def spy(*args: object, **kw: object) -> object:
+        seen.append(kw["foreground_fraction"])  # type: ignore[arg-type]
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer_module, "make_loader", spy)
+    _run(tiny_task, tmp_path / "run", tmp_path / "work", epochs=1, batch_size=2)
+    assert seen == [0.5]
