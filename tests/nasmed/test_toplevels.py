@@ -18,7 +18,7 @@ from nasmed.supernet import (
     param_range,
     sample_genotype,
 )
-from nasmed.supernet.toplevels import top_level_parts
+from nasmed.supernet.toplevels import Residual, top_level_parts
 from searchspaces import SearchSpace, SpaceError
 
 SMALL = searchspaces.load("scnas-small")
@@ -146,3 +146,16 @@ def test_a_genotype_with_level_0_cells_fails_check_space_in_one_line() -> None:
     assert "\n" not in str(info.value)
     with pytest.raises(GenotypeError):
         build_network(forged, 1, 2)
+
+
+def test_fixed_blocks_are_residual_with_a_summed_skip() -> None:
+    """x + block(x) in the encoder and (summed skip) the decoder; concat: a plain block."""
+    space = _space(fixed_levels=1)
+    net = DerivedNet(sample_genotype(space, 0), space, 1, 2).net
+    for block in (net.top_enc["0"], net.top_dec["0"]):
+        assert isinstance(block, Residual)
+        x = torch.randn(1, space.channels()[0], 8, 8, 8)
+        torch.testing.assert_close(block(x), x + block.block(x))
+    concat = _space(fixed_levels=1, skip=searchspaces.Skip.CONCAT)
+    dec = DerivedNet(sample_genotype(concat, 0), concat, 1, 2).net.top_dec["0"]
+    assert not isinstance(dec, Residual)
