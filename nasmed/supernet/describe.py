@@ -82,7 +82,8 @@ def describe_space(
         f"norm {space.norm}, act {space.act}, expansion upsampling {space.upsample.value}, "
         f"skips {space.skip.value}, stem {space.stem_blocks} conv block(s), "
         + (
-            f"levels 0-{space.fixed_levels - 1} fixed (nnU-Net-like blocks, no cells)"
+            f"level{'s 0-' if space.fixed_levels > 1 else ' '}{space.fixed_levels - 1} fixed "
+            "(nnU-Net-like residual blocks, no cells)"
             if space.fixed_levels
             else "every level searched"
         ),
