@@ -197,7 +197,14 @@ def breakdown(name: str, model: nn.Module, data: tuple[torch.Tensor, torch.Tenso
         cell.register_forward_pre_hook(
             lambda _m, args, key=key: inputs.__setitem__(key, args[0].detach())
         )
-        for key, cell in net.cells.items()
+        for key, cell in [
+            *net.cells.items(),
+            *(
+                (f"top {kind} {level}", m)
+                for kind in ("enc", "up", "dec")
+                for level, m in getattr(net, f"top_{kind}").items()
+            ),
+        ]
     ]
     parts: dict[str, float] = {}
     with torch.no_grad():
@@ -224,6 +231,11 @@ def breakdown(name: str, model: nn.Module, data: tuple[torch.Tensor, torch.Tenso
             ("ops + sums", total - entry - proj),
         ):
             parts[f"{level} {part}"] = parts.get(f"{level} {part}", 0.0) + seconds
+    for kind in ("enc", "up", "dec"):  # the fixed top levels (fixed_levels)
+        for level, block in getattr(net, f"top_{kind}").items():
+            part = f"level {level} fixed blocks"
+            seconds = _fwd_bwd(block, inputs[f"top {kind} {level}"])
+            parts[part] = parts.get(part, 0.0) + seconds
     full = 0.0
     with torch.no_grad():
         stem = net.stem(x)

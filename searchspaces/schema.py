@@ -91,6 +91,11 @@ class SearchSpace:
             no full-resolution stage, as MONAI's UNet: a stride-2 conv block from the image, and
             a transposed-conv head from level 0 straight to the logits.
         skip: how the decoder takes the encoder's output of the same level (:class:`Skip`).
+        fixed_levels: how many top levels (0..fixed_levels-1) are a fixed nnU-Net-like stage
+            instead of searched cells: in the encoder one conv -> norm -> act block at the
+            level's resolution (after the stride-2 block that enters it), in the decoder the
+            expansion cells' entry block (upsampling), the skip, and one conv block. 0: every
+            level is searched. Not with ``stride_options`` / ``width_options``.
         stride_options: macro choice of every encoder level's downsampling: the per-axis
             strides (1 or 2 each, at least one 2) a level may choose from, e.g.
             ``((2, 2, 2), (2, 2, 1))``; every level 1..levels has its own logits. Empty: every
@@ -121,6 +126,7 @@ class SearchSpace:
     preact: bool = False
     stem_blocks: int = 1
     skip: Skip = Skip.SUM
+    fixed_levels: int = 0
     stride_options: tuple[tuple[int, ...], ...] = ()
     width_options: tuple[float, ...] = ()
     default_patch: tuple[int, ...] | None = None
@@ -157,6 +163,7 @@ class SearchSpace:
         if not isinstance(self.preact, bool):
             raise _fail(where, f"'preact' must be true or false, got {self.preact!r}")
         self._check_macro(where)
+        self._check_fixed_levels(where)
         if self.default_patch is not None:
             self.check_patch(self.default_patch)
 
@@ -196,6 +203,20 @@ class SearchSpace:
                     f"'width_options' {_plain(widths)} give level {level} the same channels "
                     f"twice ({chans}); use multipliers further apart",
                 )
+
+    def _check_fixed_levels(self, where: str) -> None:
+        k = self.fixed_levels
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < self.levels:
+            raise _fail(
+                where,
+                f"'fixed_levels' must be an integer in 0..levels-1 ({self.levels - 1}), got {k!r}",
+            )
+        if k and self.has_macro:
+            raise _fail(
+                where,
+                "'fixed_levels' cannot be combined with 'stride_options' / 'width_options' "
+                "(macro choices need every level searched); drop one of them",
+            )
 
     def _check_channels(self, where: str) -> None:
         base, cap, growth = self.base_channels, self.max_channels, self.channel_growth
@@ -306,19 +327,19 @@ class SearchSpace:
         )
 
     def layers(self) -> tuple[Layer, ...]:
-        """Every cell of the network in forward order."""
+        """Every searched cell of the network in forward order (none at the ``fixed_levels``)."""
         out: list[Layer] = []
 
         def add(name: str, cell_type: CellType, level: int) -> None:
             key = cell_type.value if self.sharing is Sharing.CELL_TYPE else name
             out.append(Layer(name, cell_type, level, key))
 
-        for level in range(self.levels + 1):
+        for level in range(self.fixed_levels, self.levels + 1):
             if level > 0:
                 add(f"reduction_l{level}", CellType.REDUCTION, level)
             for c in range(self.cells_per_level):
                 add(f"encoder_l{level}_c{c}", CellType.ENCODER, level)
-        for level in range(self.levels - 1, -1, -1):
+        for level in range(self.levels - 1, self.fixed_levels - 1, -1):
             add(f"expansion_l{level}", CellType.EXPANSION, level)
             for c in range(self.cells_per_level):
                 add(f"decoder_l{level}_c{c}", CellType.DECODER, level)
@@ -468,6 +489,7 @@ _LATER_FIELDS: dict[str, Any] = {
     "preact": False,
     "stem_blocks": 1,
     "skip": Skip.SUM.value,
+    "fixed_levels": 0,
     "stride_options": [],
     "width_options": [],
 }

@@ -200,6 +200,11 @@ def _derived_layers(model: DerivedNet) -> list[tuple[str, nn.Module]]:
     last_decoder = {
         layer.level: layer.name for layer in net.layers if layer.cell_type is CellType.DECODER
     }
+    for level in range(net.space.fixed_levels):  # the fixed top levels' encoder blocks
+        if level > 0:
+            stash_layer, merges[level - 1] = _link(skip_mode)
+            layers.append((f"stash_l{level - 1}", stash_layer))
+        layers.append((f"top_enc_l{level}", net.top_enc[str(level)]))
     for layer in net.layers:
         if layer.cell_type is CellType.REDUCTION:
             stash_layer, merges[layer.level - 1] = _link(skip_mode)
@@ -212,6 +217,15 @@ def _derived_layers(model: DerivedNet) -> list[tuple[str, nn.Module]]:
         if layer.level in aux_levels and last_decoder.get(layer.level) == layer.name:
             aux = aux_head_layer(net.aux_heads[str(layer.level)], layer.level)
             layers.append((f"aux_l{layer.level}", aux))
+    for level in range(net.space.fixed_levels - 1, -1, -1):  # and their decoder blocks
+        layers += [
+            (f"top_up_l{level}", net.top_up[str(level)]),
+            (f"merge_l{level}", merges.pop(level)),
+            (f"top_dec_l{level}", net.top_dec[str(level)]),
+        ]
+        if level in aux_levels:
+            aux = aux_head_layer(net.aux_heads[str(level)], level)
+            layers.append((f"aux_l{level}", aux))
     if net.up is not None:
         assert full_link is not None
         layers += [("up", net.up), ("merge_full", full_link[1])]

@@ -80,7 +80,13 @@ def describe_space(
         f"{'pre' if space.preact else 'post'}-activation ops",
         f"ops ({len(space.ops)}): {', '.join(space.ops)}",
         f"norm {space.norm}, act {space.act}, expansion upsampling {space.upsample.value}, "
-        f"skips {space.skip.value}, stem {space.stem_blocks} conv block(s)",
+        f"skips {space.skip.value}, stem {space.stem_blocks} conv block(s), "
+        + (
+            f"level{'s 0-' if space.fixed_levels > 1 else ' '}{space.fixed_levels - 1} fixed "
+            "(nnU-Net-like residual blocks, no cells)"
+            if space.fixed_levels
+            else "every level searched"
+        ),
         _macro_line(space),
         f"size: {distinct} distinct networks (10^{math.log10(distinct):.1f}); {size} genotypes "
         f"(10^{math.log10(size):.1f}: zero edges make distinct genotypes equal networks)",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from nasmed.ops import OpCost, conv_block_cost
 from nasmed.supernet.cell import entry_cost, preact_cost, projection_cost
 from nasmed.supernet.network import cell_in_channels
+from nasmed.supernet.toplevels import top_level_parts
 from searchspaces import CellType, SearchSpace, Upsample
 
 __all__ = ["fixed_cost", "fixed_parts"]
@@ -25,9 +26,10 @@ def fixed_parts(
     spatial_dims: int = 3,
     strides: Sequence[Sequence[int]] | None = None,
 ) -> list[tuple[OpCost, int]]:
-    """The declared parts of everything but the searched edges, each with the level whose voxel
-    count it runs at (``-1``: the input's resolution); ``channels`` per level 0..L, ``width``
-    the global multiplier (of the stride-2 stem's channels). See :func:`fixed_cost`."""
+    """The declared parts of everything but the searched edges (the fixed top levels' blocks
+    included), each with the level whose voxel count it runs at (``-1``: the input's
+    resolution); ``channels`` per level 0..L, ``width`` the global multiplier (of the stride-2
+    stem's channels). See :func:`fixed_cost`."""
     ch, sd = channels, spatial_dims
     parts: list[tuple[OpCost, int]] = []
     top = ch[0]
@@ -37,7 +39,7 @@ def fixed_parts(
         parts.append((head, -1))
         if space.preact:  # the head's norm -> act runs at level 0
             parts.append((preact_cost(top), 0))
-        return parts + _cell_parts(space, ch, sd, strides)
+        return parts + top_level_parts(space, sd, ch) + _cell_parts(space, ch, sd, strides)
     if space.stem_stride == 2:
         top = space.stem_channels(width)
         parts.append((conv_block_cost(sd, top, ch[0], kernel=3, stride=2), 0))
@@ -50,7 +52,7 @@ def fixed_parts(
     if space.preact:
         head = head + preact_cost(top)
     parts.append((head, -1))
-    return parts + _cell_parts(space, ch, sd, strides)
+    return parts + top_level_parts(space, sd, ch) + _cell_parts(space, ch, sd, strides)
 
 
 def _cell_parts(

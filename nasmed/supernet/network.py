@@ -14,7 +14,8 @@ output with the expansion cell's (the next decoder cell's entry 1x1x1 block mixe
 nnU-Net's decoder does after its transposed conv); with ``preact`` the cells' outputs are raw
 sums, so every head first normalises and activates. ``stem_blocks`` 0 drops the full-resolution
 stage (MONAI UNet's top): the image goes straight into the stride-2 conv block and the head is a
-transposed conv from level 0 to the logits, with no full-resolution skip.
+transposed conv from level 0 to the logits, with no full-resolution skip. With ``fixed_levels``
+k, levels 0..k-1 have no cells but fixed nnU-Net-like blocks (:mod:`nasmed.supernet.toplevels`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from nasmed.supernet.macro import (
     make_dynamic,
     width_mask,
 )
+from nasmed.supernet.toplevels import decoder_block, encoder_block, up_block
 from searchspaces import CellType, Layer, SearchSpace, Skip, Upsample
 
 __all__ = ["CellNetwork", "EdgeOps", "aux_levels", "cell_in_channels"]
@@ -188,6 +190,14 @@ class CellNetwork(nn.Module):
             self.stem = _stem(space, sd, in_channels, ch[0])
             self.down = self.up = None
             self.head = _head(space, sd, ch[0], out_channels, blocks)
+        # the fixed top levels (fixed_levels): encoder, upsampling and decoder blocks per level
+        self.top_enc = nn.ModuleDict()
+        self.top_up = nn.ModuleDict()
+        self.top_dec = nn.ModuleDict()
+        for level in range(space.fixed_levels):
+            self.top_enc[str(level)] = encoder_block(space, sd, ch, level)
+            self.top_up[str(level)] = up_block(space, sd, ch, level)
+            self.top_dec[str(level)] = decoder_block(space, sd, ch, level)
         self.cells = nn.ModuleDict()
         for layer in self.layers:
             cell = self.cells[layer.name] = Cell(
@@ -286,6 +296,10 @@ class CellNetwork(nn.Module):
             x = self.down(x)
         skips: dict[int, torch.Tensor] = {}
         aux: dict[int, torch.Tensor] = {}
+        for level in range(self.space.fixed_levels):
+            if level > 0:
+                skips[level - 1] = x
+            x = self.top_enc[str(level)](x)
         for layer in self.layers:
             if layer.cell_type is CellType.REDUCTION:
                 skips[layer.level - 1] = x
@@ -295,6 +309,12 @@ class CellNetwork(nn.Module):
                 x = torch.cat([skip, x], dim=1) if self.space.skip is Skip.CONCAT else x + skip
             if str(layer.level) in self.aux_heads and self._last_decoder[layer.level] == layer.name:
                 aux[layer.level] = self.aux_heads[str(layer.level)](x)
+        for level in range(self.space.fixed_levels - 1, -1, -1):
+            x, skip = self.top_up[str(level)](x), skips.pop(level)
+            x = torch.cat([skip, x], dim=1) if self.space.skip is Skip.CONCAT else x + skip
+            x = self.top_dec[str(level)](x)
+            if str(level) in self.aux_heads:
+                aux[level] = self.aux_heads[str(level)](x)
         if self.up is not None:
             x = self.up(x) + full
         out: torch.Tensor = self.head(x)

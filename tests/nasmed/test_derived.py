@@ -14,7 +14,7 @@ from nasmed.genotype import Genotype
 from nasmed.models.derived import DerivedNet, build_network
 from nasmed.supernet import Supernet, architecture_cost, param_range, sample_genotype
 from nasmed.train.losses import DeepSupervisionLoss, make_seg_loss
-from searchspaces import CellOutput, Skip
+from searchspaces import CellOutput, Skip, Upsample
 
 SPACE = searchspaces.load("scnas-small")
 
@@ -88,6 +88,10 @@ OPTIONS = [
     {"cell_output": CellOutput.CONCAT, "stem_blocks": 2, "skip": Skip.CONCAT},
     {"cell_output": CellOutput.RESIDUAL, "stem_blocks": 0},
     {"cell_output": CellOutput.RESIDUAL, "stem_blocks": 0, "preact": True},
+    {"cell_output": CellOutput.RESIDUAL, "stem_blocks": 0, "fixed_levels": 1},
+    {"cell_output": CellOutput.SUM, "preact": True, "skip": Skip.CONCAT, "fixed_levels": 1},
+    {"cell_output": CellOutput.RESIDUAL, "levels": 3, "fixed_levels": 2, "stem_blocks": 2},
+    {"stem_stride": 1, "fixed_levels": 1, "upsample": Upsample.TRILINEAR},
 ]
 
 
@@ -148,7 +152,7 @@ def test_stem_blocks_0_has_no_full_resolution_stage() -> None:
         dataclasses.replace(SPACE, stem_blocks=0, stem_stride=1)
 
 
-@pytest.mark.parametrize("previous", ["scnas-v1", "scnas-v2"])
+@pytest.mark.parametrize("previous", ["scnas-v1", "scnas-v2", "scnas-v3"])
 def test_old_genotype_of_the_changed_default_fails_with_one_line(previous: str) -> None:
     old = sample_genotype(searchspaces.load(previous), 0)
     stale = Genotype("scnas", old.space_hash, old.cells)  # made before scnas changed

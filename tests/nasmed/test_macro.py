@@ -100,7 +100,8 @@ def test_macro_keys_keep_old_hashes_and_count_in_the_size() -> None:
 
 
 def test_shipped_macro_space_is_scnas_plus_macro_choices() -> None:
-    macro, base = searchspaces.load("scnas-macro"), searchspaces.load("scnas")
+    # the previous default: macro choices need every level searched (no fixed_levels)
+    macro, base = searchspaces.load("scnas-macro"), searchspaces.load("scnas-v3")
     assert macro.stride_options and macro.width_options
     assert not base.has_macro
     assert macro.distinct_size() == base.distinct_size() * macro.macro_size()

@@ -47,7 +47,9 @@ def test_no_torch_import() -> None:
 
 
 def test_scnas_is_at_least_as_large_as_dints() -> None:
-    shared, layer = searchspaces.load("scnas-shared"), searchspaces.load("scnas")
+    """scnas-shared and the default before the fixed top level (scnas-v3) are; the default
+    itself is smaller since 7 Dec 2026 (test_default_space_is_the_measured_choice)."""
+    shared, layer = searchspaces.load("scnas-shared"), searchspaces.load("scnas-v3")
     assert math.log10(shared.size()) >= DINTS_SIZE_LOG10
     assert layer.size() > shared.size()
     assert shared.channels() == layer.channels()
@@ -218,6 +220,7 @@ def test_new_options_keep_old_hashes_and_validate(tmp_path: Path) -> None:
         ("skip", "max", "'skip' must be one of sum, concat"),
         ("stem_blocks", 3, "'stem_blocks' must be 0, 1 or 2"),
         ("preact", "yes", "'preact' must be true or false"),
+        ("fixed_levels", 2, "'fixed_levels' must be an integer in 0..levels-1"),
     ]:
         with pytest.raises(SpaceError, match=message):
             searchspaces.load(_write(tmp_path, **{key: value}))
@@ -232,15 +235,23 @@ def _write_full(tmp_path: Path, name: str, **changes: object) -> Path:
 
 
 def test_default_space_is_the_measured_choice() -> None:
-    """scnas: residual cells without dw3 and no full-resolution stage (docs/search.md "What
-    changed"); the previous defaults stay shipped; still above DiNTS."""
-    space, v1, v2 = (searchspaces.load(n) for n in ("scnas", "scnas-v1", "scnas-v2"))
+    """scnas: residual cells without dw3, no full-resolution stage and a fixed level 0
+    (docs/search.md "What changed"); the previous defaults stay shipped."""
+    names = ("scnas", "scnas-v1", "scnas-v2", "scnas-v3")
+    space, v1, v2, v3 = (searchspaces.load(n) for n in names)
     assert space.cell_output is searchspaces.CellOutput.RESIDUAL and not space.preact
     assert "dw3" not in space.ops and set(space.ops) < set(v1.ops)
     assert space.stem_blocks == 0 and v2.stem_blocks == 1
-    assert len({space.content_hash(), v1.content_hash(), v2.content_hash()}) == 3
-    assert dataclasses.replace(v2, name="scnas", stem_blocks=0, description="") == (
-        dataclasses.replace(space, description="")
+    assert space.fixed_levels == 1 and v3.fixed_levels == 0
+    assert len({s.content_hash() for s in (space, v1, v2, v3)}) == 4
+    assert dataclasses.replace(v2, name="scnas-v3", stem_blocks=0, description="") == (
+        dataclasses.replace(v3, description="")
     )  # the second change is the stem alone
-    assert math.log10(space.distinct_size()) >= DINTS_SIZE_LOG10
+    assert dataclasses.replace(v3, name="scnas", fixed_levels=1, description="") == (
+        dataclasses.replace(space, description="")
+    )  # the third change is the fixed level 0 alone
+    # 10 searched cells instead of 13: 10^74.5 distinct networks, below DiNTS' 10^92.8
+    assert len(space.arch_keys()) == 10 and len(v3.arch_keys()) == 13
+    assert round(math.log10(space.distinct_size()), 1) == 74.5 < DINTS_SIZE_LOG10
+    assert math.log10(v3.distinct_size()) >= DINTS_SIZE_LOG10
     assert space.channels() == v1.channels() and space.divisor == v1.divisor

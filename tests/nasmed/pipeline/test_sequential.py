@@ -128,11 +128,18 @@ def test_dynunet_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"skip": searchspaces.Skip.CONCAT}, {"stem_blocks": 0}, {"stem_blocks": 0, "skip": "concat"}],
+    [
+        {"skip": searchspaces.Skip.CONCAT},
+        {"stem_blocks": 0},
+        {"stem_blocks": 0, "skip": "concat"},
+        {"stem_blocks": 0, "fixed_levels": 1},
+        {"fixed_levels": 1, "skip": "concat"},
+    ],
     ids=lambda o: "-".join(f"{k}={getattr(v, 'value', v)}" for k, v in o.items()),
 )
 def test_derived_options_pipeline_to_the_same_function(options: dict[str, object]) -> None:
-    """skip concat pipelines as concatenations; stem_blocks 0 has no full-resolution link."""
+    """skip concat pipelines as concatenations; stem_blocks 0 has no full-resolution link;
+    fixed_levels' blocks pipeline with their skip links and deep-supervision heads."""
     import dataclasses
 
     from nasmed.models.derived import DerivedNet
@@ -147,6 +154,8 @@ def test_derived_options_pipeline_to_the_same_function(options: dict[str, object
     merges = [m for m in seq.children() if isinstance(m, Merge)]
     level_modes = {m.module.mode.value for m in merges[: space.levels]}
     assert level_modes == {"cat" if space.skip is searchspaces.Skip.CONCAT else "add"}
+    tops = [n.split("_", 1)[1] for n, _ in seq.named_children() if "_top_" in n]
+    assert tops == (["top_enc_l0", "top_up_l0", "top_dec_l0"] if space.fixed_levels else [])
     x = torch.randn(2, 1, *PATCH)
     for training in (True, False):
         net.train(training), seq.train(training)
