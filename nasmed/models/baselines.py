@@ -214,7 +214,8 @@ def encoder_parameter_names(model: nn.Module) -> list[str]:
     """Names of the encoder's parameters (what ``transfer --freeze-encoder-epochs`` freezes).
 
     The encoder is everything on the contracting path: for a genotype network the stem, the
-    stride-2 stem block, encoder and reduction cells; for ``dynunet`` the input block, the
+    stride-2 stem block, the fixed top levels' encoder blocks (``fixed_levels``), encoder and
+    reduction cells; for ``dynunet`` the input block, the
     down-sampling blocks and the bottleneck; for ``unet`` every level's down block and the
     bottom block.
     """
@@ -223,6 +224,8 @@ def encoder_parameter_names(model: nn.Module) -> list[str]:
         prefixes = ["input_block.", "downsamples.", "bottleneck."]
     elif isinstance(model, UNet):
         prefixes = _unet_encoder(model)
-    else:  # DerivedNet: net.stem, net.down, net.cells.{encoder_*, reduction_*}
-        prefixes = ["net.stem.", "net.down.", "net.cells.encoder", "net.cells.reduction"]
+    else:  # DerivedNet: net.stem, net.down, net.top_enc, net.cells.{encoder_*, reduction_*}
+        prefixes = [
+            "net.stem.", "net.down.", "net.top_enc.", "net.cells.encoder", "net.cells.reduction",
+        ]  # fmt: skip
     return [n for n in names if any(n.startswith(p) for p in prefixes)]

@@ -215,3 +215,19 @@ def test_encoder_names_are_the_contracting_path(arch: str, genotype_file: Path) 
         "genotype": "net.head.conv.weight",
     }
     assert head[arch] not in encoder
+
+
+def test_encoder_names_include_the_fixed_top_level(tmp_path: Path) -> None:
+    import searchspaces
+    from nasmed.supernet import sample_genotype
+
+    space = searchspaces.load("scnas")
+    assert space.fixed_levels >= 1  # the default has a fixed level-0 block on each side
+    path = tmp_path / "g.json"
+    sample_genotype(space, 0).save(path)
+    net = build_model(path, 1, 2, patch=(32, 32, 32))
+    encoder = set(encoder_parameter_names(net))
+    top = [n for n, _ in net.named_parameters() if n.startswith("net.top_")]
+    assert top  # both fixed sides hold parameters
+    assert {n for n in top if n.startswith("net.top_enc.")} <= encoder
+    assert not {n for n in top if n.startswith(("net.top_dec.", "net.top_up."))} & encoder
