@@ -112,8 +112,9 @@ class Strategy:
     def prepare_shared(self, model: nn.Module) -> None:
         """Give every rank rank 0's weights where no wrapper does (a no-op alone)."""
 
-    def batch_loss(self, local: nn.Module) -> nn.Module:
-        """The segmentation loss of a step: ``local``, or its global-batch form over ranks."""
+    def batch_loss(self, local: nn.Module, *, batch_dice: bool = True) -> nn.Module:
+        """The segmentation loss of a step: ``local``, or its global-batch form over ranks
+        (``batch_dice``: ``local``'s Dice is one over the batch, not one per patch)."""
         return local
 
     def sync_gradients(self, params: Sequence[torch.Tensor]) -> None:
@@ -167,11 +168,10 @@ class DataParallel(Strategy):
     def prepare_shared(self, model: nn.Module) -> None:
         broadcast_module(model)
 
-    def batch_loss(self, local: nn.Module) -> nn.Module:
+    def batch_loss(self, local: nn.Module, *, batch_dice: bool = True) -> nn.Module:
         """nnU-Net's batch Dice over the global batch + CE (``local`` when alone, or when its
         Dice is per patch: averaging the ranks' gradients then gives the global mean)."""
-        per_patch = getattr(getattr(local, "dice", None), "batch", True) is False
-        return GlobalBatchDiceCELoss() if self.world > 1 and not per_patch else local
+        return GlobalBatchDiceCELoss() if self.world > 1 and batch_dice else local
 
     def sync_gradients(self, params: Sequence[torch.Tensor]) -> None:
         all_reduce_gradients(params)

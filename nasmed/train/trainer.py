@@ -112,7 +112,7 @@ class Trainer:
         self.precision = Precision(mode, self.device)
         batch_dice = config.batch_dice is not False
         self.loss_fn = DeepSupervisionLoss(
-            self.strategy.batch_loss(make_seg_loss(batch=batch_dice))
+            self.strategy.batch_loss(make_seg_loss(batch=batch_dice), batch_dice=batch_dice)
         )
         self.optimizer = self.build_optimizer()
         self.transform = Augmenter(config.augment) if config.augment.active else None
