@@ -11,6 +11,8 @@ supernet can work at all.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 import searchspaces
+from decathlon.fsutil import atomic_write_json
 from decathlon.plan import Plan
 from nasmed.errors import RunDirError
 from nasmed.genotype import Genotype
@@ -29,7 +32,16 @@ from nasmed.supernet import Supernet
 from nasmed.train.checkpoint import load_checkpoint
 from searchspaces import SearchSpace
 
-__all__ = ["SearchRun", "check_search_run", "load_supernet", "shared_weight_dice"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ESTIMATES_FILE",
+    "SearchRun",
+    "check_search_run",
+    "estimates_of",
+    "load_supernet",
+    "shared_weight_dice",
+]
 
 
 @dataclass(frozen=True)
@@ -100,3 +112,50 @@ def shared_weight_dice(
         for genotype in genotypes:
             out.append(float(validate(ArgmaxChild(supernet, genotype).eval())))
     return out
+
+
+#: the cache of :func:`estimates_of` in a comparison folder
+ESTIMATES_FILE = "estimates.json"
+
+
+def estimates_of(
+    out: Path,
+    runs: list[SearchRun],
+    genotypes: dict[str, Genotype],
+    plan: Plan,
+    validate: Callable[[Any], float],
+    device: torch.device,
+) -> dict[str, dict[str, float]]:
+    """Each search run's shared-weight Dice of every genotype, cached in ``out/estimates.json``
+    (per run; only the genotypes missing from the cache are validated)."""
+    path = out / ESTIMATES_FILE
+    cached: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    result: dict[str, dict[str, float]] = {}
+    for run in runs:
+        entry = cached.get(run.name)
+        if entry is not None and entry.get("path") != str(run.path.resolve()):
+            entry = None
+        missing = [n for n in genotypes if entry is None or n not in entry["dice"]]
+        if missing:  # a new search run, or networks added on resume
+            supernet, search_plan = load_supernet(run, device)
+            if (search_plan.num_channels, search_plan.num_classes) != (
+                plan.num_channels,
+                plan.num_classes,
+            ):
+                raise RunDirError(
+                    f"{run.path}: the search's task has {search_plan.num_channels} channel(s) "
+                    f"and {search_plan.num_classes} classes, the compared task "
+                    f"{plan.num_channels} and {plan.num_classes}"
+                )
+            dice = shared_weight_dice(supernet, [genotypes[n] for n in missing], validate)
+            known = {} if entry is None else entry["dice"]
+            entry = {
+                "path": str(run.path.resolve()),
+                "dice": {**known, **dict(zip(missing, dice, strict=True))},
+            }
+            cached[run.name] = entry
+            atomic_write_json(path, cached)
+            log.info("%s: shared-weight Dice of %d genotypes", run.path, len(missing))
+        assert entry is not None
+        result[run.name] = {k: float(v) for k, v in entry["dice"].items()}
+    return result

@@ -35,12 +35,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from decathlon.datalist import load_task
 from decathlon.errors import DatasetError
-from decathlon.fsutil import atomic_write_json
 from decathlon.plan import Plan
 from decathlon.preprocess import run_preprocess
 from decathlon.splits import load_splits
@@ -52,7 +50,7 @@ from nasmed.compare.candidates import (
     random_candidates,
 )
 from nasmed.compare.config import CompareConfig
-from nasmed.compare.estimate import SearchRun, check_search_run, load_supernet, shared_weight_dice
+from nasmed.compare.estimate import SearchRun, check_search_run, estimates_of
 from nasmed.compare.report import RunResult, build_rows, summarize, write_csv, write_json
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
@@ -66,8 +64,6 @@ from searchspaces import SearchSpace
 __all__ = ["CompareResult", "is_finished", "run_compare"]
 
 log = logging.getLogger(__name__)
-
-ESTIMATES_FILE = "estimates.json"
 
 
 @dataclass(frozen=True)
@@ -170,47 +166,6 @@ def _default_patch(
     d = math.lcm(space.divisor, 16 if baselines else 1)
     p = [max(d, (s // d) * d) for s in plan.patch_size]
     return (p[0], p[1], p[2])
-
-
-def _estimates(
-    out: Path,
-    runs: list[SearchRun],
-    genotypes: dict[str, Genotype],
-    plan: Plan,
-    validate: Callable[[Any], float],
-    device: torch.device,
-) -> dict[str, dict[str, float]]:
-    path = out / ESTIMATES_FILE
-    cached: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    result: dict[str, dict[str, float]] = {}
-    for run in runs:
-        entry = cached.get(run.name)
-        if entry is not None and entry.get("path") != str(run.path.resolve()):
-            entry = None
-        missing = [n for n in genotypes if entry is None or n not in entry["dice"]]
-        if missing:  # a new search run, or networks added on resume
-            supernet, search_plan = load_supernet(run, device)
-            if (search_plan.num_channels, search_plan.num_classes) != (
-                plan.num_channels,
-                plan.num_classes,
-            ):
-                raise RunDirError(
-                    f"{run.path}: the search's task has {search_plan.num_channels} channel(s) "
-                    f"and {search_plan.num_classes} classes, the compared task "
-                    f"{plan.num_channels} and {plan.num_classes}"
-                )
-            dice = shared_weight_dice(supernet, [genotypes[n] for n in missing], validate)
-            known = {} if entry is None else entry["dice"]
-            entry = {
-                "path": str(run.path.resolve()),
-                "dice": {**known, **dict(zip(missing, dice, strict=True))},
-            }
-            cached[run.name] = entry
-            atomic_write_json(path, cached)
-            log.info("%s: shared-weight Dice of %d genotypes", run.path, len(missing))
-        assert entry is not None
-        result[run.name] = {k: float(v) for k, v in entry["dice"].items()}
-    return result
 
 
 def run_compare(
@@ -382,7 +337,7 @@ def _compare(
         )
 
     genotypes = {c.name: c.arch for c in candidates if isinstance(c.arch, Genotype)}
-    estimates = _estimates(out, search_runs, genotypes, plan, validate, device)
+    estimates = estimates_of(out, search_runs, genotypes, plan, validate, device)
     rows = build_rows(candidates, costs, epochs, results, estimates)
     agreeing: dict[str, Genotype] = {c.name: c.arch for c in found if isinstance(c.arch, Genotype)}
     found_files = {str(Path(c.source).resolve()) for c in found}
