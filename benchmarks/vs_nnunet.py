@@ -26,6 +26,10 @@ What it measures (every step a real CLI or API run, in its own subprocess):
   ``--workers`` processes) against the training step's demand (patches/s of forward + backward
   of ``dynunet`` at the plan's patch, batch 2).
 
+``--nasmed-amp`` gives nasmed's search, training and prediction ``--amp`` (bfloat16 autocast on
+CPU; nnU-Net v2 autocasts on CUDA only, so it runs float32 here); the dynunet runs are then also
+predicted with ``--no-amp``, a row of their own, so both prediction ratios are printed.
+
 Every run gets ``--threads`` torch threads (1 by default) and ``--workers`` augmentation or
 preprocessing processes (1), the same for nnU-Net and nasmed; the 1-minute load average before
 and after each step is printed with the table (the machine may be shared). After each seed the
@@ -321,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=None, help="iterations per epoch, both (50; quick 10)"
     )
     parser.add_argument("--data", type=Path, default=None, help="keep everything here")
+    parser.add_argument(
+        "--nasmed-amp",
+        action="store_true",
+        help="nasmed search/train/predict with --amp (bfloat16 on CPU); nnU-Net stays float32",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -352,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
     nasmed = [sys.executable, "-m", "nasmed"]
+    amp = ["--amp"] if args.nasmed_amp else []
     rows: dict[str, Any] = {}
     try:
         from decathlon.datalist import load_task
@@ -438,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                         "0",
                         "--work-dir",
                         str(work),
+                        *amp,
                     ],
                     env,
                 )
@@ -445,13 +456,13 @@ def main(argv: list[str] | None = None) -> int:
 
         results: dict[str, list[dict[int, float]]] = {}
         predict_s: dict[str, list[float]] = {}
-        info: dict[str, Any] = {}
+        info: dict[str, list[dict[str, Any]]] = {}
         for seed in args.seeds:
             # nnU-Net v2
             results_dir = Path(env["nnUNet_results"]) / dataset
             shutil.rmtree(results_dir, ignore_errors=True)
             r = _child("nnunet_train", args, env, budget=budget, seed=seed)
-            info["nnU-Net v2 3d_fullres"] = r
+            info.setdefault("nnU-Net v2 3d_fullres", []).append(r)
             out = root / f"pred_nnunet_s{seed}"
             shutil.rmtree(out, ignore_errors=True)
             secs = _child("nnunet_predict", args, env, input=val_in, output=out)["wall_s"]
@@ -487,28 +498,36 @@ def main(argv: list[str] | None = None) -> int:
                         "--workers",
                         str(args.workers),
                         "-q",
+                        *amp,
                     ],
                     env,
                 )
-                info[label] = json.loads((run / "model.json").read_text())["info"]
-                out = root / f"pred_{run.name}"
-                shutil.rmtree(out, ignore_errors=True)
-                secs = _run(
-                    [
-                        *nasmed,
-                        "predict",
-                        "--model",
-                        str(run),
-                        str(val_in),
-                        "--out",
-                        str(out),
-                        "--tta",
-                        "-q",
-                    ],
-                    env,
+                info.setdefault(label, []).append(
+                    json.loads((run / "model.json").read_text())["info"]
                 )
-                predict_s.setdefault(label, []).append(secs / n_val)
-                results.setdefault(label, []).append(_dice(out, ref, labels))
+                ways = [(label, amp)]
+                if amp and arch == "dynunet":
+                    ways.append(("nasmed dynunet, float32 prediction", ["--no-amp"]))
+                for name, flag in ways:
+                    out = root / f"pred_{run.name}{'_fp32' if flag == ['--no-amp'] else ''}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    secs = _run(
+                        [
+                            *nasmed,
+                            "predict",
+                            "--model",
+                            str(run),
+                            str(val_in),
+                            "--out",
+                            str(out),
+                            "--tta",
+                            "-q",
+                            *flag,
+                        ],
+                        env,
+                    )
+                    predict_s.setdefault(name, []).append(secs / n_val)
+                    results.setdefault(name, []).append(_dice(out, ref, labels))
             print(f"seed {seed}: {json.dumps({k: v[-1] for k, v in results.items()})}", flush=True)
             record = {"results": results, "predict_s": predict_s, "info": info, "loads": LOADS}
             (root / "results.json").write_text(json.dumps(record, default=str))
@@ -536,11 +555,13 @@ def main(argv: list[str] | None = None) -> int:
         ref_name: "reference",
         "nasmed dynunet": "within 1 Dice point",
         "nasmed genotype": "at or above",
+        "nasmed dynunet, float32 prediction": "(the dynunet runs, predicted without --amp)",
     }
     for name in results:
         per = " | ".join(f"{mean_dice(name, k):.1f}" for k in labels)
         delta = mean_dice(name) - mean_dice(ref_name)
-        epochs = info[name]["epochs"]
+        runs = info.get(name) or info["nasmed dynunet"]  # the float32 row: the dynunet runs
+        epochs = " / ".join(str(i.get("epochs", "?")) for i in runs)
         pred = statistics.mean(predict_s[name])
         speed = statistics.mean(predict_s[ref_name]) / pred
         print(
@@ -556,13 +577,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     pred_ratio = statistics.mean(predict_s[ref_name]) / statistics.mean(predict_s["nasmed dynunet"])
     print(f"| prediction (TTA), dynunet | | | {pred_ratio:.1f}x | >= 2x |")
+    fp32_name = "nasmed dynunet, float32 prediction"
+    if fp32_name in predict_s:
+        fp32_ratio = statistics.mean(predict_s[ref_name]) / statistics.mean(predict_s[fp32_name])
+        print(f"| prediction (TTA), dynunet, float32 | | | {fp32_ratio:.1f}x | (--no-amp) |")
     print(
         f"| augmented loader vs step (patch {sd['patch']}) | | "
         f"{sd['supply']:.1f} vs {sd['demand']:.1f} patches/s | "
         f"{sd['supply'] / sd['demand']:.1f}x | >= 1x (never the bottleneck) |"
     )
     print()
-    nn = info[ref_name]
+    nn = info[ref_name][-1]
     print(f"nnU-Net plan: patch {nn['patch']}, features {nn['features']}")
     print()
     print("| step | load before | load after |")

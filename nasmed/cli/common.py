@@ -64,10 +64,9 @@ def add_cpu_allocator(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
-def add_precision(parser: argparse.ArgumentParser, amp_default: str) -> None:
-    """``--amp`` / ``--no-amp``, ``--amp-dtype`` and ``--activation-checkpointing``: the engine's
-    precision and memory switches (``TrainConfig`` / ``SearchConfig`` fields of the same names;
-    ``--amp`` left unset keeps the config's default, ``amp_default`` in the help)."""
+def add_amp(parser: argparse.ArgumentParser, amp_default: str) -> None:
+    """``--amp`` / ``--no-amp`` and ``--amp-dtype`` (``--amp`` left unset keeps the config's
+    default, ``amp_default`` in the help)."""
     amp = parser.add_mutually_exclusive_group()
     amp.add_argument(
         "--amp",
@@ -85,6 +84,12 @@ def add_precision(parser: argparse.ArgumentParser, amp_default: str) -> None:
         help="autocast dtype: auto (float16 with a grad scaler on CUDA, bfloat16 on CPU), "
         "bf16 or fp16 (CUDA only) (default auto)",
     )
+
+
+def add_precision(parser: argparse.ArgumentParser, amp_default: str) -> None:
+    """:func:`add_amp` and ``--activation-checkpointing``: the engine's precision and memory
+    switches (``TrainConfig`` / ``SearchConfig`` fields of the same names)."""
+    add_amp(parser, amp_default)
     parser.add_argument(
         "--activation-checkpointing",
         action="store_true",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nasmed.cli.common import (
+    add_amp,
     add_common,
     add_cpu_allocator,
     add_device,
@@ -233,6 +234,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--onnx", default=None, metavar="FILE", help="ONNX file (default RUN_DIR/model.onnx)"
     )
+    add_amp(p, "on with CUDA; on a CPU with native bfloat16, --amp is about 2.5x faster")
     add_device(p)
     add_common(p)
     p.set_defaults(func=_predict)
@@ -355,6 +357,8 @@ def _predict(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         progress=_progress(args),
         network=network,
+        amp=args.amp,
+        amp_dtype=args.amp_dtype,
     )
     print(f"wrote {len(paths)} segmentation(s) to {args.out}")
     return 0
