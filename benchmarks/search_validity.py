@@ -103,6 +103,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timing-steps", type=int, default=3, help="per step-time measurement")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--amp", action="store_true", help="searches and training under autocast (bf16 on CPU)"
+    )
     p.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
     args = p.parse_args(argv)
     if args.quick:
@@ -126,12 +129,13 @@ def _search_config(args: argparse.Namespace, estimator: str, seed: int) -> Searc
         weight_lr=args.lr,
         val_every=args.search_epochs,
         seed=seed,
+        amp=True if args.amp else None,
     )
     if estimator == "default":
         return base
     if "estimator" not in {f.name for f in dataclasses.fields(SearchConfig)}:
         return None  # this nasmed has no estimator option yet
-    return dataclasses.replace(base, estimator=estimator)  # type: ignore[call-arg]
+    return dataclasses.replace(base, estimator=estimator)  # type: ignore[arg-type]
 
 
 def _searches(args: argparse.Namespace, task: Path) -> dict[str, list[dict[str, Any]]]:
@@ -332,10 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         timing_steps=args.timing_steps,
         device=args.device,
+        amp=True if args.amp else None,
         resume=(args.out / "compare" / "run.json").is_file(),
         progress=sys.stderr.isatty(),
-        **({"widths": tuple(args.widths)} if args.widths else {}),
     )
+    if args.widths:
+        config = dataclasses.replace(config, widths=tuple(args.widths))
     result = run_compare(task, config)
     results = evaluate(result, searches, space)
     results["searches"] = searches

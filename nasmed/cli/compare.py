@@ -11,7 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nasmed.cli.common import add_common, add_cpu_allocator, add_device, add_patch, add_seed
+from nasmed.cli.common import (
+    add_amp,
+    add_common,
+    add_cpu_allocator,
+    add_device,
+    add_patch,
+    add_seed,
+)
 from nasmed.models.names import BASELINES
 
 __all__ = ["register"]
@@ -89,6 +96,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--timing-steps", type=int, default=3, help="timed steps per step-time measurement"
     )
+    add_amp(p, "on with CUDA; bfloat16 autocast on a CPU with --amp")
     add_seed(p)
     add_device(p)
     add_cpu_allocator(p, "cache")
@@ -125,6 +133,7 @@ def _compare(args: argparse.Namespace) -> int:
         seed=args.seed,
         timing_steps=args.timing_steps,
         device=args.device,
+        amp=args.amp,
         resume=args.resume,
         progress=not args.quiet and logging.getLogger().isEnabledFor(logging.INFO),
     )

@@ -57,6 +57,7 @@ def plan_costs(
             device=device,
             repeats=config.timing_steps,
             time_step=timed,
+            amp=config.amp,
         )
 
     if path.is_file():

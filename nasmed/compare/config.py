@@ -70,6 +70,9 @@ class CompareConfig:
         seed: draws the random genotypes.
         timing_steps: timed training steps per step-time measurement (the median is kept).
         device: torch device.
+        amp: mixed precision for every run's training and its step-time measurement
+            (``None``: on with CUDA only; on a CPU, bfloat16 autocast); recorded in ``run.json``
+            only when given, so comparisons made before it existed resume.
         resume: continue the comparison in ``out`` (finished runs are skipped).
         progress: a progress bar over the runs.
     """
@@ -95,6 +98,7 @@ class CompareConfig:
     seed: int = 0
     timing_steps: int = 3
     device: str = "auto"
+    amp: bool | None = None
     resume: bool = field(default=False, compare=False)
     progress: bool = field(default=True, compare=False)
 
@@ -176,4 +180,5 @@ class CompareConfig:
             "folds": self.folds,
             "seed": self.seed,
             "timing_steps": self.timing_steps,
+            **({} if self.amp is None else {"amp": self.amp}),
         }

@@ -25,6 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nasmed.compare.config import Match
+from nasmed.engine.precision import Precision, resolve_precision
 from nasmed.genotype import Genotype
 from nasmed.models.factory import build_model
 from nasmed.train.losses import make_seg_loss
@@ -76,6 +77,7 @@ def measure_cost(
     device: torch.device | str = "cpu",
     repeats: int = 3,
     time_step: bool = True,
+    amp: bool | None = None,
 ) -> Cost:
     """Parameters, forward FLOPs of one patch and the step time of ``arch`` at ``width``.
 
@@ -90,6 +92,8 @@ def measure_cost(
         device: where to measure.
         repeats: timed steps (the median is kept).
         time_step: measure the step time (``False``: ``step_seconds`` is ``nan``).
+        amp: time the step under autocast, as training with ``amp`` runs it (``None``: on with
+            CUDA only).
     """
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -104,6 +108,7 @@ def measure_cost(
     step = math.nan
     if time_step:
         net.train()
+        precision = Precision(resolve_precision(amp, "auto", dev), dev)
         loss_fn = make_seg_loss()
         opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
         x = torch.randn(batch_size, in_channels, *patch, device=dev)
@@ -114,10 +119,12 @@ def measure_cost(
                 torch.cuda.synchronize(dev)
             start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            out = net(x)
-            loss = loss_fn(out[0] if isinstance(out, (tuple, list)) else out, y)
-            loss.backward()
-            opt.step()
+            with precision.autocast():
+                out = net(x)
+                out = out[0] if isinstance(out, (tuple, list)) else out
+            loss = loss_fn(out.float(), y)
+            precision.backward(loss)
+            precision.step(opt)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             if i > 0:  # the first step warms up allocators and kernels

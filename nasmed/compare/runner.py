@@ -304,6 +304,7 @@ def _compare(
                         steps_per_epoch=config.steps_per_epoch,
                         val_every=epochs[cand.name],
                         seed=seed,
+                        amp=config.amp,
                     )
                     train(
                         task.root,
