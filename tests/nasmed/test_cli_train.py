@@ -75,6 +75,13 @@ def test_train_predict_evaluate(
     out = capsys.readouterr().out
     assert "Dice" in out and "HD95" in out and "NSD" in out
     assert (pred / "metrics.json").is_file() and (pred / "metrics.csv").is_file()
+    # --amp (bfloat16 on CPU) and --amp-dtype fp16 (CUDA only: one line, exit 2)
+    amp = ["predict", "--model", str(run), *inputs, *common, "--amp", "--out"]
+    assert main([*amp, str(tmp_path / "pred_amp")]) == 0
+    assert len(list((tmp_path / "pred_amp").glob("*.nii.gz"))) == len(inputs)
+    capsys.readouterr()
+    assert main([*amp, str(tmp_path / "pred16"), "--amp-dtype", "fp16"]) == 2
+    assert "fp16 needs a CUDA device" in _err(capsys)
 
 
 def test_bad_input_exits_2(

@@ -160,3 +160,32 @@ def test_a_batch_reads_each_image_once_and_mirroring_matches_by_hand(
     )
     assert got.shape == (2, 40, 36, 20)
     assert np.allclose(got, want, atol=1e-5)
+
+
+def test_amp_predicts_in_bfloat16_and_agrees(
+    trained_unet: Path, inputs: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from nasmed.engine.precision import Precision
+    from nasmed.errors import ConfigError
+    from nasmed.infer import predict_probabilities
+    from nasmed.models.spec import load_model
+
+    spec, net = load_model(trained_unet)
+    array = np.random.default_rng(1).normal(size=(1, 40, 36, 20)).astype(np.float32)
+    cpu = torch.device("cpu")
+    plain = predict_probabilities(net, array, spec.patch, device=cpu)
+    half = predict_probabilities(
+        net, array, spec.patch, device=cpu, precision=Precision("bf16", cpu)
+    )
+    assert half.dtype == np.float32 and np.allclose(half.sum(0), 1.0, atol=1e-4)
+    assert 0 < np.abs(half - plain).max() < 0.05  # bfloat16 ran, and it is close
+    assert (half.argmax(0) == plain.argmax(0)).mean() > 0.98
+    paths = predict(trained_unet, [inputs], tmp_path / "a", device="cpu", progress=False, amp=True)
+    assert len(paths) == len(GEOMETRIES)
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
+        predict(trained_unet, [inputs], tmp_path / "b", device="cpu", amp=True, amp_dtype="fp16")
+    with pytest.raises(ConfigError, match="another backend"):
+        predict(trained_unet, [inputs], tmp_path / "c", device="cpu", amp=True, network=net)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

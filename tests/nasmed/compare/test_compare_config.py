@@ -40,3 +40,32 @@ def test_defaults_and_json(tmp_path: Path) -> None:
     assert data["epochs"] == 3 and data["time_budget"] is None and data["match"] == ["params"]
     assert data["archs"] == [str(Path("a.json").resolve())]
     assert CompareConfig(out=tmp_path, random=0, archs=(Path("a.json"),), epochs=1).random == 0
+
+
+def test_amp_is_recorded_only_when_given(tmp_path: Path) -> None:
+    # a comparison made before ``amp`` existed has no such key in run.json and must resume
+    assert "amp" not in CompareConfig(out=tmp_path, random=2, epochs=1).to_json()
+    assert CompareConfig(out=tmp_path, random=2, epochs=1, amp=True).to_json()["amp"] is True
+    assert CompareConfig(out=tmp_path, random=2, epochs=1, amp=False).to_json()["amp"] is False
+
+
+def test_step_time_under_amp_is_measured_in_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from nasmed.compare.costs import measure_cost
+
+    seen: list[torch.dtype] = []
+    real = torch.nn.functional.conv3d
+
+    def spy(x: torch.Tensor, *a: object, **kw: object) -> torch.Tensor:
+        out = real(x, *a, **kw)  # type: ignore[arg-type]
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "conv3d", spy)
+    plain = measure_cost("unet", 1, 2, (16, 16, 16), width=0.25, repeats=1)
+    assert seen and set(seen) == {torch.float32}
+    seen.clear()
+    amp = measure_cost("unet", 1, 2, (16, 16, 16), width=0.25, repeats=1, amp=True)
+    assert torch.bfloat16 in seen  # the timed step ran under autocast
+    assert amp.params == plain.params and amp.step_seconds > 0
