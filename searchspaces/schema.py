@@ -16,9 +16,8 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from searchspaces.errors import SpaceError
-from searchspaces.ops import known_ops
 from searchspaces.options import CellOutput, CellType, Sharing, Skip, Upsample
+from searchspaces.validate import fail, validate
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,9 +32,6 @@ __all__ = [
 
 #: Version of the YAML format (and of the content hash's canonical form).
 SCHEMA_VERSION = 1
-
-NORMS = ("instance", "batch")
-ACTS = ("leakyrelu", "relu", "elu")
 
 
 @dataclass(frozen=True)
@@ -54,10 +50,6 @@ class Layer:
     cell_type: CellType
     level: int
     key: str
-
-
-def _fail(where: str, message: str) -> SpaceError:
-    return SpaceError(f"search space {where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -134,115 +126,7 @@ class SearchSpace:
     source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        where = self.source or repr(self.name)
-        if not isinstance(self.name, str) or not self.name:
-            raise _fail(where, "'name' must be a non-empty string")
-        for key, low in (("levels", 1), ("cells_per_level", 1), ("nodes", 1)):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise _fail(where, f"{key!r} must be an integer >= {low}, got {value!r}")
-        if self.levels > 8:
-            raise _fail(where, f"'levels' must be at most 8, got {self.levels}")
-        self._check_channels(where)
-        k = self.inputs_per_node
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.nodes:
-            raise _fail(
-                where, f"'inputs_per_node' must be an integer in 1..nodes ({self.nodes}), got {k!r}"
-            )
-        self._check_ops(where)
-        if self.norm not in NORMS:
-            raise _fail(where, f"unknown norm {self.norm!r}; valid: {', '.join(NORMS)}")
-        if self.act not in ACTS:
-            raise _fail(where, f"unknown act {self.act!r}; valid: {', '.join(ACTS)}")
-        if self.stem_stride not in (1, 2):
-            raise _fail(where, f"'stem_stride' must be 1 or 2, got {self.stem_stride!r}")
-        if self.stem_blocks not in (0, 1, 2):
-            raise _fail(where, f"'stem_blocks' must be 0, 1 or 2, got {self.stem_blocks!r}")
-        if self.stem_blocks == 0 and self.stem_stride != 2:
-            raise _fail(where, "'stem_blocks' 0 (no full-resolution stage) needs stem_stride 2")
-        if not isinstance(self.preact, bool):
-            raise _fail(where, f"'preact' must be true or false, got {self.preact!r}")
-        self._check_macro(where)
-        self._check_fixed_levels(where)
-        if self.default_patch is not None:
-            self.check_patch(self.default_patch)
-
-    def _check_macro(self, where: str) -> None:
-        opts = self.stride_options
-        if not isinstance(opts, tuple):
-            raise _fail(where, f"'stride_options' must be a list of stride lists, got {opts!r}")
-        for opt in opts:
-            if (
-                not isinstance(opt, tuple)
-                or len(opt) not in (2, 3)
-                or not all(isinstance(s, int) and not isinstance(s, bool) for s in opt)
-                or not set(opt) <= {1, 2}
-                or 2 not in opt
-            ):
-                raise _fail(
-                    where,
-                    f"'stride_options' entry {_plain(opt)} must list 2 or 3 per-axis strides, "
-                    "each 1 or 2, at least one 2 (e.g. [2, 2, 1])",
-                )
-        if len({len(o) for o in opts}) > 1:
-            raise _fail(where, f"'stride_options' mix 2D and 3D strides: {_plain(opts)}")
-        if len(set(opts)) != len(opts):
-            raise _fail(where, f"'stride_options' lists a stride twice: {_plain(opts)}")
-        widths = self.width_options
-        if not isinstance(widths, tuple) or not all(
-            isinstance(w, int | float) and not isinstance(w, bool) and 0 < w <= 4 for w in widths
-        ):
-            raise _fail(
-                where, f"'width_options' must be multipliers in (0, 4], got {_plain(widths)}"
-            )
-        for level in range(self.levels + 1):
-            chans = [self.channels(w)[level] for w in widths]
-            if len(set(chans)) != len(chans):
-                raise _fail(
-                    where,
-                    f"'width_options' {_plain(widths)} give level {level} the same channels "
-                    f"twice ({chans}); use multipliers further apart",
-                )
-
-    def _check_fixed_levels(self, where: str) -> None:
-        k = self.fixed_levels
-        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < self.levels:
-            raise _fail(
-                where,
-                f"'fixed_levels' must be an integer in 0..levels-1 ({self.levels - 1}), got {k!r}",
-            )
-        if k and self.has_macro:
-            raise _fail(
-                where,
-                "'fixed_levels' cannot be combined with 'stride_options' / 'width_options' "
-                "(macro choices need every level searched); drop one of them",
-            )
-
-    def _check_channels(self, where: str) -> None:
-        base, cap, growth = self.base_channels, self.max_channels, self.channel_growth
-        if not isinstance(base, int) or isinstance(base, bool) or base < 1:
-            raise _fail(where, f"'base_channels' must be a positive integer, got {base!r}")
-        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < base):
-            raise _fail(
-                where,
-                f"'max_channels' must be an integer >= base_channels ({base}), got {cap!r}",
-            )
-        if not isinstance(growth, int | float) or isinstance(growth, bool) or growth < 1:
-            raise _fail(where, f"'channel_growth' must be a number >= 1, got {growth!r}")
-        if self.stem_stride == 2 and base < 2:
-            raise _fail(where, "'base_channels' must be >= 2 with stem_stride 2")
-
-    def _check_ops(self, where: str) -> None:
-        valid = known_ops()
-        if not self.ops:
-            raise _fail(where, "'ops' must name at least one operation")
-        for op in self.ops:
-            if op not in valid:
-                raise _fail(where, f"unknown operation {op!r} in 'ops'; valid: {', '.join(valid)}")
-        if len(set(self.ops)) != len(self.ops):
-            raise _fail(where, f"'ops' lists an operation twice: {list(self.ops)}")
-        if set(self.ops) == {"zero"}:
-            raise _fail(where, "'ops' must hold an operation other than 'zero'")
+        validate(self)
 
     # -- derived structure -------------------------------------------------------------------
 
@@ -294,14 +178,14 @@ class SearchSpace:
         where = self.source or repr(self.name)
         sides = tuple(patch)
         if not sides or not all(isinstance(p, int) and p > 0 for p in sides):
-            raise _fail(where, f"a patch must be positive integers, got {list(sides)}")
+            raise fail(where, f"a patch must be positive integers, got {list(sides)}")
         if self.stride_options:
             return self._check_axis_patch(where, sides)
         d = self.divisor
         if all(p % d == 0 for p in sides):
             return sides
         nearest = [max(d, round(p / d) * d) for p in sides]
-        raise _fail(
+        raise fail(
             where,
             f"patch {list(sides)} does not fit: every side must be divisible by {d} "
             f"(stem stride {self.stem_stride} x 2^{self.levels} levels); nearest valid patch: "
@@ -311,7 +195,7 @@ class SearchSpace:
     def _check_axis_patch(self, where: str, sides: tuple[int, ...]) -> tuple[int, ...]:
         divs = self.axis_divisors()
         if len(sides) != len(divs):
-            raise _fail(
+            raise fail(
                 where,
                 f"patch {list(sides)} has {len(sides)} sides; the space's stride_options have "
                 f"{len(divs)} axes",
@@ -319,7 +203,7 @@ class SearchSpace:
         if all(p % d == 0 for p, d in zip(sides, divs)):
             return sides
         nearest = [max(d, round(p / d) * d) for p, d in zip(sides, divs)]
-        raise _fail(
+        raise fail(
             where,
             f"patch {list(sides)} does not fit: the sides must be divisible by {list(divs)} "
             f"(stem stride {self.stem_stride} x the largest stride of each axis over "
@@ -441,17 +325,17 @@ class SearchSpace:
         """
         where = source or repr(data.get("name", "?"))
         if not isinstance(data, Mapping):
-            raise _fail(where, "the file must hold a mapping of fields")
+            raise fail(where, "the file must hold a mapping of fields")
         allowed = {f.name for f in fields(cls) if f.name != "source"} | {"schema_version"}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise _fail(where, f"unknown field(s) {unknown}; valid: {', '.join(sorted(allowed))}")
+            raise fail(where, f"unknown field(s) {unknown}; valid: {', '.join(sorted(allowed))}")
         version = data.get("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
-            raise _fail(where, f"schema_version {version!r} is not supported ({SCHEMA_VERSION})")
+            raise fail(where, f"schema_version {version!r} is not supported ({SCHEMA_VERSION})")
         for required in ("name", "levels", "base_channels"):
             if required not in data:
-                raise _fail(where, f"missing field {required!r}")
+                raise fail(where, f"missing field {required!r}")
         kwargs: dict[str, Any] = {k: v for k, v in data.items() if k != "schema_version"}
         try:
             if "ops" in kwargs:
@@ -479,7 +363,7 @@ class SearchSpace:
                     raise ValueError(f"'width_options' must be a list, got {widths!r}")
                 kwargs["width_options"] = tuple(widths)
         except ValueError as exc:
-            raise _fail(where, str(exc)) from None
+            raise fail(where, str(exc)) from None
         return cls(**kwargs, source=source)
 
 
@@ -502,13 +386,6 @@ def _nested(key: str, value: Any) -> tuple[Any, ...]:
     return tuple(
         tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for v in value
     )
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, for messages that quote the YAML."""
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _enum(kind: type[Enum], key: str, value: Any) -> Any:
