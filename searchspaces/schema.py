@@ -180,16 +180,30 @@ class SearchSpace:
         if not sides or not all(isinstance(p, int) and p > 0 for p in sides):
             raise fail(where, f"a patch must be positive integers, got {list(sides)}")
         if self.stride_options:
-            return self._check_axis_patch(where, sides)
+            return self._check_bottleneck(where, self._check_axis_patch(where, sides))
         d = self.divisor
         if all(p % d == 0 for p in sides):
-            return sides
+            return self._check_bottleneck(where, sides)
         nearest = [max(d, round(p / d) * d) for p in sides]
         raise fail(
             where,
             f"patch {list(sides)} does not fit: every side must be divisible by {d} "
             f"(stem stride {self.stem_stride} x 2^{self.levels} levels); nearest valid patch: "
             f"{' '.join(str(p) for p in nearest)}",
+        )
+
+    def _check_bottleneck(self, where: str, sides: tuple[int, ...]) -> tuple[int, ...]:
+        """Refuse a patch whose bottleneck is a single voxel: a norm of one value per channel
+        cannot train (torch raises deep inside the first step)."""
+        divs = self.axis_divisors() if self.stride_options else (self.divisor,) * len(sides)
+        if math.prod(p // d for p, d in zip(sides, divs)) > 1:
+            return sides
+        bigger = " ".join(str(2 * d) for d in divs)
+        raise fail(
+            where,
+            f"patch {list(sides)} leaves a bottleneck of one voxel ({self.levels} levels below "
+            f"a stride-{self.stem_stride} stem), where the {self.norm} norm cannot train; use a "
+            f"larger patch, e.g. {bigger}",
         )
 
     def _check_axis_patch(self, where: str, sides: tuple[int, ...]) -> tuple[int, ...]:

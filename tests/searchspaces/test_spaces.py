@@ -128,6 +128,17 @@ def test_patch_not_divisible_suggests_nearest(tmp_path: Path) -> None:
     assert space.check_patch([96, 96, 96]) == (96, 96, 96)
 
 
+def test_a_one_voxel_bottleneck_is_refused() -> None:
+    space = searchspaces.load("scnas")  # divisor 16: a 16^3 patch leaves 1x1x1 at the bottom
+    with pytest.raises(SpaceError, match=r"bottleneck of one voxel.*e.g. 32 32 32"):
+        space.check_patch((16, 16, 16))
+    assert space.check_patch((32, 16, 16)) == (32, 16, 16)  # 2x1x1 voxels: a norm trains
+    macro = searchspaces.load("scnas-macro")
+    divs = macro.axis_divisors()
+    with pytest.raises(SpaceError, match="bottleneck of one voxel"):
+        macro.check_patch(divs)
+
+
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
