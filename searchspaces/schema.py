@@ -82,6 +82,9 @@ class SearchSpace:
             before its 1x1x1 conv, as nnU-Net's last decoder stage). 0 (``stem_stride`` 2 only):
             no full-resolution stage, as MONAI's UNet: a stride-2 conv block from the image, and
             a transposed-conv head from level 0 straight to the logits.
+        head_kernel: with ``stem_blocks`` 0, the kernel of that stride-2 transposed-conv head:
+            2 (no overlap: each 2x2x2 block of logits is a linear function of one level-0
+            voxel) or 3 (overlapping 3x3x3 footprints, as MONAI's UNet's top layer).
         skip: how the decoder takes the encoder's output of the same level (:class:`Skip`).
         fixed_levels: how many top levels (0..fixed_levels-1) are a fixed nnU-Net-like stage
             instead of searched cells: in the encoder one conv -> norm -> act block at the
@@ -119,6 +122,7 @@ class SearchSpace:
     stem_blocks: int = 1
     skip: Skip = Skip.SUM
     fixed_levels: int = 0
+    head_kernel: int = 2
     stride_options: tuple[tuple[int, ...], ...] = ()
     width_options: tuple[float, ...] = ()
     default_patch: tuple[int, ...] | None = None
@@ -388,6 +392,7 @@ _LATER_FIELDS: dict[str, Any] = {
     "stem_blocks": 1,
     "skip": Skip.SUM.value,
     "fixed_levels": 0,
+    "head_kernel": 2,
     "stride_options": [],
     "width_options": [],
 }

@@ -60,6 +60,10 @@ def validate(space: SearchSpace) -> None:
         raise fail(where, f"'stem_blocks' must be 0, 1 or 2, got {space.stem_blocks!r}")
     if space.stem_blocks == 0 and space.stem_stride != 2:
         raise fail(where, "'stem_blocks' 0 (no full-resolution stage) needs stem_stride 2")
+    if space.head_kernel not in (2, 3) or isinstance(space.head_kernel, bool):
+        raise fail(where, f"'head_kernel' must be 2 or 3, got {space.head_kernel!r}")
+    if space.head_kernel != 2 and space.stem_blocks != 0:
+        raise fail(where, "'head_kernel' applies to the transposed head of 'stem_blocks: 0' only")
     if not isinstance(space.preact, bool):
         raise fail(where, f"'preact' must be true or false, got {space.preact!r}")
     _check_macro(space, where)

@@ -35,7 +35,12 @@ def fixed_parts(
     top = ch[0]
     if space.stem_blocks == 0:  # no full-resolution stage: stride-2 block in, transposed head out
         parts.append((conv_block_cost(sd, in_channels, top, kernel=3, stride=2), 0))
-        head = OpCost(out_channels * (8 * top + 1), 2.0 * top * out_channels, 4.0 * out_channels)
+        taps = space.head_kernel**sd  # kernel taps; each output voxel sees taps / 2^sd of them
+        head = OpCost(
+            out_channels * (taps * top + 1),
+            2.0 * taps / 2**sd * top * out_channels,
+            4.0 * out_channels,
+        )
         parts.append((head, -1))
         if space.preact:  # the head's norm -> act runs at level 0
             parts.append((preact_cost(top), 0))

@@ -73,18 +73,20 @@ def _head(
 def _transposed_head(
     space: SearchSpace, spatial_dims: int, channels: int, out_channels: int
 ) -> nn.Module:
-    """Level 0 to full-resolution logits: a 2x2x2 stride-2 transposed conv with bias."""
+    """Level 0 to full-resolution logits: a stride-2 transposed conv with bias, of kernel
+    ``space.head_kernel`` (3: padding 1 and output padding 1, so the size exactly doubles)."""
+    k = space.head_kernel
     conv = Convolution(
         spatial_dims,
         channels,
         out_channels,
         strides=2,
-        kernel_size=2,
+        kernel_size=k,
         conv_only=True,
         bias=True,
         is_transposed=True,
-        padding=0,
-        output_padding=0,
+        padding=(k - 1) // 2,
+        output_padding=(k - 1) // 2,
     )
     if not space.preact:
         return conv

@@ -37,13 +37,30 @@ def test_rebuilt_from_saved_json_is_the_same(tmp_path: Path) -> None:
     assert torch.equal(y, again(x))
 
 
-@pytest.mark.parametrize("name", ["scnas-small", "scnas", "scnas-shared"])
+@pytest.mark.parametrize("name", ["scnas-small", "scnas", "scnas-v4", "scnas-shared"])
 def test_declared_params_match(name: str) -> None:
     space = searchspaces.load(name)
     g = sample_genotype(space, 0)
     net = DerivedNet(g, space, 2, 4)
     patch = space.default_patch or ()
     assert architecture_cost(g, space, 2, 4, patch).params == _count(net)
+
+
+def test_head_kernel_3_declared_flops_match_the_counter() -> None:
+    """scnas and scnas-v4 differ in the head alone (3x3x3 vs 2x2x2 transposed conv): the declared
+    FLOPs differ by what the flop counter counts."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counted, declared = [], []
+    for name in ("scnas", "scnas-v4"):
+        space = searchspaces.load(name)
+        g = sample_genotype(space, 0)
+        net = DerivedNet(g, space, 1, 3).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            assert net(torch.randn(1, 1, 32, 32, 32)).shape == (1, 3, 32, 32, 32)  # type: ignore[union-attr]
+        counted.append(counter.get_total_flops())
+        declared.append(architecture_cost(g, space, 1, 3, (32, 32, 32)).flops)
+    assert counted[0] - counted[1] == declared[0] - declared[1] == 2 * (27 - 8) * 16 * 3 * 16**3
 
 
 def test_width_and_2d() -> None:

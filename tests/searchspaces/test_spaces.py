@@ -232,6 +232,8 @@ def test_new_options_keep_old_hashes_and_validate(tmp_path: Path) -> None:
         ("stem_blocks", 3, "'stem_blocks' must be 0, 1 or 2"),
         ("preact", "yes", "'preact' must be true or false"),
         ("fixed_levels", 2, "'fixed_levels' must be an integer in 0..levels-1"),
+        ("head_kernel", 4, "'head_kernel' must be 2 or 3"),
+        ("head_kernel", 3, "'head_kernel' applies to the transposed head of 'stem_blocks: 0'"),
     ]:
         with pytest.raises(SpaceError, match=message):
             searchspaces.load(_write(tmp_path, **{key: value}))
@@ -246,21 +248,25 @@ def _write_full(tmp_path: Path, name: str, **changes: object) -> Path:
 
 
 def test_default_space_is_the_measured_choice() -> None:
-    """scnas: residual cells without dw3, no full-resolution stage and a fixed level 0
-    (docs/search.md "What changed"); the previous defaults stay shipped."""
-    names = ("scnas", "scnas-v1", "scnas-v2", "scnas-v3")
-    space, v1, v2, v3 = (searchspaces.load(n) for n in names)
+    """scnas: residual cells without dw3, no full-resolution stage, a fixed level 0 and a 3x3x3
+    transposed head (docs/search.md "What changed"); the previous defaults stay shipped."""
+    names = ("scnas", "scnas-v1", "scnas-v2", "scnas-v3", "scnas-v4")
+    space, v1, v2, v3, v4 = (searchspaces.load(n) for n in names)
     assert space.cell_output is searchspaces.CellOutput.RESIDUAL and not space.preact
     assert "dw3" not in space.ops and set(space.ops) < set(v1.ops)
     assert space.stem_blocks == 0 and v2.stem_blocks == 1
     assert space.fixed_levels == 1 and v3.fixed_levels == 0
-    assert len({s.content_hash() for s in (space, v1, v2, v3)}) == 4
+    assert space.head_kernel == 3 and v4.head_kernel == v3.head_kernel == 2
+    assert len({s.content_hash() for s in (space, v1, v2, v3, v4)}) == 5
     assert dataclasses.replace(v2, name="scnas-v3", stem_blocks=0, description="") == (
         dataclasses.replace(v3, description="")
     )  # the second change is the stem alone
-    assert dataclasses.replace(v3, name="scnas", fixed_levels=1, description="") == (
-        dataclasses.replace(space, description="")
+    assert dataclasses.replace(v3, name="scnas-v4", fixed_levels=1, description="") == (
+        dataclasses.replace(v4, description="")
     )  # the third change is the fixed level 0 alone
+    assert dataclasses.replace(v4, name="scnas", head_kernel=3, description="") == (
+        dataclasses.replace(space, description="")
+    )  # the fourth is the head alone
     # 10 searched cells instead of 13: 10^74.5 distinct networks, below DiNTS' 10^92.8
     assert len(space.arch_keys()) == 10 and len(v3.arch_keys()) == 13
     assert round(math.log10(space.distinct_size()), 1) == 74.5 < DINTS_SIZE_LOG10
