@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any
 
 from searchspaces.options import CellOutput, CellType, Sharing, Skip, Upsample
-from searchspaces.validate import fail, validate
+from searchspaces.validate import check_patch, fail, validate
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -178,55 +178,9 @@ class SearchSpace:
         return max(1, self.channels(width)[0] // 2)
 
     def check_patch(self, patch: Sequence[int]) -> tuple[int, ...]:
-        """Return ``patch`` as a tuple, or raise :class:`SpaceError` suggesting the nearest fit."""
-        where = self.source or repr(self.name)
-        sides = tuple(patch)
-        if not sides or not all(isinstance(p, int) and p > 0 for p in sides):
-            raise fail(where, f"a patch must be positive integers, got {list(sides)}")
-        if self.stride_options:
-            return self._check_bottleneck(where, self._check_axis_patch(where, sides))
-        d = self.divisor
-        if all(p % d == 0 for p in sides):
-            return self._check_bottleneck(where, sides)
-        nearest = [max(d, round(p / d) * d) for p in sides]
-        raise fail(
-            where,
-            f"patch {list(sides)} does not fit: every side must be divisible by {d} "
-            f"(stem stride {self.stem_stride} x 2^{self.levels} levels); nearest valid patch: "
-            f"{' '.join(str(p) for p in nearest)}",
-        )
-
-    def _check_bottleneck(self, where: str, sides: tuple[int, ...]) -> tuple[int, ...]:
-        """Refuse a patch whose bottleneck is a single voxel: a norm of one value per channel
-        cannot train (torch raises deep inside the first step)."""
-        divs = self.axis_divisors() if self.stride_options else (self.divisor,) * len(sides)
-        if math.prod(p // d for p, d in zip(sides, divs)) > 1:
-            return sides
-        bigger = " ".join(str(2 * d) for d in divs)
-        raise fail(
-            where,
-            f"patch {list(sides)} leaves a bottleneck of one voxel ({self.levels} levels below "
-            f"a stride-{self.stem_stride} stem), where the {self.norm} norm cannot train; use a "
-            f"larger patch, e.g. {bigger}",
-        )
-
-    def _check_axis_patch(self, where: str, sides: tuple[int, ...]) -> tuple[int, ...]:
-        divs = self.axis_divisors()
-        if len(sides) != len(divs):
-            raise fail(
-                where,
-                f"patch {list(sides)} has {len(sides)} sides; the space's stride_options have "
-                f"{len(divs)} axes",
-            )
-        if all(p % d == 0 for p, d in zip(sides, divs)):
-            return sides
-        nearest = [max(d, round(p / d) * d) for p, d in zip(sides, divs)]
-        raise fail(
-            where,
-            f"patch {list(sides)} does not fit: the sides must be divisible by {list(divs)} "
-            f"(stem stride {self.stem_stride} x the largest stride of each axis over "
-            f"{self.levels} levels); nearest valid patch: {' '.join(str(p) for p in nearest)}",
-        )
+        """Return ``patch`` as a tuple, or raise :class:`SpaceError` suggesting the nearest fit
+        (:func:`searchspaces.validate.check_patch`)."""
+        return check_patch(self, patch)
 
     def layers(self) -> tuple[Layer, ...]:
         """Every searched cell of the network in forward order (none at the ``fixed_levels``)."""

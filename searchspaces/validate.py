@@ -3,6 +3,8 @@ construction, each failure one line naming the space and the field."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from searchspaces.errors import SpaceError
@@ -11,7 +13,7 @@ from searchspaces.ops import known_ops
 if TYPE_CHECKING:
     from searchspaces.schema import SearchSpace
 
-__all__ = ["ACTS", "NORMS", "fail", "plain", "validate"]
+__all__ = ["ACTS", "NORMS", "check_patch", "fail", "plain", "validate"]
 
 NORMS = ("instance", "batch")
 ACTS = ("leakyrelu", "relu", "elu")
@@ -60,7 +62,7 @@ def validate(space: SearchSpace) -> None:
         raise fail(where, f"'stem_blocks' must be 0, 1 or 2, got {space.stem_blocks!r}")
     if space.stem_blocks == 0 and space.stem_stride != 2:
         raise fail(where, "'stem_blocks' 0 (no full-resolution stage) needs stem_stride 2")
-    if space.head_kernel not in (2, 3) or isinstance(space.head_kernel, bool):
+    if space.head_kernel not in (2, 3):
         raise fail(where, f"'head_kernel' must be 2 or 3, got {space.head_kernel!r}")
     if space.head_kernel != 2 and space.stem_blocks != 0:
         raise fail(where, "'head_kernel' applies to the transposed head of 'stem_blocks: 0' only")
@@ -69,7 +71,7 @@ def validate(space: SearchSpace) -> None:
     _check_macro(space, where)
     _check_fixed_levels(space, where)
     if space.default_patch is not None:
-        space.check_patch(space.default_patch)
+        check_patch(space, space.default_patch)
 
 
 def _check_macro(space: SearchSpace, where: str) -> None:
@@ -149,3 +151,57 @@ def _check_ops(space: SearchSpace, where: str) -> None:
         raise fail(where, f"'ops' lists an operation twice: {list(space.ops)}")
     if set(space.ops) == {"zero"}:
         raise fail(where, "'ops' must hold an operation other than 'zero'")
+
+
+def check_patch(space: SearchSpace, patch: Sequence[int]) -> tuple[int, ...]:
+    """Return ``patch`` as a tuple, or raise :class:`SpaceError` suggesting the nearest fit."""
+    where = space.source or repr(space.name)
+    sides = tuple(patch)
+    if not sides or not all(isinstance(p, int) and p > 0 for p in sides):
+        raise fail(where, f"a patch must be positive integers, got {list(sides)}")
+    if space.stride_options:
+        return _check_bottleneck(space, where, _check_axis_patch(space, where, sides))
+    d = space.divisor
+    if all(p % d == 0 for p in sides):
+        return _check_bottleneck(space, where, sides)
+    nearest = [max(d, round(p / d) * d) for p in sides]
+    raise fail(
+        where,
+        f"patch {list(sides)} does not fit: every side must be divisible by {d} "
+        f"(stem stride {space.stem_stride} x 2^{space.levels} levels); nearest valid patch: "
+        f"{' '.join(str(p) for p in nearest)}",
+    )
+
+
+def _check_bottleneck(space: SearchSpace, where: str, sides: tuple[int, ...]) -> tuple[int, ...]:
+    """Refuse a patch whose bottleneck is a single voxel: a norm of one value per channel
+    cannot train (torch raises deep inside the first step)."""
+    divs = space.axis_divisors() if space.stride_options else (space.divisor,) * len(sides)
+    if math.prod(p // d for p, d in zip(sides, divs)) > 1:
+        return sides
+    bigger = " ".join(str(2 * d) for d in divs)
+    raise fail(
+        where,
+        f"patch {list(sides)} leaves a bottleneck of one voxel ({space.levels} levels below "
+        f"a stride-{space.stem_stride} stem), where the {space.norm} norm cannot train; use a "
+        f"larger patch, e.g. {bigger}",
+    )
+
+
+def _check_axis_patch(space: SearchSpace, where: str, sides: tuple[int, ...]) -> tuple[int, ...]:
+    divs = space.axis_divisors()
+    if len(sides) != len(divs):
+        raise fail(
+            where,
+            f"patch {list(sides)} has {len(sides)} sides; the space's stride_options have "
+            f"{len(divs)} axes",
+        )
+    if all(p % d == 0 for p, d in zip(sides, divs)):
+        return sides
+    nearest = [max(d, round(p / d) * d) for p, d in zip(sides, divs)]
+    raise fail(
+        where,
+        f"patch {list(sides)} does not fit: the sides must be divisible by {list(divs)} "
+        f"(stem stride {space.stem_stride} x the largest stride of each axis over "
+        f"{space.levels} levels); nearest valid patch: {' '.join(str(p) for p in nearest)}",
+    )
