@@ -62,7 +62,12 @@ def register(sub: Any) -> None:
         help="seconds of training steps per run (epochs from each network's measured step time)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="comparison folder to write")
-    p.add_argument("--resume", action="store_true", help="continue; finished runs are skipped")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue; finished runs are skipped (--arch, --search-run and --baselines may "
+        "add entries after the recorded ones)",
+    )
     p.add_argument(
         "--search-run",
         action="append",

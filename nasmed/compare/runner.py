@@ -4,13 +4,14 @@ Checks every input (task, genotypes, search runs, patch, settings, output folder
 anything, then::
 
     OUT/run.json            the comparison's settings (resume refuses changed settings, except
-                            ``--arch`` / ``--search-run`` given anew with the earlier ones first:
-                            the networks and search runs added are measured and trained, the
-                            finished runs reused)
+                            ``--arch`` / ``--search-run`` / ``--baselines`` given anew with the
+                            earlier ones first: the networks, search runs and baselines added
+                            are measured and trained, the finished runs reused)
     OUT/work/               the task preprocessed once, shared by every run
     OUT/genotypes/          the random genotypes drawn (random_XX.json)
-    OUT/costs.json          measured params, FLOPs, step time; the baselines' matched widths;
-                            epochs per network (written once, reused on resume)
+    OUT/costs.json          the patch; measured params, FLOPs, step time; the baselines'
+                            matched widths; epochs per network (written at the first start,
+                            reused on resume, the added networks appended)
     OUT/runs/<name>/seed<k> one training run per network and seed (``nasmed train``'s files)
     OUT/estimates.json      the supernets' shared-weight Dice of every genotype (--search-run)
     OUT/compare.csv         one row per network (:mod:`nasmed.compare.report`)
@@ -18,9 +19,9 @@ anything, then::
     OUT/compare.png         Dice per network with its seed spread
 
 A run is finished when its folder holds ``model.json`` and ``model.pt``; ``resume`` skips those
-and continues the others from their last checkpoint. On CPU the same settings give the same
-genotypes, weights and Dice (step times, and so a time budget's epochs, are measured once and
-kept in ``costs.json``).
+and continues the others from their last checkpoint, at the patch recorded in ``costs.json``.
+On CPU the same settings give the same genotypes, weights and Dice (step times, and so a time
+budget's epochs, are measured once and kept in ``costs.json``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from decathlon.errors import DatasetError
 from decathlon.plan import Plan
 from decathlon.preprocess import run_preprocess
 from decathlon.splits import load_splits
-from nasmed.compare.budget import COSTS_FILE, plan_costs
+from nasmed.compare.budget import COSTS_FILE, plan_costs, recorded_patch
 from nasmed.compare.candidates import (
     Candidate,
     check_common_patch,
@@ -155,15 +156,40 @@ def _check_inputs(
                 runs[-1].settings.get("folds"),
                 folds,
             )
-    if config.patch is not None:
+    recorded = recorded_patch(config.out) if config.resume else None
+    if recorded is not None:  # a resume trains at the recorded patch (--patch cannot change)
+        _check_recorded_patch(config.out, recorded, space, config.baselines)
+    elif config.patch is not None:
         check_common_patch(config.patch, space, config.baselines)
     return task, folds, space, found, runs
+
+
+def _patch_divisor(space: SearchSpace, baselines: tuple[str, ...]) -> int:
+    """What every side of a patch must be a multiple of (MONAI's UNet: 16)."""
+    return math.lcm(space.divisor, 16 if baselines else 1)
+
+
+def _check_recorded_patch(
+    out: Path, patch: tuple[int, int, int], space: SearchSpace, baselines: tuple[str, ...]
+) -> None:
+    """Refuse a resume whose baselines cannot take the patch the comparison trains at (one
+    started without baselines at a ``--patch`` that is no multiple of 16): a resume keeps the
+    recorded patch for every run, and ``--patch`` cannot change on resume."""
+    try:
+        check_common_patch(patch, space, baselines)
+    except ConfigError:
+        raise RunDirError(
+            f"{out}: cannot resume with --baselines {list(baselines)}: the comparison trains at "
+            f"patch {list(patch)} ({COSTS_FILE}), and the baselines need every side a multiple "
+            f"of {_patch_divisor(space, baselines)}; compare them in a new --out"
+        ) from None
 
 
 def _default_patch(
     plan: Plan, space: SearchSpace, baselines: tuple[str, ...]
 ) -> tuple[int, int, int]:
-    d = math.lcm(space.divisor, 16 if baselines else 1)
+    """The plan's patch (multiples of 16) rounded down to what every network takes."""
+    d = _patch_divisor(space, baselines)
     p = [max(d, (s // d) * d) for s in plan.patch_size]
     return (p[0], p[1], p[2])
 
@@ -220,22 +246,22 @@ def run_compare(
         folder.release()
 
 
-#: Settings a resumed comparison may extend: the earlier entries first, in their order (the
-#: names ``found_<stem>`` and the search runs' names are given in order, so they keep meaning
-#: the same network), new ones after them.
-EXTENDABLE = ("archs", "search_runs")
+#: Settings a resumed comparison may extend, with their flags: the earlier entries first, in
+#: their order (the names ``found_<stem>`` and the search runs' names are given in order, so
+#: they keep meaning the same network), new ones after them.
+EXTENDABLE = {"archs": "--arch", "search_runs": "--search-run", "baselines": "--baselines"}
 
 
 def _check_added(out: Path, settings: dict[str, Any]) -> None:
-    """Refuse a resume whose ``archs`` / ``search_runs`` do not start with the recorded ones."""
+    """Refuse a resume whose ``archs`` / ``search_runs`` / ``baselines`` do not start with the
+    recorded ones."""
     info = read_run_info(out) if out.is_dir() else None
     if info is None:
         return
     old = info.get("settings", {})
-    for key in EXTENDABLE:
+    for key, flag in EXTENDABLE.items():
         before, now = list(old.get(key, [])), list(settings.get(key, []))
         if now[: len(before)] != before:
-            flag = "--arch" if key == "archs" else "--search-run"
             raise RunDirError(
                 f"{out}: cannot resume with {flag} {now}; the comparison was started with "
                 f"{before}: give those first, in that order (new ones may follow)"
@@ -266,7 +292,9 @@ def _compare(
         task.root, work, workers=1, folds=folds, seed=SPLIT_SEED, progress=config.progress
     )
     split = load_splits(work / "splits.json")[config.fold]
-    patch = config.patch or _default_patch(plan, space, config.baselines)
+    # a resumed comparison trains at the patch it started with (_check_recorded_patch: it fits
+    # the baselines added since); a fresh one at --patch or the plan's, fitted to every network
+    patch = recorded_patch(out) or config.patch or _default_patch(plan, space, config.baselines)
     for cand in randoms:
         assert isinstance(cand.arch, Genotype)
         path = out / "genotypes" / f"{cand.name}.json"

@@ -11,8 +11,10 @@ import csv
 import json
 import math
 import shutil
+import statistics
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +22,10 @@ import searchspaces
 from decathlon.synthetic import write_synthetic_task
 from decathlon.testing import write_task
 from nasmed.cli.main import main
-from nasmed.compare import CompareConfig, CompareResult, run_compare, stats
+from nasmed.compare import CompareConfig, CompareResult, run_compare, runner, stats
 from nasmed.compare.candidates import random_seed
+from nasmed.compare.config import Match
+from nasmed.compare.costs import Cost
 from nasmed.errors import RunDirError
 from nasmed.genotype import Genotype
 from nasmed.search.config import SearchConfig
@@ -209,6 +213,99 @@ def test_resume_adds_networks_and_search_runs(setup: dict[str, Path], tmp_path: 
     for archs in [(setup["search"] / "genotype.json", setup["other"]), ()]:
         with pytest.raises(RunDirError, match="give those first"):
             run_compare(setup["task"], replace(grown, archs=archs))
+
+
+def _assert_matched(costs: dict[str, Any], baseline: str, target: Cost) -> None:
+    """Each criterion's width of ``baseline`` in ``costs.json`` is the nearest to ``target``."""
+    by_width = costs["baselines"][baseline]["widths"]
+    for criterion in ("params", "flops", "step_time"):
+        key = "step_seconds" if criterion == "step_time" else criterion
+        ref = target.value(Match(criterion))
+        best = min(by_width, key=lambda w: abs(math.log(by_width[w][key] / ref)))
+        assert costs["baselines"][baseline]["matched"][criterion] == float(best)
+
+
+def test_resume_adds_baselines(setup: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "grow_baselines"
+    first = _config(setup, out, archs=(setup["other"],), search_runs=(), random=1, baselines=(),
+                    seeds=1, space="scnas-small")  # fmt: skip
+    run_compare(setup["task"], first)
+    weights = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed0/model.pt")}
+    assert len(weights) == 2
+    ran: list[str] = []
+    grown = replace(first, baselines=("unet", "dynunet"), resume=True)
+    again = run_compare(setup["task"], grown, on_run_end=lambda name, seed: ran.append(name))
+    # only the baselines are trained, one run per distinct matched width
+    assert {name.split("_w")[0] for name in ran} == {"unet", "dynunet"}
+    assert again.trained == len(ran) and again.skipped == 2
+    assert all(p.stat().st_mtime_ns == t for p, t in weights.items())
+    costs = json.loads((out / "costs.json").read_text())
+    assert costs["reference"] == "found_other" and costs["patch"] == list(PATCH)
+    for name in ("unet", "dynunet"):
+        _assert_matched(costs, name, Cost.from_json(costs["networks"]["found_other"]))
+    rows = {r["name"]: r for r in _csv(out / "compare.csv")}
+    assert {n for n, r in rows.items() if r["kind"] == "baseline"} == set(ran)
+    for name in ran:
+        baseline, width = name.split("_w")
+        matched = costs["baselines"][baseline]["matched"]
+        assert rows[name]["matched"] == "+".join(m for m, w in matched.items() if w == float(width))
+    networks = json.loads((out / "compare.json").read_text())["networks"]
+    assert [n["name"] for n in networks] == ["found_other", "random_00", *ran]
+    recorded = json.loads((out / "run.json").read_text())["settings"]
+    assert recorded["baselines"] == ["unet", "dynunet"]
+    # the recorded baselines must come first, in their order
+    for baselines in [("dynunet", "unet"), ("dynunet",), ()]:
+        with pytest.raises(RunDirError, match=r"--baselines .*give those first") as info:
+            run_compare(setup["task"], replace(grown, baselines=baselines))
+        assert "\n" not in str(info.value)
+
+
+def test_resume_adds_a_baseline_matched_to_the_random_median_at_the_recorded_patch(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "grow_median"
+    first = _config(setup, out, archs=(), search_runs=(), random=3, baselines=(), seeds=1,
+                    space="scnas-small", patch=None)  # fmt: skip
+    run_compare(setup["task"], first)
+    before = json.loads((out / "costs.json").read_text())
+    # the default patch of a resume is not recomputed: the recorded one is kept for every run
+    monkeypatch.setattr(runner, "_default_patch", lambda *a: (16, 16, 16))
+    again = run_compare(setup["task"], replace(first, baselines=("unet",), resume=True))
+    assert again.skipped == 3 and again.trained >= 1
+    assert again.summary["patch"] == before["patch"]
+    for run in (out / "runs").glob("unet_*/seed0"):
+        assert json.loads((run / "run.json").read_text())["settings"]["patch"] == before["patch"]
+    costs = json.loads((out / "costs.json").read_text())
+    assert costs["reference"] == "median of the random networks"
+    assert costs["patch"] == before["patch"]
+    for name, cost in before["networks"].items():  # appended, the recorded costs kept
+        assert costs["networks"][name] == cost
+    randoms = [Cost.from_json(before["networks"][f"random_{i:02d}"]) for i in range(3)]
+    median = Cost(
+        int(statistics.median(c.params for c in randoms)),
+        statistics.median(c.flops for c in randoms),
+        statistics.median(c.step_seconds for c in randoms),
+    )
+    _assert_matched(costs, "unet", median)
+
+
+def test_resume_refuses_a_baseline_the_recorded_patch_cannot_take(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "patch"
+    args = [
+        "compare", str(setup["task"]), "--random", "1", "--space", "scnas-small", "--baselines",
+        "--seeds", "1", "--epochs", "1", "--steps", "1", "--folds", "4", "--out", str(out),
+        "--device", "cpu", "-q", "--patch", "24", "24", "24",  # the space's divisor is 8
+    ]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    files = {name: (out / name).read_bytes() for name in ("costs.json", "run.json")}
+    assert main([*args, "--baselines", "unet", "--resume"]) == 2
+    err = _err(capsys)
+    assert "trains at patch [24, 24, 24]" in err and "multiple of 16" in err
+    assert {name: (out / name).read_bytes() for name in files} == files
+    assert not list((out / "runs").glob("unet_*"))
 
 
 def test_time_budget_sets_epochs_from_step_time(setup: dict[str, Path], tmp_path: Path) -> None:
