@@ -50,7 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import searchspaces
 from decathlon.phantom import synthesize_case
-from nasmed.genotype import Genotype
+from nasmed.genotype import Genotype, genotype_space
 from nasmed.models.baselines import make_dynunet, make_unet
 from nasmed.models.derived import DerivedNet, genotype_plans
 from nasmed.ops.profile import SavedTensors
@@ -306,7 +306,7 @@ def _genotypes(args: argparse.Namespace) -> list[tuple[str, SearchSpace, Genotyp
             out.append((f"{space.name} random {seed}", space, sample_genotype(space, seed)))
     if args.genotype:
         g = Genotype.load(args.genotype)
-        out.append((f"{g.space} {Path(args.genotype).name}", searchspaces.load(g.space), g))
+        out.append((f"{g.space} {Path(args.genotype).name}", genotype_space(g), g))
     return out
 
 

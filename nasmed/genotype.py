@@ -15,10 +15,15 @@ settings. It loads with no torch and no pickle.
 ``macro`` (the macro choices of a space with ``stride_options`` / ``width_options``): the
 per-axis strides of encoder levels 1..L and the channel multipliers of levels 0..L. Either key
 (or ``macro``) missing means the plan's default: stride 2 on every axis, multiplier 1.
+
+``space_def`` (last, only for a space that is not shipped: one loaded from a user's YAML file, or
+a shipped name with other content): the space's fields as in its YAML file, so the genotype
+builds on any machine. :func:`genotype_space` is the one place that finds a genotype's space.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -28,7 +33,7 @@ from typing import Any
 
 from decathlon.fsutil import atomic_write_text
 from nasmed.errors import GenotypeError
-from searchspaces import SearchSpace
+from searchspaces import SearchSpace, SpaceError
 
 __all__ = [
     "GENOTYPE_SCHEMA_VERSION",
@@ -37,8 +42,10 @@ __all__ = [
     "Genotype",
     "NodeChoice",
     "check_space",
+    "genotype_space",
     "load",
     "save",
+    "space_record",
 ]
 
 GENOTYPE_SCHEMA_VERSION = 1
@@ -87,6 +94,8 @@ class Genotype:
         strides: per encoder level 1..L, the chosen per-axis strides (``None``: 2 on every
             axis, the plan's default).
         widths: per level 0..L, the chosen channel multiplier (``None``: 1 everywhere).
+        space_def: the space itself when it is not a shipped one (:func:`space_record`), saved
+            as ``space_def``; its name and content hash must be ``space`` and ``space_hash``.
         source: where it was read from (the file), named by every error about it; not saved.
     """
 
@@ -98,7 +107,24 @@ class Genotype:
     schema_version: int = GENOTYPE_SCHEMA_VERSION
     strides: tuple[tuple[int, ...], ...] | None = None
     widths: tuple[float, ...] | None = None
+    space_def: SearchSpace | None = field(default=None, compare=False, hash=False, repr=False)
     source: str = field(default="genotype", compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.space_def is None:
+            return
+        if self.space_def.name != self.space:
+            raise GenotypeError(
+                f"{self.source}: 'space_def' is search space {self.space_def.name!r}, but "
+                f"'space' is {self.space!r}; restore the file or search again"
+            )
+        digest = self.space_def.content_hash()
+        if digest != self.space_hash:
+            raise GenotypeError(
+                f"{self.source}: 'space_def' has content hash {digest[:12]}, not the genotype's "
+                f"space_hash {self.space_hash[:12]} (edited since the search); restore the file "
+                "or search again"
+            )
 
     def cell(self, key: str) -> CellGenotype:
         """The structure of architecture key ``key``."""
@@ -129,6 +155,8 @@ class Genotype:
             macro["widths"] = list(self.widths)
         if macro:
             out["macro"] = macro
+        if self.space_def is not None:
+            out["space_def"] = self.space_def.to_dict()
         return out
 
     def _base_dict(self) -> dict[str, Any]:
@@ -150,11 +178,11 @@ class Genotype:
     def to_text(self, space: SearchSpace | None = None) -> str:
         """A readable listing of the cells, one line per node, and the macro choices.
 
-        The cell output line follows the space's ``cell_output`` (``space``, or the shipped
-        space of the genotype's name when its hash matches; otherwise it is left generic).
+        The cell output line follows the space's ``cell_output`` (``space``, or the genotype's
+        space (:func:`genotype_space`) when its hash matches; otherwise it is left generic).
         """
         if space is None:
-            space = _shipped_space(self)
+            space = _known_space(self)
         lines = [
             f"genotype of search space {self.space!r} (hash {self.space_hash[:12]}), "
             f"schema {self.schema_version}, seed {self.seed}"
@@ -190,7 +218,9 @@ class Genotype:
             GenotypeError: a missing or malformed field (the message names ``source``).
         """
         try:
-            return replace(_parse(data), source=source)
+            return _parse(data, source)
+        except GenotypeError:  # from __post_init__, naming ``source`` already
+            raise
         except (KeyError, TypeError, ValueError, RecursionError) as exc:
             raise GenotypeError(f"{source}: malformed genotype: {_reason(exc)}") from None
 
@@ -224,12 +254,64 @@ class Genotype:
         return cls.from_json(text, source=str(path))
 
 
-def _shipped_space(genotype: Genotype) -> SearchSpace | None:
+def genotype_space(genotype: Genotype) -> SearchSpace:
+    """The search space of ``genotype``: its embedded ``space_def``, else the shipped space of
+    its name (which may have changed since: :func:`check_space` tells).
+
+    Raises:
+        SpaceError: no ``space_def`` and no shipped space of that name (a genotype made before
+            genotypes carried their space), or an invalid shipped file.
+    """
+    import searchspaces
+
+    if genotype.space_def is not None:
+        where = f"{genotype.space!r} (embedded in {genotype.source})"
+        return replace(genotype.space_def, source=where)
+    if genotype.space not in searchspaces.list_spaces():
+        raise SpaceError(
+            f"{genotype.source}: unknown search space {genotype.space!r}: not shipped, and the "
+            "genotype does not carry its definition (made before genotypes of a space file "
+            "did); search again with this nasmed, or copy the space's YAML file to "
+            f"{searchspaces.space_path(genotype.space)}"
+        )
+    return searchspaces.load(searchspaces.space_path(genotype.space))
+
+
+def space_record(space: SearchSpace) -> SearchSpace | None:
+    """What a genotype of ``space`` embeds (its ``space_def``): ``space`` unless a shipped space
+    of its name has its content hash (then the name finds it, and the file stays as it was)."""
+    return None if _shipped_hash(space.name) == space.content_hash() else space
+
+
+def _shipped_hash(name: str) -> str | None:
+    import searchspaces
+
+    if name not in searchspaces.list_spaces():
+        return None
+    path = searchspaces.space_path(name)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _file_hash(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_hash(path: str, stamp: int) -> str | None:
+    """Content hash of the space file ``path`` as of modification time ``stamp`` (cached:
+    every genotype made asks for it)."""
     import searchspaces
 
     try:
-        space = searchspaces.load(genotype.space)
-    except searchspaces.SpaceError:
+        return searchspaces.load(path).content_hash()
+    except SpaceError:
+        return None
+
+
+def _known_space(genotype: Genotype) -> SearchSpace | None:
+    try:
+        space = genotype_space(genotype)
+    except SpaceError:
         return None
     return space if space.content_hash() == genotype.space_hash else None
 
@@ -260,7 +342,7 @@ def _int(value: Any, what: str) -> int:
     return value
 
 
-def _parse(data: Any) -> Genotype:
+def _parse(data: Any, origin: str) -> Genotype:
     if not isinstance(data, dict):
         raise TypeError("the file must hold a JSON object")
     version = _int(data["schema_version"], "schema_version")
@@ -304,7 +386,21 @@ def _parse(data: Any) -> Genotype:
             nodes.append(NodeChoice(tuple(sorted(inputs, key=lambda e: e.source))))
         cells.append(CellGenotype(str(key), tuple(nodes)))
     strides, widths = _parse_macro(data.get("macro"))
-    return Genotype(space, space_hash, tuple(cells), seed, search, version, strides, widths)
+    space_def = _parse_space_def(data.get("space_def"), space)
+    return Genotype(
+        space, space_hash, tuple(cells), seed, search, version, strides, widths, space_def, origin
+    )
+
+
+def _parse_space_def(raw: Any, name: str) -> SearchSpace | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TypeError("'space_def' must be an object (the fields of the genotype's space)")
+    try:
+        return SearchSpace.from_dict(raw, source=f"{name!r} (the genotype's space_def)")
+    except SpaceError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _parse_macro(raw: Any) -> tuple[tuple[tuple[int, ...], ...] | None, tuple[float, ...] | None]:

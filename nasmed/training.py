@@ -40,7 +40,7 @@ from decathlon.plan import Plan
 from decathlon.splits import ALL_FOLD
 from nasmed.distributed import barrier, init_distributed, is_main
 from nasmed.errors import ConfigError
-from nasmed.genotype import Genotype, check_space
+from nasmed.genotype import Genotype, check_space, genotype_space
 from nasmed.memory import check_network
 from nasmed.models.factory import build_model, check_patch, load_arch, patch_divisor
 from nasmed.models.spec import MODEL_FILE, WEIGHTS_FILE, ModelSpec
@@ -114,9 +114,7 @@ def _make_validate(
 def _check_arch(arch: str | os.PathLike[str] | Genotype) -> str | Genotype:
     resolved = load_arch(arch)
     if isinstance(resolved, Genotype):
-        import searchspaces
-
-        check_space(resolved, searchspaces.load(resolved.space))
+        check_space(resolved, genotype_space(resolved))
         try:  # model.json embeds the genotype: refuse now what could not be written at the end
             json.dumps(resolved.to_dict(), allow_nan=False)
         except ValueError as exc:

@@ -13,7 +13,7 @@ import searchspaces
 from decathlon.outputs import check_separate
 from nasmed.cli.common import add_common
 from nasmed.errors import GenotypeError
-from nasmed.genotype import Genotype, check_space
+from nasmed.genotype import Genotype, check_space, genotype_space
 
 __all__ = ["register"]
 
@@ -81,8 +81,12 @@ def _show(args: argparse.Namespace) -> int:
     genotype = Genotype.load(args.genotype)
     print(genotype.to_text())
     try:
-        check_space(genotype, searchspaces.load(genotype.space))
-        status = "fits the shipped space of that name"
+        check_space(genotype, genotype_space(genotype))
+        status = (
+            "fits the shipped space of that name"
+            if genotype.space_def is None
+            else "fits its embedded space (a space file's, not shipped)"
+        )
     except (GenotypeError, searchspaces.SpaceError) as exc:
         status = f"warning: {exc}"
     print(f"space check: {status}")

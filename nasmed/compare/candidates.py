@@ -17,7 +17,7 @@ from typing import Literal
 
 import searchspaces
 from nasmed.errors import ConfigError, GenotypeError
-from nasmed.genotype import Genotype, check_space
+from nasmed.genotype import Genotype, check_space, genotype_space
 from nasmed.supernet import sample_genotype
 from searchspaces import SearchSpace
 
@@ -89,7 +89,7 @@ def load_found(archs: Sequence[Path], default_space: str) -> tuple[SearchSpace, 
             raise GenotypeError(f"{path}: --arch is not an existing genotype.json")
         genotype = Genotype.load(path)
         if space is None:
-            space = searchspaces.load(genotype.space)
+            space = genotype_space(genotype)
         elif genotype.space != space.name or genotype.space_hash != space.content_hash():
             raise GenotypeError(
                 f"{path}: genotype of search space {genotype.space!r} (hash "

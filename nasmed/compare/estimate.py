@@ -25,7 +25,7 @@ import searchspaces
 from decathlon.fsutil import atomic_write_json
 from decathlon.plan import Plan
 from nasmed.errors import RunDirError
-from nasmed.genotype import Genotype
+from nasmed.genotype import Genotype, genotype_space
 from nasmed.rundir import read_run_info
 from nasmed.search.searcher import CHECKPOINT_FILE, ArgmaxChild
 from nasmed.supernet import Supernet
@@ -87,7 +87,10 @@ def check_search_run(path: Path, space: SearchSpace, name: str) -> SearchRun:
 
 def load_supernet(run: SearchRun, device: torch.device) -> tuple[Supernet, Plan]:
     """The supernet of ``run`` with its trained weights, in eval mode, and the search's plan."""
-    space = searchspaces.load(str(run.settings["space"]))
+    if run.genotype is not None:  # it carries a space file's definition: no path to resolve
+        space = genotype_space(run.genotype)
+    else:
+        space = searchspaces.load(str(run.settings["space"]))
     plan = Plan.load(run.path / "plan.json")
     supernet = Supernet(
         space,

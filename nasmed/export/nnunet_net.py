@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nasmed.errors import ConfigError
-from nasmed.genotype import Genotype
+from nasmed.genotype import Genotype, genotype_space
 from nasmed.models.derived import build_network
 
 __all__ = ["NNUNET_CLASS_NAME", "NasmedNnUNet", "genotype_strides"]
@@ -38,9 +38,7 @@ def genotype_strides(genotype: Genotype, spatial_dims: int = 3) -> list[list[int
     """nnU-Net's per-stage strides of ``genotype``'s network: ``[1]*d``, ``[2]*d`` for a
     stride-2 stem, then one entry per level: its chosen per-axis strides (macro choices; the
     default ``[2]*d``)."""
-    import searchspaces
-
-    space = searchspaces.load(genotype.space)
+    space = genotype_space(genotype)
     stem = [[2] * spatial_dims] if space.stem_stride == 2 else []
     levels = [list(s) for s in genotype.level_strides(space, spatial_dims)]
     return [[1] * spatial_dims, *stem, *levels]

@@ -26,7 +26,7 @@ from decathlon.fsutil import atomic_write_json
 from nasmed.errors import ConfigError
 from nasmed.export.deps import require
 from nasmed.export.nnunet_net import NNUNET_CLASS_NAME, genotype_strides
-from nasmed.genotype import Genotype, check_space
+from nasmed.genotype import Genotype, check_space, genotype_space
 from nasmed.models.nnunet import load_plans_file
 
 __all__ = [
@@ -143,8 +143,6 @@ def export_nnunet_plans(
     require("nnunetv2", "nasmed export nnunet")
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    import searchspaces
-
     if not _NAME.match(plans_name) or plans_name == SOURCE_PLANS:
         raise ConfigError(
             f"--plans-name {plans_name!r}: use letters, digits, '_', '-', '.', not {SOURCE_PLANS}"
@@ -154,7 +152,7 @@ def export_nnunet_plans(
     if not isinstance(genotype, Genotype):
         path = Path(genotype)
         genotype = Genotype.load(path / "genotype.json" if path.is_dir() else path)
-    space = searchspaces.load(genotype.space)
+    space = genotype_space(genotype)
     check_space(genotype, space)
     folder = find_dataset(dataset_id, preprocessed)
     source = folder / f"{SOURCE_PLANS}.json"

@@ -20,7 +20,7 @@ from torch import nn
 
 import searchspaces
 from nasmed.errors import GenotypeError
-from nasmed.genotype import Genotype, check_space
+from nasmed.genotype import Genotype, check_space, genotype_space
 from nasmed.supernet.network import CellNetwork
 from nasmed.supernet.supernet import genotype_plans
 from searchspaces import Layer, SearchSpace, SpaceError
@@ -85,25 +85,23 @@ def build_network(
     space: SearchSpace | None = None,
     **kw: Any,
 ) -> DerivedNet:
-    """The derived network of ``genotype``, loading its space by name (``searchspaces.load``).
+    """The derived network of ``genotype`` in its space (:func:`nasmed.genotype.genotype_space`:
+    the embedded definition of a space file, else the shipped space of its name).
 
     Args:
         genotype: the architecture.
         in_channels: image channels.
         out_channels: classes.
-        space: the space, when it is not a shipped one (loaded from a file by the caller).
+        space: the space to use instead of the genotype's own (loaded by the caller).
         **kw: ``width``, ``deep_supervision``, ``spatial_dims`` of :class:`DerivedNet`.
 
     Raises:
         GenotypeError: the space changed since the genotype was made (hash mismatch).
-        SpaceError: the space is unknown.
+        SpaceError: the space is unknown (not shipped, not embedded).
     """
     if space is None:
-        try:
-            space = searchspaces.load(genotype.space)
-        except SpaceError as exc:
-            raise SpaceError(f"genotype's space: {exc}") from None
-        if genotype.space_hash != space.content_hash():
+        space = genotype_space(genotype)
+        if genotype.space_def is None and genotype.space_hash != space.content_hash():
             same = [n for n in searchspaces.list() if _hash(n) == genotype.space_hash]
             if same:
                 raise GenotypeError(

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from nasmed.errors import ConfigError, GenotypeError
-from nasmed.genotype import Genotype
+from nasmed.genotype import Genotype, genotype_space
 from nasmed.models.names import BASELINES
 from nasmed.models.nnunet import is_nnunet_arch, nnunet_divisor, parse_nnunet_arch
 
@@ -55,9 +55,7 @@ def patch_divisor(arch: str | Genotype) -> int:
     adapts to the patch (16 is always safe).
     """
     if isinstance(arch, Genotype):
-        import searchspaces
-
-        return searchspaces.load(arch.space).divisor
+        return genotype_space(arch).divisor
     if is_nnunet_arch(arch):
         return nnunet_divisor(arch)
     return 16

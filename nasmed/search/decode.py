@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
+from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice, space_record
 from nasmed.supernet.macro import MACRO_KEY, macro_logit_shapes
 from nasmed.supernet.plans import op_mask
 from searchspaces import SearchSpace
@@ -100,6 +100,7 @@ def decode(
         search=dict(search or {}),
         strides=strides,
         widths=widths,
+        space_def=space_record(space),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
+from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice, space_record
 from nasmed.supernet.plans import subsets
 from searchspaces import SearchSpace
 
@@ -50,4 +50,5 @@ def sample_genotype(space: SearchSpace, rng: np.random.Generator | int | None = 
         {"strategy": "random"},
         strides=strides,
         widths=widths,
+        space_def=space_record(space),
     )

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice
+from nasmed.genotype import CellGenotype, EdgeChoice, Genotype, NodeChoice, space_record
 from nasmed.supernet.cell import Term
 from nasmed.supernet.macro import (
     MACRO_KEY,
@@ -302,6 +302,7 @@ def plan_genotype(
         dict(search or {}),
         strides=strides,
         widths=widths,
+        space_def=space_record(space),
     )
 
 

@@ -52,6 +52,7 @@ class AlphaSnapshot:
         ops: the candidate operations (columns of the op logits).
         edges: ``(source, node)`` of every row.
         logits: ``{key: {"ops": (E, n_ops) array, "inputs": (E,) array}}``.
+        space_hash: the space's content hash ("" in snapshots that did not record it).
     """
 
     epoch: int
@@ -60,6 +61,7 @@ class AlphaSnapshot:
     ops: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]
     logits: Mapping[str, Mapping[str, np.ndarray]]
+    space_hash: str = ""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AlphaSnapshot:
@@ -74,6 +76,7 @@ class AlphaSnapshot:
                 str(k): {name: np.asarray(v, dtype=np.float64) for name, v in d.items()}
                 for k, d in data["logits"].items()
             },
+            space_hash=str(data.get("space_hash", "")),
         )
 
 
@@ -106,10 +109,14 @@ def op_probabilities(op_logits: np.ndarray) -> np.ndarray:
 def _space(snapshot: AlphaSnapshot, space: SearchSpace | None) -> SearchSpace | None:
     if space is not None:
         return space
+    if snapshot.space not in searchspaces.list_spaces():
+        return None  # a space file's: the caller passes the space
     try:
-        return searchspaces.load(snapshot.space)
+        shipped = searchspaces.load(searchspaces.space_path(snapshot.space))
     except searchspaces.SpaceError:
         return None
+    # a space file named as a shipped space, or a shipped space changed since the search
+    return shipped if snapshot.space_hash in ("", shipped.content_hash()) else None
 
 
 def _pick(n: int, most: int) -> list[int]:
@@ -131,7 +138,7 @@ def plot_alpha_heatmaps(
     Args:
         snapshots: from :func:`load_alpha_snapshots` (at least one).
         space: the search space (for the kept-edge probabilities and the decoded choice);
-            default the shipped space named in the snapshot, if any.
+            default the shipped space named in the snapshot, if it has the snapshot's hash.
         keys: architecture keys to show; default all.
         max_epochs: at most this many epochs, evenly spread, first and last included.
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
+import searchspaces
 from decathlon.synthetic import write_synthetic_task
 from nasmed.cli.main import main
 from nasmed.genotype import Genotype
@@ -153,3 +156,24 @@ def test_estimator_options_reach_the_run(task: Path, tmp_path: Path) -> None:
     search = Genotype.load(run / "genotype.json").search
     assert search["estimator"] == "proxyless" and search["entropy_weight"] == 2.5
     assert search["arch_weight_decay"] == 0.0
+
+
+def test_a_space_files_search_gives_a_trainable_genotype(
+    task: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = yaml.safe_load(searchspaces.space_path("scnas-small").read_text(encoding="utf-8"))
+    space_file = tmp_path / "mine.yaml"
+    space_file.write_text(yaml.safe_dump({**data, "name": "mine"}), encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["search", str(task), "--out", str(run), *TINY_ARGS, "--space", str(space_file)]
+    assert main(args) == 0
+    space_file.unlink()  # the genotype carries the space: nothing else is needed to train it
+    genotype = Genotype.load(run / "genotype.json")
+    assert genotype.space == "mine" and genotype.space_def is not None
+    train = tmp_path / "train"
+    args = ["train", str(task), "--arch", str(run / "genotype.json"), "--out", str(train),
+            "--epochs", "1", "--steps", "1", "--patch", "16", "16", "16", "--batch", "1",
+            "--workers", "0", "--device", "cpu", "-q"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    spec = json.loads((train / "model.json").read_text(encoding="utf-8"))
+    assert spec["genotype"]["space_def"] == genotype.to_dict()["space_def"]
