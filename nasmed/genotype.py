@@ -18,21 +18,23 @@ per-axis strides of encoder levels 1..L and the channel multipliers of levels 0.
 
 ``space_def`` (last, only for a space that is not shipped: one loaded from a user's YAML file, or
 a shipped name with other content): the space's fields as in its YAML file, so the genotype
-builds on any machine. :func:`genotype_space` is the one place that finds a genotype's space.
+builds on any machine. Finding a genotype's space (:func:`genotype_space`, :func:`space_record`)
+and checking a genotype against it (:func:`check_space`) live in :mod:`nasmed.genotype_space`,
+re-exported here.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from decathlon.fsutil import atomic_write_text
 from nasmed.errors import GenotypeError
+from nasmed.genotype_space import check_space, genotype_space, known_space, space_record
 from searchspaces import SearchSpace, SpaceError
 
 __all__ = [
@@ -182,7 +184,7 @@ class Genotype:
         space (:func:`genotype_space`) when its hash matches; otherwise it is left generic).
         """
         if space is None:
-            space = _known_space(self)
+            space = known_space(self)
         lines = [
             f"genotype of search space {self.space!r} (hash {self.space_hash[:12]}), "
             f"schema {self.schema_version}, seed {self.seed}"
@@ -252,68 +254,6 @@ class Genotype:
                 f"0x{exc.object[exc.start]:02x})"
             ) from None
         return cls.from_json(text, source=str(path))
-
-
-def genotype_space(genotype: Genotype) -> SearchSpace:
-    """The search space of ``genotype``: its embedded ``space_def``, else the shipped space of
-    its name (which may have changed since: :func:`check_space` tells).
-
-    Raises:
-        SpaceError: no ``space_def`` and no shipped space of that name (a genotype made before
-            genotypes carried their space), or an invalid shipped file.
-    """
-    import searchspaces
-
-    if genotype.space_def is not None:
-        where = f"{genotype.space!r} (embedded in {genotype.source})"
-        return replace(genotype.space_def, source=where)
-    if genotype.space not in searchspaces.list_spaces():
-        raise SpaceError(
-            f"{genotype.source}: unknown search space {genotype.space!r}: not shipped, and the "
-            "genotype does not carry its definition (made before genotypes of a space file "
-            "did); search again with this nasmed, or copy the space's YAML file to "
-            f"{searchspaces.space_path(genotype.space)}"
-        )
-    return searchspaces.load(searchspaces.space_path(genotype.space))
-
-
-def space_record(space: SearchSpace) -> SearchSpace | None:
-    """What a genotype of ``space`` embeds (its ``space_def``): ``space`` unless a shipped space
-    of its name has its content hash (then the name finds it, and the file stays as it was)."""
-    return None if _shipped_hash(space.name) == space.content_hash() else space
-
-
-def _shipped_hash(name: str) -> str | None:
-    import searchspaces
-
-    if name not in searchspaces.list_spaces():
-        return None
-    path = searchspaces.space_path(name)
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    return _file_hash(str(path), stamp)
-
-
-@functools.lru_cache(maxsize=32)
-def _file_hash(path: str, stamp: int) -> str | None:
-    """Content hash of the space file ``path`` as of modification time ``stamp`` (cached:
-    every genotype made asks for it)."""
-    import searchspaces
-
-    try:
-        return searchspaces.load(path).content_hash()
-    except SpaceError:
-        return None
-
-
-def _known_space(genotype: Genotype) -> SearchSpace | None:
-    try:
-        space = genotype_space(genotype)
-    except SpaceError:
-        return None
-    return space if space.content_hash() == genotype.space_hash else None
 
 
 def _output_text(space: SearchSpace | None, n: int) -> str:
@@ -436,87 +376,3 @@ def save(genotype: Genotype, path: str | os.PathLike[str]) -> None:
 def load(path: str | os.PathLike[str]) -> Genotype:
     """Read a genotype file (same as ``Genotype.load(path)``)."""
     return Genotype.load(path)
-
-
-def check_space(genotype: Genotype, space: SearchSpace) -> None:
-    """Check that ``genotype`` belongs to ``space`` as it is now.
-
-    Raises:
-        GenotypeError: another space, a changed space (content hash mismatch), or cells that do
-            not fit the space's structure.
-    """
-    src = genotype.source
-    if genotype.space != space.name:
-        raise GenotypeError(
-            f"{src}: genotype is from search space {genotype.space!r}, not {space.name!r}"
-        )
-    if genotype.space_hash != space.content_hash():
-        raise GenotypeError(
-            f"{src}: search space {space.name!r} changed since the genotype was made (content hash "
-            f"{space.content_hash()[:12]} != {genotype.space_hash[:12]}); search again or "
-            "restore the space's file"
-        )
-    keys = [cell.key for cell in genotype.cells]
-    if keys != list(space.arch_keys()):
-        raise GenotypeError(
-            f"{src}: genotype cells {keys} do not match space cells {list(space.arch_keys())}"
-        )
-    for cell in genotype.cells:
-        if len(cell.nodes) != space.nodes:
-            raise GenotypeError(
-                f"{src}: cell {cell.key!r} has {len(cell.nodes)} nodes; the space has {space.nodes}"
-            )
-        for i, node in enumerate(cell.nodes, start=1):
-            if len(node.inputs) != space.kept(i):
-                raise GenotypeError(
-                    f"{src}: cell {cell.key!r} node {i} keeps {len(node.inputs)} inputs; "
-                    f"the space keeps {space.kept(i)}"
-                )
-            for edge in node.inputs:
-                if edge.op not in space.ops:
-                    raise GenotypeError(
-                        f"{src}: cell {cell.key!r} node {i}: operation {edge.op!r} is not in space "
-                        f"{space.name!r} ({', '.join(space.ops)})"
-                    )
-    _check_macro(genotype, space)
-
-
-def _check_macro(genotype: Genotype, space: SearchSpace) -> None:
-    src = genotype.source
-    if genotype.strides is not None:
-        if len(genotype.strides) != space.levels:
-            raise GenotypeError(
-                f"{src}: genotype has strides for {len(genotype.strides)} levels; space "
-                f"{space.name!r} has {space.levels}"
-            )
-        for level, stride in enumerate(genotype.strides, start=1):
-            # without stride options only the default (2 on every axis) is a choice
-            allowed = space.stride_options or ((2,) * len(stride),)
-            if stride not in allowed:
-                raise GenotypeError(
-                    f"{src}: level {level} stride {list(stride)} is not a choice of space "
-                    f"{space.name!r} ({', '.join(str(list(s)) for s in allowed)})"
-                )
-    elif space.stride_options and not any(set(o) == {2} for o in space.stride_options):
-        raise GenotypeError(
-            f"{src}: genotype has no strides and the default (2 on every axis) is not a choice "
-            f"of space {space.name!r}"
-        )
-    widths = space.width_options or (1.0,)
-    if genotype.widths is not None:
-        if len(genotype.widths) != space.levels + 1:
-            raise GenotypeError(
-                f"{src}: genotype has widths for {len(genotype.widths)} levels; space "
-                f"{space.name!r} has {space.levels + 1}"
-            )
-        for level, w in enumerate(genotype.widths):
-            if not any(abs(w - o) < 1e-9 for o in widths):
-                raise GenotypeError(
-                    f"{src}: level {level} width {w:g} is not a choice of space {space.name!r} "
-                    f"({', '.join(f'{o:g}' for o in widths)})"
-                )
-    elif space.width_options and not any(abs(o - 1.0) < 1e-9 for o in space.width_options):
-        raise GenotypeError(
-            f"{src}: genotype has no widths and the default (1) is not a choice of space "
-            f"{space.name!r}"
-        )

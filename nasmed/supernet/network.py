@@ -34,14 +34,8 @@ from nasmed.supernet.cell import (
     entry_block,
     preact_block,
 )
-from nasmed.supernet.macro import (
-    MACRO_KEY,
-    MacroPlan,
-    MacroState,
-    level_channels,
-    make_dynamic,
-    width_mask,
-)
+from nasmed.supernet.dynamic import MacroState, make_dynamic
+from nasmed.supernet.macro import MACRO_KEY, MacroPlan, level_channels, width_mask
 from nasmed.supernet.toplevels import decoder_block, encoder_block, up_block
 from searchspaces import CellType, Layer, SearchSpace, Skip, Upsample
 
@@ -130,7 +124,7 @@ class CellNetwork(nn.Module):
         widths: per level 0..L, fixed channel multipliers (``None``: 1 everywhere).
         dynamic: hold every level at its widest ``width_options`` choice and take the strides
             and widths of each forward pass from its plans' :class:`MacroPlan`
-            (:func:`~nasmed.supernet.macro.make_dynamic`; the supernet of a macro space).
+            (:func:`~nasmed.supernet.dynamic.make_dynamic`; the supernet of a macro space).
     """
 
     def __init__(
