@@ -1,10 +1,11 @@
 """Does the search search? The search-validity protocol of issue 12, on ``nasmed compare``.
 
 1. **Testbed**: a synthetic task where the architecture matters (``write_synthetic_task(...,
-   scene="structures")``: thin tubes, hollow spheres labelled filled, distractors; 40 cases, so
-   fold 0 of 5 validates on 8). ``--random`` genotypes x ``--seeds`` training seeds: the
-   cross-seed rank correlation (Spearman) of their Dice must reach 0.6 before anything else
-   is claimed.
+   scene=...)``, ``--scene``: ``structures``, thin tubes, hollow spheres labelled filled,
+   distractors; or ``context``, thin tubes and shells labelled only when they hold a nucleus;
+   80 cases, so fold 0 of 5 validates on 16). ``--random`` genotypes x ``--seeds`` training
+   seeds: the cross-seed rank correlation (Spearman) of their Dice must reach 0.6 before
+   anything else is claimed.
 2. **Kendall tau** between each search run's shared-weight estimate of the random
    architectures (their Dice with the supernet's weights) and their stand-alone Dice.
 3. **Search seeds per estimator** (``--estimators``, ``--search-seeds``): how often the found
@@ -71,6 +72,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--space", default="scnas-small")
     p.add_argument("--cases", type=int, default=80, help="testbed cases (16 validate at 5 folds)")
     p.add_argument("--shape", type=int, nargs=3, default=[32, 32, 32])
+    p.add_argument(
+        "--scene", default="structures", choices=["structures", "context"], help="testbed scene"
+    )
     p.add_argument("--patch", type=int, nargs=3, default=[24, 24, 24])
     p.add_argument("--random", type=int, default=12)
     p.add_argument("--seeds", type=int, default=2, help="training seeds per network")
@@ -310,8 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     task = args.out / "testbed"
     if not (task / "dataset.json").is_file():
-        write_synthetic_task(task, cases=args.cases, shape=tuple(args.shape), scene="structures",
+        write_synthetic_task(task, cases=args.cases, shape=tuple(args.shape), scene=args.scene,
                              seed=12, test_cases=0)  # fmt: skip
+    made = json.loads((task / "dataset.json").read_text()).get("nasmed_synthetic", {})
+    wanted = {"scene": args.scene, "shape": list(args.shape), "cases": args.cases}
+    if any(made.get(k) != v for k, v in wanted.items()):
+        had = {k: made.get(k) for k in wanted}
+        print(f"{task}: the testbed there was written with {had}, not {wanted}", file=sys.stderr)
+        return 2
     searches = _searches(args, task)
     space = searchspaces.load(args.space)
     runs = [Path(r["run"]) for rs in searches.values() for r in rs]

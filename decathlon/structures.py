@@ -16,6 +16,17 @@ only a few voxels cannot solve it, and one that never looks at full resolution c
 Bright means +1 over a background of smooth texture (sd 0.25) and white noise (sd 0.35), lightly
 blurred (partial volume). The grid is isotropic 1 mm, RAS, so preprocessing resamples nothing.
 Deterministic: the same arguments give the same arrays.
+
+:func:`synthesize_context_case` (the ``"context"`` scene) moves the difficulty from "how far does
+the network see" to "what does it do with what it sees at coarse scale", for spaces whose finest
+level is fixed and whose searched cells work at 1/4 resolution and below:
+
+- **vessels** (label 1): as above;
+- **cells** (label 2): hollow shells of radius 5 to a quarter of the smallest side *with a
+  nucleus* (a small solid bright ball at the centre), labelled filled; as many shells again of
+  the same sizes **without** a nucleus are unlabelled. Whether a shell voxel is foreground is
+  decided by what lies a radius (5 voxels or more) away, which only the coarse levels see, and
+  the nucleus looks like the distractors (the same balls lie outside the shells).
 """
 
 from __future__ import annotations
@@ -26,10 +37,17 @@ from scipy import ndimage
 from decathlon.io import Geometry
 from decathlon.phantom import _smooth_noise
 
-__all__ = ["STRUCTURE_LABELS", "synthesize_structures_case"]
+__all__ = [
+    "CONTEXT_LABELS",
+    "STRUCTURE_LABELS",
+    "synthesize_context_case",
+    "synthesize_structures_case",
+]
 
 #: Label value -> name.
 STRUCTURE_LABELS = {1: "vessel", 2: "cyst"}
+#: Label value -> name, ``"context"`` scene.
+CONTEXT_LABELS = {1: "vessel", 2: "cell"}
 
 
 def _tube(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.ndarray, float]:
@@ -61,20 +79,74 @@ def synthesize_structures_case(
     for _ in range(int(rng.integers(2, 5))):
         r = float(rng.uniform(4.0, r_max))
         c = rng.uniform(r + 1, size - r - 1).astype(np.float32)
-        d = np.sqrt(((grid - c[:, None, None, None]) ** 2).sum(axis=0))
+        d = _distance(grid, c)
         label[d <= r] = 2
         bright[np.abs(d - r) <= 0.75] = 1.0
     for _ in range(int(rng.integers(2, 5))):
         r = float(rng.uniform(1.5, 2.5))
         c = rng.uniform(r, size - r).astype(np.float32)
-        d = np.sqrt(((grid - c[:, None, None, None]) ** 2).sum(axis=0))
-        solid = (d <= r) & (label == 0)
+        solid = (_distance(grid, c) <= r) & (label == 0)
         bright[solid] = 1.0
     for _ in range(int(rng.integers(3, 6))):
         dist, radius = _tube(rng, shape)
         tube = dist <= radius
         label[tube] = 1
         bright[tube] = 1.0
+    return _finish(rng, bright, shape), label, Geometry(np.eye(4), shape)
+
+
+def _distance(grid: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    return np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(axis=0))
+
+
+def _finish(
+    rng: np.random.Generator, bright: np.ndarray, shape: tuple[int, int, int]
+) -> np.ndarray:
     image = ndimage.gaussian_filter(bright, 0.5)
     image += 0.25 * _smooth_noise(rng, shape, 2.0) + 0.35 * rng.standard_normal(shape)
-    return image[None].astype(np.float32), label, Geometry(np.eye(4), shape)
+    return image[None].astype(np.float32)
+
+
+def synthesize_context_case(
+    seed: int, index: int, *, shape: tuple[int, int, int] = (32, 32, 32)
+) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """One ``"context"`` case: shells with a nucleus are label 2, shells without are background.
+
+    Returns image ``(1, X, Y, Z)`` float32, label ``(X, Y, Z)`` uint8 (0, 1, 2), geometry. Every
+    case has at least one shell of each kind; shells do not overlap.
+    """
+    rng = np.random.default_rng([seed, index, 29])
+    grid = np.indices(shape, dtype=np.float32)
+    size = np.asarray(shape, np.float32)
+    label = np.zeros(shape, np.uint8)
+    bright = np.zeros(shape, np.float32)
+    r_max = max(5.5, min(shape) / 4.0)
+    placed: list[tuple[np.ndarray, float]] = []
+    n_shells = int(rng.integers(2, 5))
+    kinds = rng.permutation([k % 2 == 0 for k in range(n_shells)])  # nucleus or not, both kinds
+    for nucleus in kinds:
+        for _ in range(50):  # rejection: shells do not touch
+            r = float(rng.uniform(5.0, r_max))
+            c = rng.uniform(r + 1, size - r - 1).astype(np.float32)
+            if all(np.linalg.norm(c - c2) > r + r2 + 2 for c2, r2 in placed):
+                break
+        else:
+            continue
+        placed.append((c, r))
+        d = _distance(grid, c)
+        bright[np.abs(d - r) <= 0.75] = 1.0
+        if nucleus:
+            label[d <= r] = 2
+            core = c + rng.uniform(-1.0, 1.0, 3).astype(np.float32)
+            bright[_distance(grid, core) <= rng.uniform(1.5, 2.5)] = 1.0
+    for _ in range(int(rng.integers(2, 5))):  # the same balls outside every shell
+        r = float(rng.uniform(1.5, 2.5))
+        c = rng.uniform(r, size - r).astype(np.float32)
+        if all(np.linalg.norm(c - c2) > r + r2 + 1 for c2, r2 in placed):
+            bright[_distance(grid, c) <= r] = 1.0
+    for _ in range(int(rng.integers(3, 6))):
+        dist, radius = _tube(rng, shape)
+        tube = dist <= radius
+        label[tube] = 1
+        bright[tube] = 1.0
+    return _finish(rng, bright, shape), label, Geometry(np.eye(4), shape)

@@ -16,7 +16,9 @@ cycling through RAS, LPS, LAS and LPI, every third case oblique (rotated 8-20 de
 away from zero. All cases share ``shape``.
 
 ``scene="structures"`` writes another kind of case instead, one where the network's architecture
-matters (thin tubes, hollow spheres labelled filled; :mod:`decathlon.structures`).
+matters (thin tubes, hollow spheres labelled filled; :mod:`decathlon.structures`);
+``scene="context"`` one whose second class needs coarse-scale reasoning (shells labelled only when
+they hold a nucleus).
 
 The output is deterministic: the same arguments give the same bytes.
 """
@@ -39,7 +41,12 @@ from decathlon.io import write_image
 from decathlon.memory import check_memory
 from decathlon.outputs import check_dir
 from decathlon.phantom import MRI_MODALITIES, synthesize_case
-from decathlon.structures import STRUCTURE_LABELS, synthesize_structures_case
+from decathlon.structures import (
+    CONTEXT_LABELS,
+    STRUCTURE_LABELS,
+    synthesize_context_case,
+    synthesize_structures_case,
+)
 
 __all__ = [
     "EMBEDDED_TASK_NAME",
@@ -60,7 +67,9 @@ _MARKER = "nasmed_synthetic"
 SYNTH_WORK_ARRAYS = 6  # float64 arrays the phantom holds per case besides its channels
 
 #: What a synthetic task shows (``write_synthetic_task(scene=...)``).
-SCENES = ("organs", "structures")
+SCENES = ("organs", "structures", "context")
+#: The scenes of :mod:`decathlon.structures`: 2 classes, 1 MR-like channel, their labels.
+_STRUCTURE_SCENES = {"structures": STRUCTURE_LABELS, "context": CONTEXT_LABELS}
 
 
 def _check_args(
@@ -131,9 +140,10 @@ def write_synthetic_task(
         name: the ``name`` in dataset.json (default ``"Synthetic"``).
         ct: one CT-like channel in Hounsfield-like units; default ``modalities == 1``.
         overwrite: replace a non-empty ``out_dir``.
-        scene: ``"organs"`` (the phantom described above) or ``"structures"``: thin tubes and
-            hollow spheres whose label needs context (:mod:`decathlon.structures`; 2 classes,
-            1 MR-like channel, isotropic 1 mm), a testbed where the architecture matters.
+        scene: ``"organs"`` (the phantom described above), ``"structures"`` (thin tubes and
+            hollow spheres whose label needs context) or ``"context"`` (thin tubes and shells
+            labelled only when they hold a nucleus): :mod:`decathlon.structures`, 2 classes,
+            1 MR-like channel, isotropic 1 mm; testbeds where the architecture matters.
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -145,10 +155,10 @@ def write_synthetic_task(
     spatial = _check_args(cases, shape, classes, modalities, test_cases)
     if scene not in SCENES:
         raise DecathlonError(f"synthetic scene {scene!r} is not one of {', '.join(SCENES)}")
-    if scene == "structures":
+    if scene in _STRUCTURE_SCENES:
         if classes != 2 or modalities != 1 or ct:
             raise DecathlonError(
-                "the 'structures' scene has exactly 2 classes and 1 MR-like modality"
+                f"the {scene!r} scene has exactly 2 classes and 1 MR-like modality"
             )
         ct = False
     ct = (modalities == 1) if ct is None else ct
@@ -193,6 +203,8 @@ def _write_into(folder: Path, params: dict[str, Any], name: str) -> None:
     for i in range(total):
         if params.get("scene") == "structures":
             image, label, geometry = synthesize_structures_case(params["seed"], i, shape=shape)
+        elif params.get("scene") == "context":
+            image, label, geometry = synthesize_context_case(params["seed"], i, shape=shape)
         else:
             image, label, geometry = synthesize_case(
                 params["seed"], i, shape=shape, classes=classes, modalities=modalities, ct=ct
@@ -212,8 +224,8 @@ def _write_into(folder: Path, params: dict[str, Any], name: str) -> None:
     for k in range(1, classes + 1):
         small = classes >= 2 and k == classes
         labels[str(k)] = "lesion" if small else f"organ{k}"
-    if params.get("scene") == "structures":
-        labels.update({str(k): v for k, v in STRUCTURE_LABELS.items()})
+    if params.get("scene") in _STRUCTURE_SCENES:
+        labels.update({str(k): v for k, v in _STRUCTURE_SCENES[params["scene"]].items()})
     dataset = {
         "name": name,
         "description": "Synthetic MSD-format task written by nasmed (decathlon.synthetic)",
