@@ -21,12 +21,18 @@ Deterministic: the same arguments give the same arrays.
 the network see" to "what does it do with what it sees at coarse scale", for spaces whose finest
 level is fixed and whose searched cells work at 1/4 resolution and below:
 
-- **vessels** (label 1): as above;
-- **cells** (label 2): hollow shells of radius 5 to a quarter of the smallest side *with a
-  nucleus* (a small solid bright ball at the centre), labelled filled; as many shells again of
-  the same sizes **without** a nucleus are unlabelled. Whether a shell voxel is foreground is
-  decided by what lies a radius (5 voxels or more) away, which only the coarse levels see, and
-  the nucleus looks like the distractors (the same balls lie outside the shells).
+- **cells** (label 1, the only class): hollow shells of radius 5 to a quarter of the smallest
+  side *with a nucleus* (a small solid bright ball anywhere within half the radius of the
+  centre), labelled filled; about as many shells of the same sizes **without** a nucleus are
+  unlabelled. Whether a shell voxel is foreground is decided by what lies up to 1.5 radii
+  (7+ voxels) away, which only the coarse levels see; the nucleus looks like the distractors
+  (the same balls lie outside the shells);
+- **clutter** (unlabelled): thin bright tubes as the vessels above, crossing shells and
+  background alike.
+
+One class, so that the score is the coarse levels' work alone: on a space whose finest level is
+fixed, a fine-scale class adds training-seed noise and no architecture signal (measured on
+8 Dec 2026, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ __all__ = [
 #: Label value -> name.
 STRUCTURE_LABELS = {1: "vessel", 2: "cyst"}
 #: Label value -> name, ``"context"`` scene.
-CONTEXT_LABELS = {1: "vessel", 2: "cell"}
+CONTEXT_LABELS = {1: "cell"}
 
 
 def _tube(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.ndarray, float]:
@@ -110,9 +116,9 @@ def _finish(
 def synthesize_context_case(
     seed: int, index: int, *, shape: tuple[int, int, int] = (32, 32, 32)
 ) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """One ``"context"`` case: shells with a nucleus are label 2, shells without are background.
+    """One ``"context"`` case: shells with a nucleus are label 1, shells without are background.
 
-    Returns image ``(1, X, Y, Z)`` float32, label ``(X, Y, Z)`` uint8 (0, 1, 2), geometry. Every
+    Returns image ``(1, X, Y, Z)`` float32, label ``(X, Y, Z)`` uint8 (0, 1), geometry. Every
     case has at least one shell of each kind; shells do not overlap.
     """
     rng = np.random.default_rng([seed, index, 29])
@@ -136,17 +142,17 @@ def synthesize_context_case(
         d = _distance(grid, c)
         bright[np.abs(d - r) <= 0.75] = 1.0
         if nucleus:
-            label[d <= r] = 2
-            core = c + rng.uniform(-1.0, 1.0, 3).astype(np.float32)
+            label[d <= r] = 1
+            offset = rng.normal(size=3)
+            offset *= rng.uniform(0.0, r / 2.0) / np.linalg.norm(offset)
+            core = (c + offset).astype(np.float32)
             bright[_distance(grid, core) <= rng.uniform(1.5, 2.5)] = 1.0
     for _ in range(int(rng.integers(2, 5))):  # the same balls outside every shell
         r = float(rng.uniform(1.5, 2.5))
         c = rng.uniform(r, size - r).astype(np.float32)
         if all(np.linalg.norm(c - c2) > r + r2 + 1 for c2, r2 in placed):
             bright[_distance(grid, c) <= r] = 1.0
-    for _ in range(int(rng.integers(3, 6))):
+    for _ in range(int(rng.integers(2, 5))):
         dist, radius = _tube(rng, shape)
-        tube = dist <= radius
-        label[tube] = 1
-        bright[tube] = 1.0
+        bright[dist <= radius] = 1.0
     return _finish(rng, bright, shape), label, Geometry(np.eye(4), shape)

@@ -17,7 +17,7 @@ away from zero. All cases share ``shape``.
 
 ``scene="structures"`` writes another kind of case instead, one where the network's architecture
 matters (thin tubes, hollow spheres labelled filled; :mod:`decathlon.structures`);
-``scene="context"`` one whose second class needs coarse-scale reasoning (shells labelled only when
+``scene="context"`` one whose single class needs coarse-scale reasoning (shells labelled only when
 they hold a nucleus).
 
 The output is deterministic: the same arguments give the same bytes.
@@ -68,7 +68,7 @@ SYNTH_WORK_ARRAYS = 6  # float64 arrays the phantom holds per case besides its c
 
 #: What a synthetic task shows (``write_synthetic_task(scene=...)``).
 SCENES = ("organs", "structures", "context")
-#: The scenes of :mod:`decathlon.structures`: 2 classes, 1 MR-like channel, their labels.
+#: The scenes of :mod:`decathlon.structures` (1 MR-like channel): their labels.
 _STRUCTURE_SCENES = {"structures": STRUCTURE_LABELS, "context": CONTEXT_LABELS}
 
 
@@ -141,9 +141,10 @@ def write_synthetic_task(
         ct: one CT-like channel in Hounsfield-like units; default ``modalities == 1``.
         overwrite: replace a non-empty ``out_dir``.
         scene: ``"organs"`` (the phantom described above), ``"structures"`` (thin tubes and
-            hollow spheres whose label needs context) or ``"context"`` (thin tubes and shells
-            labelled only when they hold a nucleus): :mod:`decathlon.structures`, 2 classes,
-            1 MR-like channel, isotropic 1 mm; testbeds where the architecture matters.
+            hollow spheres whose label needs context; 2 classes) or ``"context"`` (shells
+            labelled only when they hold a nucleus, among unlabelled tubes; 1 class):
+            :mod:`decathlon.structures`, 1 MR-like channel, isotropic 1 mm; testbeds where the
+            architecture matters.
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -156,9 +157,12 @@ def write_synthetic_task(
     if scene not in SCENES:
         raise DecathlonError(f"synthetic scene {scene!r} is not one of {', '.join(SCENES)}")
     if scene in _STRUCTURE_SCENES:
-        if classes != 2 or modalities != 1 or ct:
+        n_classes = len(_STRUCTURE_SCENES[scene])
+        if scene == "context" and classes == 2:
+            classes = 1  # 2 is the default of ``classes`` (the organs scene's)
+        if classes != n_classes or modalities != 1 or ct:
             raise DecathlonError(
-                f"the {scene!r} scene has exactly 2 classes and 1 MR-like modality"
+                f"the {scene!r} scene has exactly {n_classes} classes and 1 MR-like modality"
             )
         ct = False
     ct = (modalities == 1) if ct is None else ct

@@ -52,7 +52,7 @@ def test_context_scene_labels_only_shells_with_a_nucleus(monkeypatch: pytest.Mon
     from decathlon import structures
 
     image, label, _ = structures.synthesize_context_case(3, 2)
-    assert image.shape == (1, 32, 32, 32) and set(np.unique(label)) == {0, 1, 2}
+    assert image.shape == (1, 32, 32, 32) and set(np.unique(label)) == {0, 1}
     again = structures.synthesize_context_case(3, 2)
     assert np.array_equal(again[0], image) and np.array_equal(again[1], label)
     # the noise-free picture: what is bright, before blur and noise
@@ -60,26 +60,28 @@ def test_context_scene_labels_only_shells_with_a_nucleus(monkeypatch: pytest.Mon
     for index in range(4):
         bright, label, _ = structures.synthesize_context_case(3, index)
         bright = bright[0] > 0.5
-        cells, n_cells = ndimage.label(label == 2)
-        sizes = ndimage.sum_labels(label == 2, cells, range(1, n_cells + 1))
-        cell = cells == 1 + int(np.argmax(sizes))  # the largest (vessels may cut off pieces)
-        assert ndimage.distance_transform_edt(cell).max() >= 3.5
-        # a nucleus at its centre, dark between it and the shell
-        centre = np.round(ndimage.center_of_mass(cell)).astype(int)
-        assert bright[tuple(slice(c - 1, c + 2) for c in centre)].any()
-        inner = cell & (ndimage.distance_transform_edt(cell) >= 2)
-        assert (~bright[inner]).mean() > 0.3
-        # an unlabelled hollow shell: a bright component away from every label, 10+ voxels wide
-        near = ndimage.binary_dilation(label > 0, iterations=2)
-        free, n_free = ndimage.label(bright & ~near)
-        spans = [min(s.stop - s.start for s in box) for box in ndimage.find_objects(free) if box]
-        assert n_free >= 1 and max(spans) >= 9
+        cells, n_cells = ndimage.label(label == 1)
+        assert n_cells >= 1
+        depth = ndimage.distance_transform_edt(label == 1)
+        for k in range(1, n_cells + 1):
+            cell = cells == k
+            assert depth[cell].max() >= 4.5  # radius 5 or more, on the grid
+            # a bright shell around it, and a nucleus inside: bright voxels deeper than the shell
+            rim = ndimage.binary_dilation(cell) & ~ndimage.binary_erosion(cell, iterations=2)
+            assert bright[rim].mean() > 0.5
+            assert bright[cell & (depth >= 3)].any()
+        assert (~bright[depth >= 3]).mean() > 0.5  # mostly dark inside (tubes may cross)
+        # unlabelled hollow shells: bright, 10+ voxels wide, dark inside, away from every cell
+        free, _ = ndimage.label(bright & ~ndimage.binary_dilation(label == 1, iterations=2))
+        boxes = [b for b in ndimage.find_objects(free) if b]
+        hollow = [b for b in boxes if min(s.stop - s.start for s in b) >= 10]
+        assert hollow
 
 
-def test_context_task_has_its_labels(tmp_path: Path) -> None:
+def test_context_task_has_one_class(tmp_path: Path) -> None:
     task = write_synthetic_task(
         tmp_path / "c", cases=2, shape=(24, 24, 24), scene="context", test_cases=0
     )
-    assert load_task(task).labels == {0: "background", 1: "vessel", 2: "cell"}
-    with pytest.raises(DecathlonError, match="'context' scene has exactly 2 classes"):
-        write_synthetic_task(tmp_path / "d", cases=2, modalities=2, scene="context")
+    assert load_task(task).labels == {0: "background", 1: "cell"}
+    with pytest.raises(DecathlonError, match="'context' scene has exactly 1 classes"):
+        write_synthetic_task(tmp_path / "d", cases=2, classes=3, scene="context")
