@@ -106,6 +106,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--timing-steps", type=int, default=3, help="per step-time measurement")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--jobs", type=int, default=1, help="training runs at once (nasmed compare --jobs)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--amp", action="store_true", help="searches and training under autocast (bf16 on CPU)"
@@ -349,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         amp=True if args.amp else None,
         resume=(args.out / "compare" / "run.json").is_file(),
         progress=sys.stderr.isatty(),
+        jobs=args.jobs,
     )
     if args.widths:
         config = dataclasses.replace(config, widths=tuple(args.widths))

@@ -101,6 +101,13 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--timing-steps", type=int, default=3, help="timed steps per step-time measurement"
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="training runs at once, each in its own process with 1/N of the threads (default 1)",
+    )
     add_amp(p, "on with CUDA; bfloat16 autocast on a CPU with --amp")
     add_seed(p)
     add_device(p)
@@ -140,6 +147,7 @@ def _compare(args: argparse.Namespace) -> int:
         device=args.device,
         amp=args.amp,
         resume=args.resume,
+        jobs=args.jobs,
         progress=not args.quiet and logging.getLogger().isEnabledFor(logging.INFO),
     )
     result = run_compare(args.task, config)

@@ -75,6 +75,10 @@ class CompareConfig:
             only when given, so comparisons made before it existed resume.
         resume: continue the comparison in ``out`` (finished runs are skipped).
         progress: a progress bar over the runs.
+        jobs: training runs at once, each in its own process with an equal share of the torch
+            threads (:mod:`nasmed.compare.jobs`); not part of the comparison's settings (a
+            comparison may resume with another value). On CPU a run's numbers may differ in the
+            last bits between thread counts (the order of reductions), not otherwise.
     """
 
     out: Path
@@ -101,6 +105,7 @@ class CompareConfig:
     amp: bool | None = None
     resume: bool = field(default=False, compare=False)
     progress: bool = field(default=True, compare=False)
+    jobs: int = field(default=1, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -149,6 +154,7 @@ class CompareConfig:
             (self.folds >= 2, f"--folds must be >= 2, got {self.folds}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.timing_steps >= 1, f"--timing-steps must be >= 1, got {self.timing_steps}"),
+            (self.jobs >= 1, f"--jobs must be >= 1, got {self.jobs}"),
             (
                 not self.baselines or bool(self.match),
                 "--match: give at least one criterion for the baselines",

@@ -52,6 +52,7 @@ from nasmed.compare.candidates import (
 )
 from nasmed.compare.config import CompareConfig
 from nasmed.compare.estimate import SearchRun, check_search_run, estimates_of
+from nasmed.compare.jobs import RunJob, run_jobs
 from nasmed.compare.report import RunResult, build_rows, summarize, write_csv, write_json
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
@@ -282,7 +283,6 @@ def _compare(
 ) -> CompareResult:
     from nasmed.train.config import TrainConfig
     from nasmed.train.validation import validate_dice
-    from nasmed.training import train
     from nasmed.viz.compare import plot_compare
     from nasmed.viz.figure import save_png
 
@@ -304,53 +304,61 @@ def _compare(
     candidates, costs, epochs, reference = plan_costs(
         out, config, plan, patch, [*found, *randoms], device
     )
-    results: dict[str, list[RunResult]] = {}
-    trained = skipped = 0
+    jobs: list[RunJob] = []
+    for cand in candidates:
+        for seed in range(config.seeds):
+            run_dir = out / "runs" / cand.name / f"seed{seed}"
+            if is_finished(run_dir):
+                continue
+            run_config = TrainConfig(
+                epochs=epochs[cand.name],
+                patch=patch,
+                fold=config.fold,
+                folds=folds,
+                width=cand.width,
+                optimizer=config.optimizer,  # type: ignore[arg-type]
+                lr=config.lr,
+                batch_size=config.batch_size,
+                steps_per_epoch=config.steps_per_epoch,
+                val_every=epochs[cand.name],
+                seed=seed,
+                amp=config.amp,
+            )
+            resume = _resumable(run_dir, epochs[cand.name])
+            jobs.append(RunJob(cand.name, seed, run_dir, cand.arch, run_config, resume))
+    trained, skipped = len(jobs), len(candidates) * config.seeds - len(jobs)
     bar = tqdm(
         total=len(candidates) * config.seeds,
+        initial=skipped,
         desc="compare",
         unit="run",
         disable=not config.progress,
     )
+
+    def finished(job: RunJob) -> None:
+        bar.update(1)
+        bar.set_postfix(network=job.name, seed=job.seed)
+        if on_run_end is not None:
+            on_run_end(job.name, job.seed)
+
     try:
-        for cand in candidates:
-            for seed in range(config.seeds):
-                run_dir = out / "runs" / cand.name / f"seed{seed}"
-                bar.set_postfix(network=cand.name, seed=seed)
-                if is_finished(run_dir):
-                    skipped += 1
-                else:
-                    run_config = TrainConfig(
-                        epochs=epochs[cand.name],
-                        patch=patch,
-                        fold=config.fold,
-                        folds=folds,
-                        width=cand.width,
-                        optimizer=config.optimizer,  # type: ignore[arg-type]
-                        lr=config.lr,
-                        batch_size=config.batch_size,
-                        steps_per_epoch=config.steps_per_epoch,
-                        val_every=epochs[cand.name],
-                        seed=seed,
-                        amp=config.amp,
-                    )
-                    train(
-                        task.root,
-                        cand.arch,
-                        run_dir,
-                        run_config,
-                        resume=_resumable(run_dir, epochs[cand.name]),
-                        device=config.device,
-                        work_dir=work,
-                        progress=False,
-                    )
-                    trained += 1
-                    if on_run_end is not None:
-                        on_run_end(cand.name, seed)
-                results.setdefault(cand.name, []).append(_read_result(run_dir, seed))
-                bar.update(1)
+        run_jobs(
+            jobs,
+            task_root=task.root,
+            device=config.device,
+            work=work,
+            workers=config.jobs,
+            on_done=finished,
+        )
     finally:
         bar.close()
+    results = {
+        cand.name: [
+            _read_result(out / "runs" / cand.name / f"seed{seed}", seed)
+            for seed in range(config.seeds)
+        ]
+        for cand in candidates
+    }
     log.info("%s: %d runs trained, %d finished runs reused", out, trained, skipped)
 
     def validate(net: Any) -> float:

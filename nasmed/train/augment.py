@@ -174,6 +174,12 @@ class Augmenter:
             else None
         )
 
+    def __reduce__(self) -> tuple[type[Augmenter], tuple[AugmentConfig]]:
+        """Pickled as its config and rebuilt (the parts are closures): loader workers started
+        by spawn or forkserver (a comparison's worker processes; Python 3.14's default on
+        Linux) get the same transform."""
+        return (Augmenter, (self.config,))
+
     def _add_noise(self, x: torch.Tensor, rng: np.random.RandomState) -> torch.Tensor:
         """Gaussian noise on all channels, one std for all of them (MONAI draws it)."""
         self._noise.set_random_state(seed=int(rng.randint(2**31)))

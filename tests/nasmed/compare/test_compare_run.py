@@ -186,6 +186,41 @@ def test_resume_skips_finished_runs_and_reruns_the_rest(
         assert row["dice_seed1"] == pytest.approx(before[row["name"]]["dice_seed1"], abs=1e-6)
 
 
+def test_jobs_train_runs_in_worker_processes_with_the_same_results(
+    done: CompareResult, setup: dict[str, Path]
+) -> None:
+    out = setup["root"] / "jobs"
+    shutil.copytree(done.out, out)
+    for name in ("random_00", "unet_w0.5"):
+        shutil.rmtree(out / "runs" / name / "seed1")
+    ended: list[tuple[str, int]] = []
+    again = run_compare(
+        setup["task"],
+        _config(setup, out, resume=True, jobs=2),
+        on_run_end=lambda name, seed: ended.append((name, seed)),
+    )
+    assert again.trained == 2 and sorted(ended) == [("random_00", 1), ("unet_w0.5", 1)]
+    before = {r["name"]: r for r in done.rows}
+    for row in again.rows:  # one thread per worker: equal up to the order of reductions
+        assert row["dice_seed1"] == pytest.approx(before[row["name"]]["dice_seed1"], abs=1e-3)
+
+
+def test_a_failing_job_is_raised_in_the_parent(setup: dict[str, Path], tmp_path: Path) -> None:
+    from nasmed.compare.jobs import RunJob, run_jobs, threads_per_job
+    from nasmed.errors import GenotypeError
+    from nasmed.train.config import TrainConfig
+
+    assert threads_per_job(2, threads=2) == 1 and threads_per_job(4, threads=2) == 1
+    assert threads_per_job(2, threads=8) == 4
+    config = TrainConfig(epochs=1, steps_per_epoch=1, patch=PATCH, folds=4)
+    jobs = [
+        RunJob(name, 0, tmp_path / name, "no-such-network", config, resume=False)
+        for name in ("a", "b")
+    ]
+    with pytest.raises(GenotypeError, match="no-such-network"):
+        run_jobs(jobs, task_root=setup["task"], device="cpu", work=tmp_path / "w", workers=2)
+
+
 def test_resume_adds_networks_and_search_runs(setup: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "grow"
     first = _config(setup, out, archs=(setup["other"],), search_runs=(), random=1, baselines=(),

@@ -42,6 +42,17 @@ def test_same_seed_same_patch_other_seed_other_patch() -> None:
     assert changed >= 15  # nearly every patch gets at least one part (P(none) ~ 0.01)
 
 
+def test_pickled_augmenter_gives_the_same_patch() -> None:
+    import pickle
+
+    aug = Augmenter(AugmentConfig(elastic=0.5))
+    again = pickle.loads(pickle.dumps(aug))
+    image, label = _patch()
+    for seed in range(4):
+        a, b = aug(image, label, seed), again(image, label, seed)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
 @pytest.mark.parametrize("part", INTENSITY)
 def test_each_intensity_part_changes_the_image_only(part: str) -> None:
     assert len(INTENSITY) == 7
