@@ -2,8 +2,7 @@
 
 A comparison is dozens of independent training runs (networks x seeds), each writing its own run
 folder, so they can share the machine: ``nasmed compare --jobs N`` trains N at once, each in a
-spawned process with ``threads // N`` torch threads (one thread each on a 2-core CPU keeps both
-cores busy through the validation and data loading that one process leaves idle). Every run is
+spawned process with ``threads // N`` torch threads. Every run is
 the same call to :func:`nasmed.training.train` with the same :class:`TrainConfig` whichever way it
 is run, and resumes from its checkpoints the same way.
 
