@@ -72,15 +72,25 @@ def _tube(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.nda
     return ndimage.distance_transform_edt(centre), float(rng.uniform(1.2, 2.0))
 
 
+def _canvas(
+    shape: tuple[int, int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel coordinates ``(3, *shape)``, the sides, an empty label and an empty bright map."""
+    grid = np.indices(shape, dtype=np.float32)
+    return (
+        grid,
+        np.asarray(shape, np.float32),
+        np.zeros(shape, np.uint8),
+        np.zeros(shape, np.float32),
+    )
+
+
 def synthesize_structures_case(
     seed: int, index: int, *, shape: tuple[int, int, int] = (48, 48, 48)
 ) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """One case: image ``(1, X, Y, Z)`` float32, label ``(X, Y, Z)`` uint8 (0, 1, 2), geometry."""
     rng = np.random.default_rng([seed, index, 17])
-    grid = np.indices(shape, dtype=np.float32)
-    size = np.asarray(shape, np.float32)
-    label = np.zeros(shape, np.uint8)
-    bright = np.zeros(shape, np.float32)
+    grid, size, label, bright = _canvas(shape)
     r_max = max(4.5, min(shape) / 4.0)
     for _ in range(int(rng.integers(2, 5))):
         r = float(rng.uniform(4.0, r_max))
@@ -122,10 +132,7 @@ def synthesize_context_case(
     case has at least one shell of each kind; shells do not overlap.
     """
     rng = np.random.default_rng([seed, index, 29])
-    grid = np.indices(shape, dtype=np.float32)
-    size = np.asarray(shape, np.float32)
-    label = np.zeros(shape, np.uint8)
-    bright = np.zeros(shape, np.float32)
+    grid, size, label, bright = _canvas(shape)
     r_max = max(5.5, min(shape) / 4.0)
     placed: list[tuple[np.ndarray, float]] = []
     n_shells = int(rng.integers(2, 5))
