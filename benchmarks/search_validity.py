@@ -116,12 +116,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
     args = p.parse_args(argv)
     if args.quick:
-        args.cases, args.shape, args.patch = 10, [16, 16, 16], [16, 16, 16]
+        side = _smallest_side(args.space)
+        args.cases, args.shape, args.patch = 10, [side] * 3, [side] * 3
         args.timing_steps = 1
         args.random, args.seeds, args.epochs, args.steps = 4, 2, 1, 2
         args.search_seeds, args.search_epochs, args.search_warmup, args.search_steps = 2, 2, 1, 2
         args.widths = args.widths or [0.25, 0.5]
     return args
+
+
+def _smallest_side(space_name: str) -> int:
+    """The smallest cubic patch, from 16 in steps of 8, that the space can train (--quick)."""
+    space = searchspaces.load(space_name)
+    for side in range(16, 129, 8):
+        try:
+            space.check_patch((side, side, side))
+        except searchspaces.SpaceError:
+            continue
+        return side
+    return 128
 
 
 def _search_config(args: argparse.Namespace, estimator: str, seed: int) -> SearchConfig | None:
