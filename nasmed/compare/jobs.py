@@ -2,12 +2,13 @@
 
 A comparison is dozens of independent training runs (networks x seeds), each writing its own run
 folder, so they can share the machine: ``nasmed compare --jobs N`` trains N at once, each in a
-spawned process with ``threads // N`` torch threads. Every run is
-the same call to :func:`nasmed.training.train` with the same :class:`TrainConfig` whichever way it
-is run, and resumes from its checkpoints the same way.
+spawned process with ``threads // N`` torch threads. Every run is the same call to
+:func:`nasmed.training.train` with the same :class:`TrainConfig` whichever way it is run, and
+resumes from its checkpoints the same way.
 
 Python's :class:`concurrent.futures.ProcessPoolExecutor` does the scheduling; what is written by
-hand here is only the per-run thread count and the cancelling of the queued runs when one fails.
+hand here is only the per-run thread count, the data loader's start method in a worker, and the
+cancelling of the queued runs when one fails.
 """
 
 from __future__ import annotations
