@@ -26,9 +26,10 @@ import torch
 from nasmed.genotype import Genotype
 
 if TYPE_CHECKING:
+    from nasmed.compare.config import CompareConfig
     from nasmed.train.config import TrainConfig
 
-__all__ = ["RunJob", "run_jobs", "threads_per_job", "train_one"]
+__all__ = ["RunJob", "run_jobs", "run_train_config", "threads_per_job", "train_one"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,33 @@ class RunJob:
     arch: Genotype | str
     config: TrainConfig
     resume: bool
+
+
+def run_train_config(
+    config: CompareConfig,
+    epochs: int,
+    patch: tuple[int, int, int],
+    folds: int,
+    width: float,
+    seed: int,
+) -> TrainConfig:
+    """The training settings of one run of the comparison ``config`` (validated at its end)."""
+    from nasmed.train.config import TrainConfig
+
+    return TrainConfig(
+        epochs=epochs,
+        patch=patch,
+        fold=config.fold,
+        folds=folds,
+        width=width,
+        optimizer=config.optimizer,  # type: ignore[arg-type]
+        lr=config.lr,
+        batch_size=config.batch_size,
+        steps_per_epoch=config.steps_per_epoch,
+        val_every=epochs,
+        seed=seed,
+        amp=config.amp,
+    )
 
 
 def threads_per_job(workers: int, threads: int | None = None) -> int:

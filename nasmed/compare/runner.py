@@ -52,7 +52,7 @@ from nasmed.compare.candidates import (
 )
 from nasmed.compare.config import CompareConfig
 from nasmed.compare.estimate import SearchRun, check_search_run, estimates_of
-from nasmed.compare.jobs import RunJob, run_jobs
+from nasmed.compare.jobs import RunJob, run_jobs, run_train_config
 from nasmed.compare.report import RunResult, build_rows, summarize, write_csv, write_json
 from nasmed.errors import ConfigError, RunDirError
 from nasmed.genotype import Genotype
@@ -281,7 +281,6 @@ def _compare(
     config: CompareConfig,
     on_run_end: Callable[[str, int], None] | None,
 ) -> CompareResult:
-    from nasmed.train.config import TrainConfig
     from nasmed.train.validation import validate_dice
     from nasmed.viz.compare import plot_compare
     from nasmed.viz.figure import save_png
@@ -310,20 +309,7 @@ def _compare(
             run_dir = out / "runs" / cand.name / f"seed{seed}"
             if is_finished(run_dir):
                 continue
-            run_config = TrainConfig(
-                epochs=epochs[cand.name],
-                patch=patch,
-                fold=config.fold,
-                folds=folds,
-                width=cand.width,
-                optimizer=config.optimizer,  # type: ignore[arg-type]
-                lr=config.lr,
-                batch_size=config.batch_size,
-                steps_per_epoch=config.steps_per_epoch,
-                val_every=epochs[cand.name],
-                seed=seed,
-                amp=config.amp,
-            )
+            run_config = run_train_config(config, epochs[cand.name], patch, folds, cand.width, seed)
             resume = _resumable(run_dir, epochs[cand.name])
             jobs.append(RunJob(cand.name, seed, run_dir, cand.arch, run_config, resume))
     trained, skipped = len(jobs), len(candidates) * config.seeds - len(jobs)
